@@ -1,0 +1,240 @@
+//! Command-line interface of `smolsock`.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+
+/// The socket programs of a classic tutorial on the smoltcp TCP/IP stack.
+#[derive(Debug, Parser)]
+#[command(name = "smolsock", version, about, long_about = None)]
+pub struct Cli {
+    /// Print events as JSON lines.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Write every frame to this pcap file (for Wireshark).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+    /// More logging (-v debug, -vv trace); RUST_LOG works too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The program to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One subcommand per program, plus the demo.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Bind a port and print every datagram with its sender (the seed's UDP receiver).
+    UdpRecv {
+        /// Device and addresses.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Port to bind on every local address.
+        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        port: u16,
+        /// Exit after this many datagrams.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Most bytes taken from one datagram, like recvfrom(1024); larger ones are reported truncated.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+        buf: u16,
+    },
+    /// Send one datagram per argument, or per stdin line (the seed's UDP sender).
+    UdpSend {
+        /// Device and addresses.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Destination IP:PORT.
+        #[arg(long, value_parser = parse_socket_addr)]
+        to: SocketAddrV4,
+        /// Seconds to wait for the last datagram to leave (ARP) before giving up.
+        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+        timeout: f64,
+        /// Messages; without any, stdin is read line by line.
+        messages: Vec<String>,
+    },
+    /// Listen and serve many clients at once (the seed's TCP server).
+    TcpServer {
+        /// Device and addresses.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Port to listen on.
+        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        port: u16,
+        /// Connections that complete their handshake while the server is busy (listen's backlog).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+        backlog: u16,
+        /// echo: send data back; interactive: answer each message with a stdin line; sink: count only.
+        #[arg(long, value_enum, default_value_t = Mode::Echo)]
+        mode: Mode,
+        /// Stop accepting after this many clients, exit when they are done.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max_clients: Option<u64>,
+    },
+    /// Connect, send each message, print the replies (the seed's TCP client).
+    TcpClient {
+        /// Device and addresses.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Server IP:PORT.
+        #[arg(long, value_parser = parse_socket_addr)]
+        to: SocketAddrV4,
+        /// One connection per message (the seed's short connection).
+        #[arg(long)]
+        short: bool,
+        /// Seconds to wait for the handshake, and for the server to close after us.
+        #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+        timeout: f64,
+        /// Send this many bytes of a test pattern instead of messages (bulk transfer).
+        #[arg(long, conflicts_with = "messages")]
+        bytes: Option<u64>,
+        /// Most bytes taken by one recv, like recv(1024).
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        buf: u32,
+        /// Messages; without any, stdin is read line by line.
+        messages: Vec<String>,
+    },
+    /// Run the programs against each other on two in-process stacks (no privileges needed).
+    Demo,
+}
+
+/// What the TCP server does with what it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Send every chunk back.
+    Echo,
+    /// Answer each message with a line typed on stdin.
+    Interactive,
+    /// Count and discard.
+    Sink,
+}
+
+/// The device and addresses of the smoltcp stack.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// TAP device to attach to (the default kind; default name tap0).
+    #[arg(long, value_name = "IF", conflicts_with = "tun")]
+    pub tap: Option<String>,
+    /// TUN device to attach to instead of a TAP.
+    #[arg(long, value_name = "IF")]
+    pub tun: Option<String>,
+    /// Address and prefix of the smoltcp stack.
+    #[arg(long, default_value = "192.168.69.1/24", value_parser = parse_cidr)]
+    pub ip: Ipv4Cidr,
+    /// MAC address of the smoltcp stack (TAP only).
+    #[arg(long, default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
+    pub mac: EthernetAddress,
+    /// Default gateway, inside the --ip subnet.
+    #[arg(long)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Bytes in each TCP socket's receive and transmit rings.
+    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+    pub tcp_buf: u32,
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    let port: u32 = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not a port number"))?;
+    match u16::try_from(port) {
+        Ok(0) => Err("port 0 is not allowed: give a port from 1 to 65535".into()),
+        Ok(port) => Ok(port),
+        Err(_) => Err(format!(
+            "port {port} is out of range: give a port from 1 to 65535"
+        )),
+    }
+}
+
+/// Parses `IP:PORT` with an IPv4 address and a port from 1 to 65535.
+pub fn parse_socket_addr(text: &str) -> Result<SocketAddrV4, String> {
+    let (ip, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{text}' is not IP:PORT (for example 192.168.69.100:9090)"))?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IPv4 address (for example 192.168.69.100)"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!("{ip} cannot be a destination"));
+    }
+    Ok(SocketAddrV4::new(ip, parse_port(port)?))
+}
+
+/// Parses `A.B.C.D/LEN`.
+pub fn parse_cidr(text: &str) -> Result<Ipv4Cidr, String> {
+    let (ip, len) = text.split_once('/').ok_or_else(|| {
+        format!("'{text}' is not an address with a prefix length (for example 192.168.69.1/24)")
+    })?;
+    let ip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+    let len: u8 = len
+        .parse()
+        .ok()
+        .filter(|l| (1..=32).contains(l))
+        .ok_or_else(|| format!("'{len}' is not a prefix length from 1 to 32"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
+        return Err(format!("{ip} cannot be the stack's own address"));
+    }
+    Ok(Ipv4Cidr::new(ip, len))
+}
+
+/// Parses a unicast MAC address `xx:xx:xx:xx:xx:xx`.
+pub fn parse_mac(text: &str) -> Result<EthernetAddress, String> {
+    let bad = || format!("'{text}' is not a MAC address (for example 02:00:00:00:00:01)");
+    let mut bytes = [0u8; 6];
+    let mut parts = text.split([':', '-']);
+    for byte in bytes.iter_mut() {
+        let part = parts.next().filter(|p| p.len() == 2).ok_or_else(bad)?;
+        *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+    }
+    if parts.next().is_some() {
+        return Err(bad());
+    }
+    let mac = EthernetAddress(bytes);
+    if !mac.is_unicast() {
+        return Err(format!(
+            "{text} is a multicast or broadcast address; the stack needs a unicast one"
+        ));
+    }
+    Ok(mac)
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds from 0 to 3600"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert_eq!(parse_port("9090"), Ok(9090));
+        assert!(parse_port("0").unwrap_err().contains("port 0"));
+        assert!(parse_port("65536").unwrap_err().contains("out of range"));
+        assert!(parse_port("x").is_err());
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            parse_socket_addr("192.168.69.100:9090"),
+            Ok(SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 100), 9090))
+        );
+        assert!(parse_socket_addr("192.168.69.100").is_err());
+        assert!(parse_socket_addr("300.1.1.1:80").is_err());
+        assert!(parse_socket_addr("0.0.0.0:80").is_err());
+        assert!(parse_cidr("192.168.69.1/24").is_ok());
+        assert!(parse_cidr("192.168.69.1/33").is_err());
+        assert!(parse_cidr("192.168.69.1").is_err());
+        assert!(parse_mac("02:00:00:00:00:01").is_ok());
+        assert!(parse_mac("01:00:5e:00:00:01").is_err());
+        assert!(parse_mac("02:00:00:00:00").is_err());
+    }
+}

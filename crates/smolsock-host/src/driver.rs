@@ -1,0 +1,175 @@
+//! The host's poll loop: one program on one stack over a TAP/TUN device.
+//!
+//! Each round polls the stack and the program until neither makes progress, feeds input
+//! the program wants, then sleeps in `ppoll(2)` on the device (and stdin, when the program
+//! waits for a line) until the earliest deadline of the stack and the program. There is no
+//! busy loop and no fixed sleep.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration as StdDuration;
+
+use smolsock::{Error, Program};
+use smoltcp::time::{Duration, Instant};
+
+use crate::input::LineInput;
+use crate::output::Printer;
+use crate::setup::HostStack;
+use crate::tap::HostDevice;
+
+/// How a run ended, when not well.
+#[derive(Debug)]
+pub enum RunError {
+    /// The program failed (its error was already printed as an event).
+    Program(Error),
+    /// The program refused an input message.
+    Input(Error),
+    /// The device failed.
+    Device(io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Program(e) => write!(f, "{e}"),
+            RunError::Input(e) => write!(f, "input refused: {e}"),
+            RunError::Device(e) => write!(f, "device error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Longest time the stack is kept running after the program finished, so its last FIN,
+/// ACK or datagram leaves.
+pub const LINGER: StdDuration = StdDuration::from_secs(2);
+
+/// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns
+/// which descriptors are readable.
+pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ts = timeout.map(|d| {
+        let micros = d.total_micros();
+        libc::timespec {
+            tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
+        }
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `pollfds` and `ts` outlive the call; the length matches the array.
+    let rc = unsafe {
+        libc::ppoll(
+            pollfds.as_mut_ptr(),
+            pollfds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
+    if rc < 0 {
+        let error = io::Error::last_os_error();
+        if error.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(error);
+    }
+    Ok(pollfds
+        .iter()
+        .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
+        .collect())
+}
+
+/// Gives the program queued messages while it wants them; ends its input once exhausted.
+/// Returns whether anything was given.
+pub fn feed<S: smolsock::Stack>(
+    program: &mut dyn Program<S>,
+    input: &mut LineInput,
+    ended: &mut bool,
+) -> Result<bool, RunError> {
+    let mut fed = false;
+    while program.wants_input() {
+        let Some(line) = input.pop() else { break };
+        program.input(&line).map_err(RunError::Input)?;
+        fed = true;
+    }
+    if !*ended && input.exhausted() {
+        program.end_input();
+        *ended = true;
+        fed = true;
+    }
+    Ok(fed)
+}
+
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Runs `program` on `stack` over `device` until it finishes.
+pub fn run<D: HostDevice>(
+    stack: &mut HostStack,
+    device: &mut D,
+    program: &mut dyn Program<HostStack>,
+    input: &mut LineInput,
+    printer: &mut Printer,
+) -> Result<(), RunError> {
+    let mut input_ended = false;
+    loop {
+        let now = Instant::now();
+        let mut wake_at;
+        loop {
+            let moved = stack.poll(now, device);
+            if let Some(error) = device.take_error() {
+                return Err(RunError::Device(error));
+            }
+            let poll = program.poll(stack, now, &mut |e| printer.event(e));
+            wake_at = poll.wake_at;
+            let fed = feed(program, input, &mut input_ended)?;
+            if !(moved || poll.progressed || fed) {
+                break;
+            }
+        }
+        if let Some(outcome) = program.outcome() {
+            linger(stack, device);
+            return outcome.map_err(RunError::Program);
+        }
+        let timeout = earliest(
+            stack.poll_delay(now),
+            wake_at.map(|at| if at > now { at - now } else { Duration::ZERO }),
+        );
+        let stdin = input.wait_fd().filter(|_| program.wants_input());
+        let fds: Vec<RawFd> = std::iter::once(device.fd()).chain(stdin).collect();
+        let ready = wait_readable(&fds, timeout).map_err(RunError::Device)?;
+        if ready.get(1).copied().unwrap_or(false) {
+            input.read_available();
+        }
+    }
+}
+
+/// Keeps the stack running for at most [`LINGER`] until nothing is left to send.
+fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < LINGER {
+        let now = Instant::now();
+        stack.poll(now, device);
+        if stack.is_idle() || device.take_error().is_some() {
+            return;
+        }
+        let left = LINGER.saturating_sub(start.elapsed());
+        let left = Duration::from_micros(u64::try_from(left.as_micros()).unwrap_or(u64::MAX));
+        let timeout = earliest(stack.poll_delay(now), Some(left));
+        if wait_readable(&[device.fd()], timeout).is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Building a [`SmolStack`] on the host, with socket storage on the heap.
+//!
+//! A board keeps socket buffers in `static`s; the host allocates them once per process and
+//! leaks them, which gives the `'static` lifetime the stack wants with no `unsafe`.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+use smolsock::smol::{SmolStack, StackConfig};
+use smoltcp::iface::SocketStorage;
+use smoltcp::phy::Device;
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+
+/// Most TCP (and, separately, UDP) sockets a host stack manages.
+pub const HOST_SOCKETS: usize = 64;
+
+/// The stack type every host program runs on.
+pub type HostStack = SmolStack<'static, HOST_SOCKETS>;
+
+/// How many sockets and how large their buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizing {
+    /// TCP sockets in the pool.
+    pub tcp_sockets: usize,
+    /// Bytes in each TCP ring (receive and transmit each).
+    pub tcp_buf: usize,
+    /// UDP sockets in the pool.
+    pub udp_sockets: usize,
+    /// Payload bytes in each UDP packet buffer.
+    pub udp_buf: usize,
+    /// Datagrams each UDP packet buffer holds.
+    pub udp_packets: usize,
+}
+
+impl Default for Sizing {
+    fn default() -> Self {
+        Self {
+            tcp_sockets: 8,
+            tcp_buf: 64 * 1024,
+            udp_sockets: 2,
+            udp_buf: 64 * 1024,
+            udp_packets: 64,
+        }
+    }
+}
+
+fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
+    Box::leak(vec![value; len].into_boxed_slice())
+}
+
+/// A seed that differs between runs (std's randomly keyed hasher).
+pub fn random_seed() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}
+
+/// Creates a stack on `device` with the given addresses and pools.
+pub fn build_stack<D: Device + ?Sized>(
+    device: &mut D,
+    config: StackConfig,
+    sizing: Sizing,
+) -> smolsock::Result<HostStack> {
+    let count = sizing.tcp_sockets + sizing.udp_sockets;
+    let storage: &'static mut [SocketStorage<'static>] = Box::leak(
+        (0..count)
+            .map(|_| SocketStorage::EMPTY)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let mut stack = SmolStack::new(config, device, storage, Instant::now())?;
+    for _ in 0..sizing.tcp_sockets {
+        stack.add_tcp(leak(0u8, sizing.tcp_buf), leak(0u8, sizing.tcp_buf))?;
+    }
+    for _ in 0..sizing.udp_sockets {
+        stack.add_udp(
+            leak(udp::PacketMetadata::EMPTY, sizing.udp_packets),
+            leak(0u8, sizing.udp_buf),
+            leak(udp::PacketMetadata::EMPTY, sizing.udp_packets),
+            leak(0u8, sizing.udp_buf),
+        )?;
+    }
+    Ok(stack)
+}

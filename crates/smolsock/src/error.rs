@@ -1,0 +1,86 @@
+//! The one error type of the socket layer and the programs.
+
+use core::fmt;
+
+/// What went wrong, as a value: nothing in the core panics on input from the network or the
+/// user.
+///
+/// [`Error::WouldBlock`] is the non-blocking "try again later" of BSD sockets (`EAGAIN`): a
+/// program sees it as "nothing to do now", never as a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// The operation cannot make progress now; poll again later.
+    WouldBlock,
+    /// Every socket of the pool is in use.
+    NoFreeSocket,
+    /// Every listener slot of the stack is in use.
+    NoFreeListener,
+    /// Every ephemeral port is in use.
+    NoEphemeralPort,
+    /// The local port is already bound or listened on.
+    AddrInUse {
+        /// The port asked for.
+        port: u16,
+    },
+    /// Port 0 was given where a real port is needed.
+    InvalidPort,
+    /// The address cannot be used as a destination (unspecified, port 0, no route).
+    Unaddressable,
+    /// The peer answered the connection request with a reset: nobody listens there.
+    ConnectionRefused,
+    /// The peer reset an established connection.
+    ConnectionReset,
+    /// The connection or the operation timed out.
+    TimedOut,
+    /// The socket is not connected (or its sending side was already shut down).
+    NotConnected,
+    /// A message does not fit in the buffers: it was refused, not cut.
+    MessageTooLarge {
+        /// Size of the message.
+        len: usize,
+        /// The largest size that fits.
+        max: usize,
+    },
+    /// The program takes no more input (it has finished or failed).
+    InputClosed,
+    /// An interactive reply arrived while no client was waiting for one.
+    NobodyWaiting,
+    /// The stack was set up with values it cannot use; the text says which.
+    InvalidConfig(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::WouldBlock => f.write_str("operation would block"),
+            Error::NoFreeSocket => f.write_str("no free socket in the pool"),
+            Error::NoFreeListener => f.write_str("no free listener slot"),
+            Error::NoEphemeralPort => f.write_str("no free ephemeral port"),
+            Error::AddrInUse { port } => write!(f, "port {port} is already in use"),
+            Error::InvalidPort => f.write_str("port 0 is not a valid port here"),
+            Error::Unaddressable => {
+                f.write_str("address is not reachable (unspecified address, port 0 or no route)")
+            }
+            Error::ConnectionRefused => f.write_str("connection refused"),
+            Error::ConnectionReset => f.write_str("connection reset by peer"),
+            Error::TimedOut => f.write_str("timed out"),
+            Error::NotConnected => f.write_str("socket is not connected"),
+            Error::MessageTooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} bytes is larger than the {max} bytes that fit"
+                )
+            }
+            Error::InputClosed => f.write_str("the program takes no more input"),
+            Error::NobodyWaiting => f.write_str("no client is waiting for a reply"),
+            Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// Result of socket-layer and program operations.
+pub type Result<T> = core::result::Result<T, Error>;

@@ -1,0 +1,345 @@
+//! What the programs report, in one format for the host and the boards.
+//!
+//! Every program emits [`Event`]s through a callback. Their [`Display`](core::fmt::Display)
+//! form is the text line both the host binary and the board firmware print; the host also
+//! renders them as JSON lines.
+
+use core::fmt::{self, Display, Formatter};
+use core::net::SocketAddrV4;
+
+use crate::error::Error;
+
+/// Number of a TCP connection within one program run, from 1.
+pub type ConnId = u32;
+
+/// Byte counts and CRC-32s (IEEE, as zlib's `crc32`) of what went each way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Totals {
+    /// Bytes (or, for UDP, payload bytes) received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Messages: datagrams for UDP, `recv` calls that returned data for TCP.
+    pub messages_in: u64,
+    /// CRC-32 of the received bytes, in order.
+    pub crc_in: u32,
+    /// CRC-32 of the sent bytes, in order.
+    pub crc_out: u32,
+}
+
+/// Running totals with CRC state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Counter {
+    totals: Totals,
+    crc_in: crc32fast::Hasher,
+    crc_out: crc32fast::Hasher,
+}
+
+impl Counter {
+    pub(crate) fn received(&mut self, data: &[u8]) {
+        self.totals.bytes_in += data.len() as u64;
+        self.totals.messages_in += 1;
+        self.crc_in.update(data);
+    }
+
+    pub(crate) fn sent(&mut self, data: &[u8]) {
+        self.totals.bytes_out += data.len() as u64;
+        self.crc_out.update(data);
+    }
+
+    pub(crate) fn messages_in(&self) -> u64 {
+        self.totals.messages_in
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        Totals {
+            crc_in: self.crc_in.clone().finalize(),
+            crc_out: self.crc_out.clone().finalize(),
+            ..self.totals
+        }
+    }
+}
+
+/// Transport of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Proto {
+    /// A UDP socket.
+    Udp,
+    /// A TCP connection or listener.
+    Tcp,
+}
+
+impl Proto {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+        }
+    }
+}
+
+/// One thing a program did or saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A UDP socket has its local address: bound by the program, or by its first send
+    /// (`auto`, rule S10).
+    Bound {
+        /// The local address (`0.0.0.0` means every local address).
+        local: SocketAddrV4,
+        /// Bound by the first send rather than by `bind`.
+        auto: bool,
+    },
+    /// A TCP listener is up (rules S1, S3).
+    Listening {
+        /// The local address.
+        local: SocketAddrV4,
+        /// How many connections can complete their handshake before `accept` (S12).
+        backlog: usize,
+    },
+    /// A client connection is established (rule S4).
+    Connected {
+        /// Connection number.
+        conn: ConnId,
+        /// Local address, with the ephemeral port (rule S2).
+        local: SocketAddrV4,
+        /// The server.
+        peer: SocketAddrV4,
+    },
+    /// The server accepted a connection (rules S5, S6).
+    Accepted {
+        /// Connection number.
+        conn: ConnId,
+        /// The client.
+        peer: SocketAddrV4,
+    },
+    /// Data was queued for sending.
+    Sent {
+        /// UDP or TCP.
+        proto: Proto,
+        /// Connection number (TCP).
+        conn: Option<ConnId>,
+        /// Destination.
+        to: SocketAddrV4,
+        /// Bytes sent.
+        len: usize,
+    },
+    /// Data arrived. `data` is what one receive call took (at most the buffer, rule S11).
+    Received {
+        /// UDP or TCP.
+        proto: Proto,
+        /// Connection number (TCP).
+        conn: Option<ConnId>,
+        /// The sender.
+        from: SocketAddrV4,
+        /// The bytes taken.
+        data: &'a [u8],
+        /// Size of the datagram on the wire (UDP); larger than `data` when truncated.
+        size: usize,
+    },
+    /// An interactive server waits for a typed reply to the last message of `conn`.
+    AwaitingReply {
+        /// Connection number.
+        conn: ConnId,
+    },
+    /// The peer closed its sending side: `recv` returned 0 bytes (rule S9).
+    PeerClosed {
+        /// Connection number.
+        conn: ConnId,
+        /// The peer.
+        peer: SocketAddrV4,
+    },
+    /// A socket or connection was closed by the program (rule S8), with its totals.
+    Closed {
+        /// UDP or TCP.
+        proto: Proto,
+        /// Connection number (TCP).
+        conn: Option<ConnId>,
+        /// What went each way.
+        totals: Totals,
+    },
+    /// The listener was closed; accepted connections go on (rule S7).
+    ListenerClosed {
+        /// The port it listened on.
+        port: u16,
+    },
+    /// Something failed.
+    Error {
+        /// Connection number, when the error belongs to one connection.
+        conn: Option<ConnId>,
+        /// The peer involved, when there is one.
+        peer: Option<SocketAddrV4>,
+        /// What went wrong.
+        error: Error,
+    },
+}
+
+impl Event<'_> {
+    /// Short name of the event kind (the `event` field of the JSON form).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Bound { .. } => "bound",
+            Event::Listening { .. } => "listening",
+            Event::Connected { .. } => "connected",
+            Event::Accepted { .. } => "accepted",
+            Event::Sent { .. } => "sent",
+            Event::Received { .. } => "received",
+            Event::AwaitingReply { .. } => "awaiting-reply",
+            Event::PeerClosed { .. } => "peer-closed",
+            Event::Closed { .. } => "closed",
+            Event::ListenerClosed { .. } => "listener-closed",
+            Event::Error { .. } => "error",
+        }
+    }
+}
+
+/// Writes bytes as a quoted string: valid UTF-8 as text with escapes, other bytes as `\xNN`.
+pub struct Quoted<'a>(pub &'a [u8]);
+
+impl Display for Quoted<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == '\'' {
+                    f.write_str("'")?;
+                } else {
+                    Display::fmt(&c.escape_debug(), f)?;
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
+struct Who(Proto, Option<ConnId>);
+
+impl Display for Who {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match self.1 {
+            Some(conn) => write!(f, "{} #{}", self.0.as_str(), conn),
+            None => f.write_str(self.0.as_str()),
+        }
+    }
+}
+
+impl Display for Event<'_> {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        match *self {
+            Event::Bound { local, auto } => {
+                write!(f, "udp bound {local}")?;
+                if auto {
+                    f.write_str(" (ephemeral port, bound by the first send)")?;
+                }
+                Ok(())
+            }
+            Event::Listening { local, backlog } => {
+                write!(f, "tcp listening {local} backlog {backlog}")
+            }
+            Event::Connected { conn, local, peer } => {
+                write!(f, "tcp #{conn} connected {local} -> {peer}")
+            }
+            Event::Accepted { conn, peer } => write!(f, "tcp #{conn} accepted {peer}"),
+            Event::Sent {
+                proto,
+                conn,
+                to,
+                len,
+            } => write!(f, "{} sent {len} bytes to {to}", Who(proto, conn)),
+            Event::Received {
+                proto,
+                conn,
+                from,
+                data,
+                size,
+            } => {
+                write!(f, "{} received {size} bytes from {from}", Who(proto, conn))?;
+                if size > data.len() {
+                    write!(f, " (TRUNCATED to {} bytes, the rest dropped)", data.len())?;
+                }
+                write!(f, ": {}", Quoted(data))
+            }
+            Event::AwaitingReply { conn } => {
+                write!(f, "tcp #{conn} waiting for a reply line on stdin")
+            }
+            Event::PeerClosed { conn, peer } => {
+                write!(f, "tcp #{conn} peer {peer} closed (recv returned 0 bytes)")
+            }
+            Event::Closed {
+                proto,
+                conn,
+                totals,
+            } => {
+                write!(
+                    f,
+                    "{} closed: in {} bytes crc32 {:08x}, out {} bytes crc32 {:08x}",
+                    Who(proto, conn),
+                    totals.bytes_in,
+                    totals.crc_in,
+                    totals.bytes_out,
+                    totals.crc_out
+                )
+            }
+            Event::ListenerClosed { port } => {
+                write!(f, "tcp listener on port {port} closed")
+            }
+            Event::Error { conn, peer, error } => {
+                f.write_str("error")?;
+                if let Some(conn) = conn {
+                    write!(f, " tcp #{conn}")?;
+                }
+                if let Some(peer) = peer {
+                    write!(f, " {peer}")?;
+                }
+                write!(f, ": {error}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::string::ToString;
+
+    use super::*;
+
+    #[test]
+    fn quoted_escapes_control_and_invalid_bytes() {
+        assert_eq!(Quoted(b"hi \"x\"\n").to_string(), r#""hi \"x\"\n""#);
+        assert_eq!(Quoted(b"ok\xff").to_string(), r#""ok\xff""#);
+        assert_eq!(Quoted("你好".as_bytes()).to_string(), "\"你好\"");
+    }
+
+    #[test]
+    fn truncated_datagram_says_so() {
+        let from = SocketAddrV4::new([192, 168, 69, 100].into(), 4000);
+        let e = Event::Received {
+            proto: Proto::Udp,
+            conn: None,
+            from,
+            data: b"ab",
+            size: 5,
+        };
+        assert_eq!(
+            e.to_string(),
+            "udp received 5 bytes from 192.168.69.100:4000 (TRUNCATED to 2 bytes, the rest dropped): \"ab\""
+        );
+    }
+
+    #[test]
+    fn counter_crc_matches_zlib() {
+        let mut c = Counter::default();
+        c.received(b"hello ");
+        c.received(b"world");
+        // zlib.crc32(b"hello world") == 0x0d4a1185
+        assert_eq!(c.totals().crc_in, 0x0d4a_1185);
+        assert_eq!(c.totals().bytes_in, 11);
+        assert_eq!(c.totals().messages_in, 2);
+    }
+}

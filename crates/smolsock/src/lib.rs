@@ -1,0 +1,65 @@
+//! # smolsock: the socket programs of a classic tutorial on smoltcp
+//!
+//! The seed tutorial shows four Python programs (a UDP sender and receiver, a TCP client and
+//! server) and a dozen rules about how sockets behave (S1-S13). This crate re-creates them
+//! for a `no_std`, allocation-free world, so that the very same code runs on a Linux TAP
+//! device, on a microcontroller's Ethernet MAC, and (through the [`Stack`] trait) on the
+//! host kernel's own sockets.
+//!
+//! ## Architecture
+//!
+//! ```text
+//!  programs::{UdpReceiver, UdpSender, TcpClient, TcpServer}   state machines, poll(now)
+//!            │ emit Event (event.rs)          │ use
+//!            ▼                                ▼
+//!      host / board prints             net::Stack (trait)      BSD-like, non-blocking
+//!                                       │              │
+//!                          smol::SmolStack        (host) kernel twin over std::net
+//!                           pools, listener, ephemeral ports
+//!                                       │
+//!                         smoltcp Interface + SocketSet
+//!                                       │ smoltcp::phy::Device
+//!                 TAP/TUN (host) · link::Link (in-process) · board MAC driver
+//! ```
+//!
+//! - [`net`]: the socket-layer trait the programs are written against.
+//! - [`smol`]: its smoltcp implementation, with a socket pool given by the caller, a
+//!   listener that keeps `backlog` sockets listening (smoltcp has no `accept`), and
+//!   ephemeral ports.
+//! - [`programs`]: the four programs; each `poll` does what can be done without blocking
+//!   and says when it next needs to run.
+//! - [`event`]: what the programs report, with one text form for host and board.
+//! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
+//!
+//! ## Features
+//! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
+//! exclusive. With neither, the crate logs nothing.
+//!
+//! ## Guarantees
+//! No heap, no `unsafe`, and no panics on input from the network or the user: failures
+//! are [`Error`] values.
+
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+pub(crate) mod fmt;
+
+pub mod error;
+pub mod event;
+pub mod link;
+pub mod net;
+pub mod programs;
+pub mod smol;
+
+pub use error::{Error, Result};
+pub use event::{ConnId, Event, Proto, Totals};
+pub use net::{Datagram, Phase, Recv, Stack};
+pub use programs::{Poll, Program};
+
+/// The smoltcp version this crate is written against, re-exported so that drivers and
+/// boards name the same types.
+pub use smoltcp;
+
+/// The seed's port.
+pub const DEFAULT_PORT: u16 = 9090;

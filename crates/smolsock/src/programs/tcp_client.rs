@@ -1,0 +1,393 @@
+//! The seed's TCP client: `connect`, send what the user types, print the replies, close.
+
+use core::net::SocketAddrV4;
+
+use smoltcp::time::{Duration, Instant};
+
+use super::{Poll, Program, fill_pattern};
+use crate::error::{Error, Result};
+use crate::event::{ConnId, Counter, Event, Proto};
+use crate::net::{Phase, Recv, Stack};
+
+/// Settings of a [`TcpClient`].
+#[derive(Debug, Clone, Copy)]
+pub struct TcpClientConfig {
+    /// The server.
+    pub to: SocketAddrV4,
+    /// One connection per message (the seed's "short connection"); otherwise one
+    /// connection carries every message (a "long connection").
+    pub short: bool,
+    /// Longest wait for the handshake, and for the server to close once we have.
+    pub timeout: Duration,
+    /// Send this many bytes of a fixed pattern instead of messages (a bulk transfer);
+    /// what comes back is counted, not printed.
+    pub bulk: Option<u64>,
+}
+
+#[derive(Clone, Copy)]
+enum State<T> {
+    /// No connection (before the first, or between short connections).
+    Idle,
+    Connecting {
+        socket: T,
+        deadline: Instant,
+    },
+    Open {
+        socket: T,
+    },
+    /// Our side is shut down; reading until the server closes too.
+    Draining {
+        socket: T,
+        deadline: Instant,
+    },
+    Done(Result<()>),
+}
+
+/// Connects from an ephemeral port (rule S2), sends each message, reports what comes back,
+/// and closes: after the last message on a long connection, after each message on a short
+/// one. The server's close shows as end-of-stream (rule S9).
+pub struct TcpClient<'b, S: Stack> {
+    config: TcpClientConfig,
+    tx: &'b mut [u8],
+    rx: &'b mut [u8],
+    pending: Option<(usize, usize)>,
+    input_ended: bool,
+    bulk_sent: u64,
+    conn: ConnId,
+    counter: Counter,
+    state: State<S::Tcp>,
+}
+
+impl<'b, S: Stack> TcpClient<'b, S> {
+    /// A client whose messages can be up to `tx.len()` bytes and whose receives take up to
+    /// `rx.len()` bytes at a time.
+    pub fn new(config: TcpClientConfig, tx: &'b mut [u8], rx: &'b mut [u8]) -> Self {
+        Self {
+            config,
+            tx,
+            rx,
+            pending: None,
+            input_ended: false,
+            bulk_sent: 0,
+            conn: 0,
+            counter: Counter::default(),
+            state: State::Idle,
+        }
+    }
+
+    fn fail(&mut self, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {
+        emit(&Event::Error {
+            conn: (self.conn > 0).then_some(self.conn),
+            peer: Some(self.config.to),
+            error,
+        });
+        self.state = State::Done(Err(error));
+    }
+
+    fn no_more_messages(&self) -> bool {
+        self.input_ended && self.pending.is_none()
+    }
+
+    /// Reads everything available; `Ok(true)` at end-of-stream.
+    fn receive(
+        &mut self,
+        stack: &mut S,
+        socket: S::Tcp,
+        poll: &mut Poll,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<bool> {
+        loop {
+            match stack.tcp_recv(socket, self.rx) {
+                Ok(Recv::Data(n)) => {
+                    let data = self.rx.get(..n).unwrap_or_default();
+                    self.counter.received(data);
+                    if self.config.bulk.is_none() {
+                        emit(&Event::Received {
+                            proto: Proto::Tcp,
+                            conn: Some(self.conn),
+                            from: self.config.to,
+                            data,
+                            size: n,
+                        });
+                    }
+                    poll.progressed = true;
+                }
+                Ok(Recv::Eof) => {
+                    emit(&Event::PeerClosed {
+                        conn: self.conn,
+                        peer: self.config.to,
+                    });
+                    poll.progressed = true;
+                    return Ok(true);
+                }
+                Err(Error::WouldBlock) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Queues what it can of the pending message or the bulk pattern; `Ok(true)` once
+    /// everything this connection had to send is queued.
+    fn send(
+        &mut self,
+        stack: &mut S,
+        socket: S::Tcp,
+        poll: &mut Poll,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<bool> {
+        if let Some(total) = self.config.bulk {
+            while self.bulk_sent < total {
+                let left = usize::try_from(total - self.bulk_sent).unwrap_or(usize::MAX);
+                let chunk_len = left.min(self.tx.len());
+                let Some(chunk) = self.tx.get_mut(..chunk_len) else {
+                    break;
+                };
+                fill_pattern(self.bulk_sent, chunk);
+                match stack.tcp_send(socket, chunk) {
+                    Ok(n) => {
+                        self.counter.sent(chunk.get(..n).unwrap_or_default());
+                        self.bulk_sent += n as u64;
+                        poll.progressed = true;
+                    }
+                    Err(Error::WouldBlock) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+            }
+            emit(&Event::Sent {
+                proto: Proto::Tcp,
+                conn: Some(self.conn),
+                to: self.config.to,
+                len: usize::try_from(total).unwrap_or(usize::MAX),
+            });
+            return Ok(true);
+        }
+        while let Some((len, offset)) = self.pending {
+            if offset < len {
+                let data = self.tx.get(offset..len).unwrap_or_default();
+                match stack.tcp_send(socket, data) {
+                    Ok(n) => {
+                        self.counter.sent(data.get(..n).unwrap_or_default());
+                        self.pending = Some((len, offset + n));
+                        poll.progressed = true;
+                        continue;
+                    }
+                    Err(Error::WouldBlock) => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+            }
+            emit(&Event::Sent {
+                proto: Proto::Tcp,
+                conn: Some(self.conn),
+                to: self.config.to,
+                len,
+            });
+            self.pending = None;
+            poll.progressed = true;
+            if self.config.short {
+                return Ok(true);
+            }
+        }
+        Ok(self.input_ended)
+    }
+
+    fn closed(&mut self, stack: &mut S, socket: S::Tcp, emit: &mut dyn FnMut(&Event<'_>)) {
+        stack.tcp_close(socket);
+        emit(&Event::Closed {
+            proto: Proto::Tcp,
+            conn: Some(self.conn),
+            totals: self.counter.totals(),
+        });
+        self.state = if self.config.short && self.config.bulk.is_none() {
+            State::Idle
+        } else {
+            State::Done(Ok(()))
+        };
+    }
+
+    /// One step of the state machine; returns whether the state changed.
+    fn step(
+        &mut self,
+        stack: &mut S,
+        now: Instant,
+        poll: &mut Poll,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> bool {
+        match self.state {
+            State::Idle => {
+                let wanted =
+                    !self.config.short || self.pending.is_some() || self.config.bulk.is_some();
+                if self.config.short && self.no_more_messages() {
+                    self.state = State::Done(Ok(()));
+                    return true;
+                }
+                if !wanted {
+                    return false;
+                }
+                match stack.tcp_connect(self.config.to) {
+                    Ok(socket) => {
+                        self.conn += 1;
+                        self.counter = Counter::default();
+                        self.state = State::Connecting {
+                            socket,
+                            deadline: now + self.config.timeout,
+                        };
+                    }
+                    Err(e) => self.fail(e, emit),
+                }
+                true
+            }
+            State::Connecting { socket, deadline } => match stack.tcp_phase(socket) {
+                Phase::Open => {
+                    let local = stack.tcp_local(socket);
+                    emit(&Event::Connected {
+                        conn: self.conn,
+                        local: local.unwrap_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0)),
+                        peer: self.config.to,
+                    });
+                    self.state = State::Open { socket };
+                    true
+                }
+                Phase::Failed(e) => {
+                    stack.tcp_abort(socket);
+                    // A reset in answer to our SYN is a refusal: nobody listens there.
+                    let e = if e == Error::ConnectionReset {
+                        Error::ConnectionRefused
+                    } else {
+                        e
+                    };
+                    self.fail(e, emit);
+                    true
+                }
+                Phase::Connecting if now >= deadline => {
+                    stack.tcp_abort(socket);
+                    self.fail(Error::TimedOut, emit);
+                    true
+                }
+                Phase::Connecting => {
+                    poll.merge_wake(Some(deadline));
+                    false
+                }
+            },
+            State::Open { socket } => {
+                match self.receive(stack, socket, poll, emit) {
+                    Ok(true) => {
+                        // The server closed first (rule S8 seen from the client).
+                        self.closed(stack, socket, emit);
+                        return true;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        stack.tcp_abort(socket);
+                        self.fail(e, emit);
+                        return true;
+                    }
+                }
+                match self.send(stack, socket, poll, emit) {
+                    Ok(true) => {
+                        stack.tcp_shutdown(socket);
+                        self.state = State::Draining {
+                            socket,
+                            deadline: now + self.config.timeout,
+                        };
+                        true
+                    }
+                    Ok(false) => false,
+                    Err(e) => {
+                        stack.tcp_abort(socket);
+                        self.fail(e, emit);
+                        true
+                    }
+                }
+            }
+            State::Draining { socket, deadline } => {
+                let progressed = poll.progressed;
+                poll.progressed = false;
+                let result = self.receive(stack, socket, poll, emit);
+                let moved = poll.progressed;
+                poll.progressed |= progressed;
+                match result {
+                    Ok(true) => {
+                        self.closed(stack, socket, emit);
+                        true
+                    }
+                    Ok(false) if moved => {
+                        self.state = State::Draining {
+                            socket,
+                            deadline: now + self.config.timeout,
+                        };
+                        poll.merge_wake(Some(now + self.config.timeout));
+                        false
+                    }
+                    Ok(false) if now >= deadline => {
+                        // The server never closed its side.
+                        stack.tcp_abort(socket);
+                        self.fail(Error::TimedOut, emit);
+                        true
+                    }
+                    Ok(false) => {
+                        poll.merge_wake(Some(deadline));
+                        false
+                    }
+                    Err(e) => {
+                        stack.tcp_abort(socket);
+                        self.fail(e, emit);
+                        true
+                    }
+                }
+            }
+            State::Done(_) => false,
+        }
+    }
+}
+
+impl<S: Stack> Program<S> for TcpClient<'_, S> {
+    fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
+        let mut poll = Poll::default();
+        // A handful of steps lets one poll go from connected to sent to shut down.
+        for _ in 0..8 {
+            if !self.step(stack, now, &mut poll, emit) {
+                break;
+            }
+            poll.progressed = true;
+        }
+        poll
+    }
+
+    fn outcome(&self) -> Option<Result<()>> {
+        match self.state {
+            State::Done(result) => Some(result),
+            _ => None,
+        }
+    }
+
+    fn wants_input(&self) -> bool {
+        self.config.bulk.is_none()
+            && !self.input_ended
+            && self.pending.is_none()
+            && !matches!(self.state, State::Done(_))
+    }
+
+    fn input(&mut self, message: &[u8]) -> Result<()> {
+        if self.input_ended || self.config.bulk.is_some() || matches!(self.state, State::Done(_)) {
+            return Err(Error::InputClosed);
+        }
+        if self.pending.is_some() {
+            return Err(Error::WouldBlock);
+        }
+        let max = self.tx.len();
+        let slot = self
+            .tx
+            .get_mut(..message.len())
+            .ok_or(Error::MessageTooLarge {
+                len: message.len(),
+                max,
+            })?;
+        slot.copy_from_slice(message);
+        self.pending = Some((message.len(), 0));
+        Ok(())
+    }
+
+    fn end_input(&mut self) {
+        self.input_ended = true;
+    }
+}

@@ -1,0 +1,256 @@
+//! Test harness for tests that need a network: each test runs in a network namespace of
+//! its own, with its own TAP device, so tests run in parallel and never touch the
+//! machine's interfaces.
+//!
+//! [`in_netns`] re-executes the current test binary under `unshare` (a user and network
+//! namespace; as root a network namespace alone also works), running only the calling
+//! test; inside, it creates `tap0` with the kernel side at 192.168.69.100/24 and runs the
+//! test body. [`Proc`] runs a program with bounded waits on its output and is always
+//! killed when dropped.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+/// The kernel's address on the test TAP.
+pub const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
+/// The smoltcp stack's address (the `smolsock` default).
+pub const SMOL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
+/// The TAP device every namespace gets.
+pub const TAP: &str = "tap0";
+
+const CHILD_ENV: &str = "SMOLSOCK_NETNS_TEST";
+
+/// Runs `args` and panics with its output unless it succeeds.
+pub fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs `body` inside a fresh network namespace holding `tap0` (kernel side
+/// 192.168.69.100/24, up). `name` must be the calling test's function name.
+pub fn in_netns(name: &str, body: impl FnOnce()) {
+    if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
+        sh(&["ip", "link", "set", "lo", "up"]);
+        sh(&["ip", "tuntap", "add", "name", TAP, "mode", "tap"]);
+        sh(&["ip", "link", "set", TAP, "up"]);
+        sh(&["ip", "addr", "add", "192.168.69.100/24", "dev", TAP]);
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let attempts: [&[&str]; 2] = [&["-rn"], &["-n"]];
+    let mut last = String::new();
+    for flags in attempts {
+        let out = Command::new("unshare")
+            .args(flags)
+            .arg(&exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, name)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run unshare (util-linux): {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("unshare failed")
+            || stderr.contains("Operation not permitted") && !stdout.contains("running 1 test")
+        {
+            last = stderr.into_owned();
+            continue;
+        }
+        print!("{stdout}");
+        eprint!("{stderr}");
+        assert!(
+            out.status.success(),
+            "test {name} failed inside its network namespace"
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "test {name} did not run inside its namespace"
+        );
+        return;
+    }
+    panic!("cannot create a network namespace (user namespaces disabled and not root?): {last}");
+}
+
+/// Path of the `smolsock` binary built next to this test binary.
+pub fn smolsock_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("SMOLSOCK_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory");
+    let bin = dir.join("smolsock");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p smolsock-host`",
+        bin.display()
+    );
+    bin
+}
+
+/// A running program whose stdout lines can be awaited; killed on drop.
+pub struct Proc {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Receiver<String>,
+}
+
+impl Proc {
+    /// Starts `smolsock` with `args`, stdin closed.
+    pub fn smolsock(args: &[&str]) -> Proc {
+        Self::spawn(Command::new(smolsock_bin()).args(args), false)
+    }
+
+    /// Starts `smolsock` with `args` and a pipe on stdin.
+    pub fn smolsock_with_stdin(args: &[&str]) -> Proc {
+        Self::spawn(Command::new(smolsock_bin()).args(args), true)
+    }
+
+    fn spawn(cmd: &mut Command, stdin: bool) -> Proc {
+        let mut child = cmd
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, stderr) = channel();
+        let mut err = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            let _ = etx.send(text);
+        });
+        Proc {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// The child's stdin.
+    pub fn stdin(&mut self) -> &mut std::process::ChildStdin {
+        self.child.stdin.as_mut().expect("stdin was not piped")
+    }
+
+    /// Closes the child's stdin.
+    pub fn close_stdin(&mut self) {
+        self.child.stdin.take();
+    }
+
+    /// Waits up to `timeout` for a stdout line containing `needle`; panics with
+    /// everything seen so far if none comes.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.kill();
+                    let stderr = self
+                        .stderr
+                        .recv_timeout(Duration::from_secs(2))
+                        .unwrap_or_default();
+                    panic!(
+                        "no line with {needle:?} within {timeout:?}\nstdout:\n{}\nstderr:\n{stderr}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for the program to exit; returns (success, all stdout lines,
+    /// stderr).
+    pub fn finish(mut self, timeout: Duration) -> (bool, Vec<String>, String) {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                let mut lines = std::mem::take(&mut self.seen);
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    lines.push(line);
+                }
+                let stderr = self
+                    .stderr
+                    .recv_timeout(Duration::from_secs(2))
+                    .unwrap_or_default();
+                return (status.success(), lines, stderr);
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                panic!(
+                    "program did not exit within {timeout:?}; stdout so far:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            while let Ok(line) = self.lines.try_recv() {
+                self.seen.push(line);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `ip:port` after `needle` in `line` (e.g. the peer of an `accepted` line).
+pub fn addr_after(line: &str, needle: &str) -> SocketAddrV4 {
+    let rest = &line[line
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {line:?}"))
+        + needle.len()..];
+    let token: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+        .collect();
+    token
+        .parse()
+        .unwrap_or_else(|_| panic!("no address after {needle:?} in {line:?}"))
+}
+
+/// The pattern a bulk `tcp-client --bytes N` sends, and its CRC-32.
+pub fn pattern(len: usize) -> (Vec<u8>, u32) {
+    let mut data = vec![0u8; len];
+    smolsock::programs::fill_pattern(0, &mut data);
+    let crc = crc32fast::hash(&data);
+    (data, crc)
+}
