@@ -26,6 +26,16 @@ pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
 /// Address of the client-side stack (end B of the link).
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 2);
 
+/// Frames each direction of the link holds.
+const LINK_FRAMES: usize = 32;
+
+/// The link is ~100 KB; building it in a frame of its own keeps the caller's stack small
+/// in debug builds, which copy it on the way into the box.
+#[inline(never)]
+fn new_link() -> Box<Link<LINK_FRAMES>> {
+    Box::new(Link::new())
+}
+
 /// Which stack of the pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -64,7 +74,7 @@ pub trait Observer {
 
 /// Two stacks joined by a link.
 pub struct Pair {
-    link: Box<Link<64>>,
+    link: Box<Link<LINK_FRAMES>>,
     /// The stack at 192.168.69.1.
     pub server: HostStack,
     /// The stack at 192.168.69.2.
@@ -87,7 +97,7 @@ pub enum Ending {
 impl Pair {
     /// Two stacks with the design's addresses (MACs 02:00:00:00:00:01 and :02).
     pub fn new(sizing: Sizing) -> smolsock::Result<Self> {
-        let mut link = Box::new(Link::new());
+        let mut link = new_link();
         let config = |n: u8| StackConfig {
             mac: EthernetAddress([2, 0, 0, 0, 0, n]),
             ip: Ipv4Cidr::new(Ipv4Addr::new(192, 168, 69, n), 24),
@@ -195,6 +205,29 @@ impl Pair {
         };
         self.settle(observer);
         Ok(ending)
+    }
+
+    /// Runs both stacks alone (no programs) for `span` of simulated time.
+    pub fn pump(&mut self, span: Duration) {
+        struct Quiet;
+        impl Observer for Quiet {
+            fn event(&mut self, _: Side, _: &Event<'_>) {}
+        }
+        let end = self.now + span;
+        loop {
+            while self.poll_stacks(&mut Quiet) || self.in_flight() {}
+            let next = [self.server.poll_delay(self.now), self.client.poll_delay(self.now)]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(end, |d| self.now + d.max(Duration::from_micros(1)));
+            if next >= end {
+                self.now = end;
+                while self.poll_stacks(&mut Quiet) || self.in_flight() {}
+                return;
+            }
+            self.now = next;
+        }
     }
 
     /// Polls until neither stack has anything left to send (at most 10 simulated seconds).

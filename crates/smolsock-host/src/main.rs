@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::Parser as _;
 use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
@@ -24,7 +24,20 @@ use smolsock_host::tap::{Kind, TunTap};
 const MAX_CLIENTS: usize = 32;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line: clap's message without the usage block that follows it.
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!(
+                "smolsock: {} (see smolsock --help)",
+                first.trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "debug",
