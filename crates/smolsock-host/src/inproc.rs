@@ -216,11 +216,14 @@ impl Pair {
         let end = self.now + span;
         loop {
             while self.poll_stacks(&mut Quiet) || self.in_flight() {}
-            let next = [self.server.poll_delay(self.now), self.client.poll_delay(self.now)]
-                .into_iter()
-                .flatten()
-                .min()
-                .map_or(end, |d| self.now + d.max(Duration::from_micros(1)));
+            let next = [
+                self.server.poll_delay(self.now),
+                self.client.poll_delay(self.now),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(end, |d| self.now + d.max(Duration::from_micros(1)));
             if next >= end {
                 self.now = end;
                 while self.poll_stacks(&mut Quiet) || self.in_flight() {}

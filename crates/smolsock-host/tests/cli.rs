@@ -14,8 +14,15 @@ fn fails_with(args: &[&str], needle: &str) {
     let out = smolsock(args);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{args:?} should fail");
-    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line on stderr, got:\n{stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr:?} lacks {needle:?}");
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line on stderr, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
@@ -23,7 +30,11 @@ fn fails_with(args: &[&str], needle: &str) {
 fn demo_runs_all_programs_unprivileged() {
     let out = smolsock(&["demo"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in [
         "[server] udp received 10 bytes from 192.168.69.2:",
         "(ephemeral port, bound by the first send)",
@@ -37,7 +48,10 @@ fn demo_runs_all_programs_unprivileged() {
         "[server] tcp #2 accepted",
         "Demo finished",
     ] {
-        assert!(text.contains(needle), "demo output lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "demo output lacks {needle:?}:\n{text}"
+        );
     }
 }
 
@@ -50,8 +64,16 @@ fn demo_json_is_one_object_per_line() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
         .collect();
-    assert!(values.iter().any(|v| v["event"] == "received" && v["text"] == "hello"));
-    assert!(values.iter().any(|v| v["event"] == "packet" && v["flags"] == serde_json::json!(["SYN"])));
+    assert!(
+        values
+            .iter()
+            .any(|v| v["event"] == "received" && v["text"] == "hello")
+    );
+    assert!(
+        values
+            .iter()
+            .any(|v| v["event"] == "packet" && v["flags"] == serde_json::json!(["SYN"]))
+    );
 }
 
 #[test]
@@ -61,15 +83,36 @@ fn bad_input_gets_one_clear_line_and_a_failure() {
     fails_with(&["udp-recv", "--port", "65536"], "out of range");
     fails_with(&["tcp-server", "--port", "http"], "not a port number");
     fails_with(&["tcp-client", "--to", "192.168.69.100"], "is not IP:PORT");
-    fails_with(&["tcp-client", "--to", "192.168.69.300:9090"], "not an IPv4 address");
-    fails_with(&["udp-send", "--to", "192.168.69.100:0", "x"], "port 0 is not allowed");
+    fails_with(
+        &["tcp-client", "--to", "192.168.69.300:9090"],
+        "not an IPv4 address",
+    );
+    fails_with(
+        &["udp-send", "--to", "192.168.69.100:0", "x"],
+        "port 0 is not allowed",
+    );
     fails_with(&["udp-recv", "--ip", "192.168.69.1"], "prefix length");
-    fails_with(&["udp-recv", "--ip", "192.168.69.1/40"], "prefix length from 1 to 32");
+    fails_with(
+        &["udp-recv", "--ip", "192.168.69.1/40"],
+        "prefix length from 1 to 32",
+    );
     fails_with(&["udp-recv", "--mac", "01:00:5e:00:00:01"], "unicast");
-    fails_with(&["udp-recv", "--tap", "a", "--tun", "b"], "cannot be used with");
+    fails_with(
+        &["udp-recv", "--tap", "a", "--tun", "b"],
+        "cannot be used with",
+    );
     fails_with(&["tcp-server", "--backlog", "0"], "backlog");
     fails_with(&["demo", "--pcap", "/tmp/x.pcap"], "--pcap needs a TAP");
-    fails_with(&["udp-recv", "--gateway", "10.0.0.1", "--tap", "definitely-missing0"], "does not exist");
+    fails_with(
+        &[
+            "udp-recv",
+            "--gateway",
+            "10.0.0.1",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "does not exist",
+    );
 }
 
 #[test]

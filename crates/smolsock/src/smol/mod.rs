@@ -19,7 +19,9 @@ mod storage;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use heapless::Vec;
-use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
+};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::socket::{Socket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
@@ -219,7 +221,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             tcp_closing: Vec::new(),
             udp_free: Vec::new(),
             listeners: [const { None }; MAX_LISTENERS],
-            ports: EphemeralPorts::new(config.seed ^ 0x5EED_0F_5A0C),
+            ports: EphemeralPorts::new(config.seed ^ 0x005E_ED0F_5A0C),
         })
     }
 
@@ -286,6 +288,25 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     /// refills listeners. Returns whether any socket may have changed.
     pub fn poll<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
         let changed = self.iface.poll(now, device, &mut self.sockets);
+        self.maintain();
+        changed == PollResult::SocketStateChanged
+    }
+
+    /// Takes in at most one received frame (after the stack's timers ran). Returns whether
+    /// a frame was processed. A board with small socket buffers alternates this with its
+    /// program's `poll`, so a burst of frames is not dropped before the program reads.
+    pub fn poll_ingress_one<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        self.iface.poll_maintenance(now);
+        let result = self
+            .iface
+            .poll_ingress_single(now, device, &mut self.sockets);
+        self.maintain();
+        result != PollIngressSingleResult::None
+    }
+
+    /// Sends what the sockets have queued. Returns whether any socket may have changed.
+    pub fn poll_egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        let changed = self.iface.poll_egress(now, device, &mut self.sockets);
         self.maintain();
         changed == PollResult::SocketStateChanged
     }

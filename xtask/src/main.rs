@@ -1,0 +1,207 @@
+//! `cargo xtask`: the project's automation, in Rust so it runs wherever cargo does.
+//!
+//! - `cargo xtask ci`: everything CI checks (formatting, lints, the core's embedded
+//!   builds, the tests, every board); the README's test command.
+//! - `cargo xtask boards`: build every board's firmware (release).
+//! - `cargo xtask size`: flash and static RAM of every board binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Run every check CI runs.
+    Ci,
+    /// Build every board's firmware in release mode.
+    Boards,
+    /// Print flash and static RAM of every board binary (builds them first).
+    Size,
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// Runs `cargo args...` in `dir`, echoing the command; `Err` names it when it fails.
+fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
+    let shown = format!(
+        "(cd {}) cargo {}",
+        dir.strip_prefix(root()).unwrap_or(dir).display(),
+        args.join(" ")
+    );
+    eprintln!("\n==> {shown}");
+    let start = Instant::now();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .current_dir(dir)
+        // A board's .cargo/config.toml must be the one that applies in its directory.
+        .env_remove("CARGO_BUILD_TARGET")
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    eprintln!("    ({:.1} s)", start.elapsed().as_secs_f64());
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("failed: {shown}"))
+    }
+}
+
+/// Board crates: directories under boards/ with a Cargo.toml.
+fn boards() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("boards"))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.join("Cargo.toml").exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+fn ci() -> Result<(), String> {
+    let root = root();
+    cargo(&root, &["fmt", "--all", "--check"])?;
+    cargo(
+        &root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    // The core must build for a Cortex-M4F with either logging back end, and for the
+    // Cortex-M3 of the emulated board.
+    for (target, feature) in [
+        ("thumbv7em-none-eabihf", "defmt"),
+        ("thumbv7em-none-eabihf", "log"),
+        ("thumbv7m-none-eabi", "defmt"),
+    ] {
+        cargo(
+            &root,
+            &[
+                "build",
+                "-p",
+                "smolsock",
+                "--target",
+                target,
+                "--features",
+                feature,
+            ],
+        )?;
+    }
+    cargo(
+        &root,
+        &[
+            "clippy",
+            "-p",
+            "smolsock",
+            "--target",
+            "thumbv7em-none-eabihf",
+            "--features",
+            "defmt",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
+    cargo(&root, &["doc", "--workspace", "--no-deps", "--quiet"])?;
+    // The namespace tests run the binary next to them: build it before testing.
+    cargo(&root, &["build", "-p", "smolsock-host"])?;
+    cargo(&root, &["test", "--workspace"])?;
+    build_boards(true)?;
+    Ok(())
+}
+
+fn build_boards(lint: bool) -> Result<(), String> {
+    for board in boards() {
+        if lint {
+            cargo(&board, &["fmt", "--check"])?;
+            cargo(&board, &["clippy", "--release", "--", "-D", "warnings"])?;
+        }
+        cargo(&board, &["build", "--release", "--bins"])?;
+    }
+    Ok(())
+}
+
+/// Flash (.text + .rodata + .data) and static RAM (.data + .bss) of an ELF file.
+fn sizes(elf: &Path) -> Result<(u64, u64, u64, u64, u64), String> {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let size = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
+    let (text, rodata, data_, bss) = (size(".text"), size(".rodata"), size(".data"), size(".bss"));
+    let uninit = size(".uninit");
+    Ok((text, rodata, data_, bss + uninit, text + rodata + data_))
+}
+
+fn size() -> Result<(), String> {
+    build_boards(false)?;
+    println!(
+        "{:<16} {:<12} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10}",
+        "board", "binary", ".text", ".rodata", ".data", ".bss", "flash", "static RAM"
+    );
+    for board in boards() {
+        let name = board
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(target_dir) = std::fs::read_dir(board.join("target")).ok().and_then(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path().join("release"))
+                .find(|p| p.is_dir())
+        }) else {
+            continue;
+        };
+        let mut bins: Vec<PathBuf> = std::fs::read_dir(board.join("src/bin"))
+            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        bins.sort();
+        for bin in bins {
+            let Some(stem) = bin.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                continue;
+            };
+            let elf = target_dir.join(&stem);
+            let (text, rodata, data, bss, flash) = sizes(&elf)?;
+            println!(
+                "{name:<16} {stem:<12} {text:>8} {rodata:>8} {data:>7} {bss:>8} {:>9.1}K {:>9.1}K",
+                flash as f64 / 1024.0,
+                (data + bss) as f64 / 1024.0
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Ci => ci(),
+        Task::Boards => build_boards(false),
+        Task::Size => size(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
