@@ -11,6 +11,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+mod prepare;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
 struct Cli {
@@ -74,6 +76,7 @@ fn boards() -> Vec<PathBuf> {
 }
 
 fn ci() -> Result<(), String> {
+    prepare::prepare()?;
     let root = root();
     cargo(&root, &["fmt", "--all", "--check"])?;
     cargo(

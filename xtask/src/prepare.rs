@@ -1,0 +1,42 @@
+//! Installs what a fresh machine lacks for `cargo xtask ci`, so the README's test command
+//! works on its own: the thumb targets, rustfmt and clippy, flip-link, and QEMU.
+
+use std::process::Command;
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    eprintln!("\n==> {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if status.success() { Ok(()) } else { Err(format!("failed: {program} {}", args.join(" "))) }
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Makes sure every tool the checks need is there, installing it where possible.
+pub fn prepare() -> Result<(), String> {
+    run("rustup", &["target", "add", "thumbv7em-none-eabihf", "thumbv7m-none-eabi"])?;
+    run("rustup", &["component", "add", "rustfmt", "clippy"])?;
+    if !have("flip-link") {
+        run("cargo", &["install", "--locked", "flip-link"])?;
+    }
+    if !have("qemu-system-arm") {
+        if is_root() && have("apt-get") {
+            run("apt-get", &["update", "-qq"])?;
+            run("apt-get", &["install", "-y", "-qq", "qemu-system-arm"])?;
+        } else {
+            return Err("qemu-system-arm is missing: sudo apt-get install qemu-system-arm".into());
+        }
+    }
+    Ok(())
+}
