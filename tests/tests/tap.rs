@@ -326,3 +326,21 @@ fn missing_tap_gets_a_clear_error() {
         assert!(stderr.contains("not a TUN device"), "{stderr}");
     });
 }
+
+#[test]
+fn tun_device_carries_ip_packets() {
+    in_netns("tun_device_carries_ip_packets", || {
+        smolsock_tests::sh(&["ip", "tuntap", "add", "name", "tun0", "mode", "tun"]);
+        smolsock_tests::sh(&["ip", "link", "set", "tun0", "up"]);
+        smolsock_tests::sh(&["ip", "addr", "add", "10.69.0.100/24", "dev", "tun0"]);
+        let mut server = Proc::smolsock(&["tcp-server", "--tun", "tun0", "--ip", "10.69.0.1/24", "--max-clients", "1"]);
+        server.wait_for("listening", T);
+        let mut s = TcpStream::connect_timeout(&"10.69.0.1:9090".parse().unwrap(), T).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        exchange(&mut s, 0, 10);
+        drop(s);
+        let (ok, lines, stderr) = server.finish(T);
+        assert!(ok, "{stderr}");
+        assert!(lines.iter().any(|l| l.contains("accepted 10.69.0.100:")), "{lines:?}");
+    });
+}

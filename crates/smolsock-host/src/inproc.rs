@@ -80,7 +80,7 @@ pub struct Pair {
     /// The stack at 192.168.69.2.
     pub client: HostStack,
     now: Instant,
-    states: [HashMap<SocketHandle, tcp::State>; 2],
+    states: [HashMap<SocketHandle, (tcp::State, Option<std::net::SocketAddrV4>)>; 2],
 }
 
 /// How a pair run ended.
@@ -125,10 +125,14 @@ impl Pair {
             Side::Server => (&self.server, &mut self.states[0]),
             Side::Client => (&self.client, &mut self.states[1]),
         };
-        for snap in stack.tcp_snapshots() {
-            let old = states
-                .insert(snap.socket, snap.state)
-                .unwrap_or(tcp::State::Closed);
+        for mut snap in stack.tcp_snapshots() {
+            let (old, old_local) = states
+                .get(&snap.socket)
+                .copied()
+                .unwrap_or((tcp::State::Closed, None));
+            // A socket that just closed has forgotten its endpoint: name it by the last one.
+            snap.local = snap.local.or(old_local);
+            states.insert(snap.socket, (snap.state, snap.local));
             if old != snap.state {
                 observer.tcp_state(side, old, snap.state, &snap);
             }
