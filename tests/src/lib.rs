@@ -83,6 +83,36 @@ pub fn in_netns(name: &str, body: impl FnOnce()) {
     panic!("cannot create a network namespace (user namespaces disabled and not root?): {last}");
 }
 
+/// For a standalone program (a benchmark): re-runs the current executable with the same
+/// arguments inside a fresh network namespace holding `tap0`, and returns its exit code;
+/// returns `None` when already inside (the caller then does its work).
+pub fn reexec_in_netns() -> Option<i32> {
+    const INSIDE: &str = "SMOLSOCK_NETNS_MAIN";
+    if std::env::var_os(INSIDE).is_some() {
+        sh(&["ip", "link", "set", "lo", "up"]);
+        sh(&["ip", "tuntap", "add", "name", TAP, "mode", "tap"]);
+        sh(&["ip", "link", "set", TAP, "up"]);
+        sh(&["ip", "addr", "add", "192.168.69.100/24", "dev", TAP]);
+        return None;
+    }
+    let exe = std::env::current_exe().expect("executable path");
+    for flags in ["-rn", "-n"] {
+        let status = Command::new("unshare")
+            .arg(flags)
+            .arg(&exe)
+            .args(std::env::args().skip(1))
+            .env(INSIDE, "1")
+            .status();
+        if let Ok(status) = status
+            && status.code() != Some(1)
+        {
+            return Some(status.code().unwrap_or(1));
+        }
+    }
+    eprintln!("cannot create a network namespace (needs root or unprivileged user namespaces)");
+    Some(1)
+}
+
 /// Path of the `smolsock` binary built next to this test binary.
 pub fn smolsock_bin() -> PathBuf {
     if let Ok(path) = std::env::var("SMOLSOCK_BIN") {

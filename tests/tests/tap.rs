@@ -333,7 +333,15 @@ fn tun_device_carries_ip_packets() {
         smolsock_tests::sh(&["ip", "tuntap", "add", "name", "tun0", "mode", "tun"]);
         smolsock_tests::sh(&["ip", "link", "set", "tun0", "up"]);
         smolsock_tests::sh(&["ip", "addr", "add", "10.69.0.100/24", "dev", "tun0"]);
-        let mut server = Proc::smolsock(&["tcp-server", "--tun", "tun0", "--ip", "10.69.0.1/24", "--max-clients", "1"]);
+        let mut server = Proc::smolsock(&[
+            "tcp-server",
+            "--tun",
+            "tun0",
+            "--ip",
+            "10.69.0.1/24",
+            "--max-clients",
+            "1",
+        ]);
         server.wait_for("listening", T);
         let mut s = TcpStream::connect_timeout(&"10.69.0.1:9090".parse().unwrap(), T).unwrap();
         s.set_read_timeout(Some(T)).unwrap();
@@ -341,6 +349,9 @@ fn tun_device_carries_ip_packets() {
         drop(s);
         let (ok, lines, stderr) = server.finish(T);
         assert!(ok, "{stderr}");
-        assert!(lines.iter().any(|l| l.contains("accepted 10.69.0.100:")), "{lines:?}");
+        assert!(
+            lines.iter().any(|l| l.contains("accepted 10.69.0.100:")),
+            "{lines:?}"
+        );
     });
 }

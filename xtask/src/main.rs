@@ -28,6 +28,8 @@ enum Task {
     Boards,
     /// Print flash and static RAM of every board binary (builds them first).
     Size,
+    /// Bulk TCP throughput on a TAP, as ratios to the kernel's loopback (release build).
+    Bench,
 }
 
 fn root() -> PathBuf {
@@ -193,12 +195,39 @@ fn size() -> Result<(), String> {
     Ok(())
 }
 
+fn bench() -> Result<(), String> {
+    let root = root();
+    cargo(&root, &["build", "--release", "-p", "smolsock-host"])?;
+    let bin = root.join("target/release/smolsock");
+    // SAFETY-free: setting a variable for our own child processes only.
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "--release",
+            "-p",
+            "smolsock-tests",
+            "--bin",
+            "bench",
+        ])
+        .env("SMOLSOCK_BIN", bin)
+        .current_dir(&root)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("the benchmark failed".into())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Boards => build_boards(false),
         Task::Size => size(),
+        Task::Bench => bench(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,16 +16,31 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
         .args(args)
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if status.success() { Ok(()) } else { Err(format!("failed: {program} {}", args.join(" "))) }
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("failed: {program} {}", args.join(" ")))
+    }
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Makes sure every tool the checks need is there, installing it where possible.
 pub fn prepare() -> Result<(), String> {
-    run("rustup", &["target", "add", "thumbv7em-none-eabihf", "thumbv7m-none-eabi"])?;
+    run(
+        "rustup",
+        &[
+            "target",
+            "add",
+            "thumbv7em-none-eabihf",
+            "thumbv7m-none-eabi",
+        ],
+    )?;
     run("rustup", &["component", "add", "rustfmt", "clippy"])?;
     if !have("flip-link") {
         run("cargo", &["install", "--locked", "flip-link"])?;

@@ -90,7 +90,10 @@ fn run() -> Result<ExitCode, String> {
 
     let nic = if args.tap == "none" {
         "none".to_string()
-    } else if std::path::Path::new("/sys/class/net").join(&args.tap).exists() {
+    } else if std::path::Path::new("/sys/class/net")
+        .join(&args.tap)
+        .exists()
+    {
         format!("tap,ifname={},script=no,downscript=no", args.tap)
     } else {
         return Err(format!(
@@ -102,7 +105,7 @@ fn run() -> Result<ExitCode, String> {
 
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: installs an async-signal-safe handler (see `on_signal`).
-        unsafe { libc::signal(signal, on_signal as libc::sighandler_t) };
+        unsafe { libc::signal(signal, on_signal as *const () as libc::sighandler_t) };
     }
     let mut cmd = Command::new("qemu-system-arm");
     cmd.args(["-cpu", "cortex-m3", "-machine", "lm3s6965evb"])

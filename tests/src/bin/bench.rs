@@ -1,0 +1,129 @@
+//! `cargo xtask bench`: bulk TCP throughput of smolsock on a TAP, against the kernel, with
+//! the kernel's own loopback throughput measured in the same run as the baseline.
+//!
+//! Prints MiB/s and the ratio to the baseline for: kernel -> kernel (loopback), kernel ->
+//! smoltcp (`tcp-server --mode sink`) and smoltcp -> kernel (`tcp-client --bytes`). The
+//! figures are for a shared, noisy machine: compare ratios, not absolute numbers.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use smolsock_tests::{Proc, SMOL_IP, pattern, reexec_in_netns};
+
+const SIZE: usize = 64 * 1024 * 1024;
+const ROUNDS: usize = 3;
+const T: Duration = Duration::from_secs(60);
+
+fn mib_s(elapsed: Duration) -> f64 {
+    SIZE as f64 / (1024.0 * 1024.0) / elapsed.as_secs_f64()
+}
+
+fn kernel_loopback(data: &[u8]) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut n = 0;
+        loop {
+            match c.read(&mut buf).unwrap() {
+                0 => break n,
+                k => n += k,
+            }
+        }
+    });
+    let start = Instant::now();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(reader.join().unwrap(), SIZE);
+    start.elapsed()
+}
+
+fn kernel_to_smoltcp(data: &[u8], crc: u32) -> Duration {
+    let mut server = Proc::smolsock(&[
+        "tcp-server",
+        "--tap",
+        "tap0",
+        "--mode",
+        "sink",
+        "--max-clients",
+        "1",
+        "--tcp-buf",
+        "1048576",
+    ]);
+    server.wait_for("listening", T);
+    let start = Instant::now();
+    let mut s = TcpStream::connect((SMOL_IP, 9090)).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    let elapsed = start.elapsed();
+    let closed = server.wait_for("closed: in", T);
+    assert!(
+        closed.contains(&format!("in {SIZE} bytes crc32 {crc:08x}")),
+        "{closed}"
+    );
+    elapsed
+}
+
+fn smoltcp_to_kernel(crc: u32) -> Duration {
+    let listener = TcpListener::bind(("192.168.69.100", 9090)).unwrap();
+    let reader = thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let start = Instant::now();
+        let mut got = Vec::with_capacity(SIZE);
+        c.read_to_end(&mut got).unwrap();
+        (crc32fast::hash(&got), got.len(), start.elapsed())
+    });
+    let size = SIZE.to_string();
+    let client = Proc::smolsock(&[
+        "tcp-client",
+        "--tap",
+        "tap0",
+        "--to",
+        "192.168.69.100:9090",
+        "--bytes",
+        &size,
+        "--tcp-buf",
+        "1048576",
+    ]);
+    let (got_crc, len, elapsed) = reader.join().unwrap();
+    assert_eq!((len, got_crc), (SIZE, crc));
+    let (ok, _, stderr) = client.finish(T);
+    assert!(ok, "{stderr}");
+    elapsed
+}
+
+fn best(mut f: impl FnMut() -> Duration) -> Duration {
+    (0..ROUNDS).map(|_| f()).min().unwrap()
+}
+
+fn main() {
+    if let Some(code) = reexec_in_netns() {
+        std::process::exit(code);
+    }
+    let (data, crc) = pattern(SIZE);
+    let base = best(|| kernel_loopback(&data));
+    let up = best(|| kernel_to_smoltcp(&data, crc));
+    let down = best(|| smoltcp_to_kernel(crc));
+    println!(
+        "bulk TCP, 64 MiB, best of {ROUNDS} (smolsock: {})",
+        smolsock_tests::smolsock_bin().display()
+    );
+    println!("{:<34} {:>10} {:>10}", "path", "MiB/s", "ratio");
+    for (name, d) in [
+        ("kernel -> kernel (loopback, base)", base),
+        ("kernel -> smoltcp (TAP, sink)", up),
+        ("smoltcp -> kernel (TAP, --bytes)", down),
+    ] {
+        println!(
+            "{name:<34} {:>10.0} {:>10.3}",
+            mib_s(d),
+            base.as_secs_f64() / d.as_secs_f64()
+        );
+    }
+}
