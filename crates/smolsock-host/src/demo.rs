@@ -197,15 +197,55 @@ fn messages(list: &[&str]) -> LineInput {
     LineInput::messages(list.iter().map(|s| s.to_string()).collect())
 }
 
+const DEMO_SIZING: Sizing = Sizing {
+    tcp_sockets: 8,
+    tcp_buf: 4096,
+    udp_sockets: 2,
+    udp_buf: 4096,
+    udp_packets: 8,
+};
+
+/// An echo server and a client (long or short connections) exchanging `lines`.
+fn tcp_scenario(
+    narrator: &mut Narrator<'_>,
+    title: &str,
+    note: &str,
+    short: bool,
+    lines: &[&str],
+) -> Result<(), RunError> {
+    heading(narrator.printer, title, note);
+    let mut pair = Pair::new(DEMO_SIZING).map_err(RunError::Program)?;
+    let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
+        port: DEFAULT_PORT,
+        backlog: 2,
+        mode: ServeMode::Echo,
+        max_clients: Some(if short { lines.len() as u64 } else { 1 }),
+    });
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
+    let mut client = TcpClient::new(
+        TcpClientConfig {
+            to: std::net::SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
+            short,
+            timeout: Duration::from_secs(5),
+            bulk: None,
+        },
+        &mut tx,
+        &mut rx,
+    );
+    let ending = pair.run(
+        &mut server,
+        &mut client,
+        &mut LineInput::none(),
+        &mut messages(lines),
+        narrator,
+        Duration::from_secs(60),
+    )?;
+    check(ending, &server, &client)
+}
+
 /// Runs the demo; every scenario must finish cleanly.
 pub fn run(printer: &mut Printer) -> Result<(), RunError> {
-    let sizing = Sizing {
-        tcp_sockets: 8,
-        tcp_buf: 4096,
-        udp_sockets: 2,
-        udp_buf: 4096,
-        udp_packets: 8,
-    };
+    let sizing = DEMO_SIZING;
     let limit = Duration::from_secs(60);
     let port = DEFAULT_PORT;
     let server_addr = std::net::SocketAddrV4::new(SERVER_IP, port);
@@ -256,75 +296,22 @@ pub fn run(printer: &mut Printer) -> Result<(), RunError> {
     )?;
     check(ending, &receiver, &sender)?;
 
-    // 2. TCP, long connection.
-    heading(
-        narrator.printer,
+    tcp_scenario(
+        &mut narrator,
         "TCP long connection: tcp-client -> tcp-server (echo)",
         "The server binds and listens (S1, S3); the client connects from an ephemeral port (S2, S4).\n\
          Three-way handshake, two messages echoed on one connection, then the four-way close (S13):\n\
          the client shuts down, the server's recv returns 0 bytes (S9) and it closes its socket (S8).",
-    );
-    let mut pair = Pair::new(sizing).map_err(RunError::Program)?;
-    let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
-        port,
-        backlog: 2,
-        mode: ServeMode::Echo,
-        max_clients: Some(1),
-    });
-    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
-    let mut client = TcpClient::new(
-        TcpClientConfig {
-            to: server_addr,
-            short: false,
-            timeout: Duration::from_secs(5),
-            bulk: None,
-        },
-        &mut tx,
-        &mut rx,
-    );
-    let ending = pair.run(
-        &mut server,
-        &mut client,
-        &mut LineInput::none(),
-        &mut messages(&["hello", "world"]),
-        &mut narrator,
-        limit,
+        false,
+        &["hello", "world"],
     )?;
-    check(ending, &server, &client)?;
-
-    // 3. TCP, short connections.
-    heading(
-        narrator.printer,
+    tcp_scenario(
+        &mut narrator,
         "TCP short connections: tcp-client --short -> tcp-server (echo)",
         "One connection per message: each gets a new ephemeral port and a new server-side socket (S5, S6).",
-    );
-    let mut pair = Pair::new(sizing).map_err(RunError::Program)?;
-    let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
-        port,
-        backlog: 2,
-        mode: ServeMode::Echo,
-        max_clients: Some(2),
-    });
-    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
-    let mut client = TcpClient::new(
-        TcpClientConfig {
-            to: server_addr,
-            short: true,
-            timeout: Duration::from_secs(5),
-            bulk: None,
-        },
-        &mut tx,
-        &mut rx,
-    );
-    let ending = pair.run(
-        &mut server,
-        &mut client,
-        &mut LineInput::none(),
-        &mut messages(&["first", "second"]),
-        &mut narrator,
-        limit,
+        true,
+        &["first", "second"],
     )?;
-    check(ending, &server, &client)?;
 
     narrator.printer.line(
         "done",

@@ -69,6 +69,18 @@ pub trait Program<S: Stack> {
     fn end_input(&mut self) {}
 }
 
+/// Copies `message` to the front of `buf` for sending; returns its length, or
+/// `MessageTooLarge` when it does not fit (it is refused whole, never cut).
+pub(crate) fn stage(buf: &mut [u8], message: &[u8]) -> Result<usize> {
+    let max = buf.len();
+    let slot = buf.get_mut(..message.len()).ok_or(Error::MessageTooLarge {
+        len: message.len(),
+        max,
+    })?;
+    slot.copy_from_slice(message);
+    Ok(message.len())
+}
+
 /// The bytes of the bulk pattern at stream offset `offset` (a 251-byte cycle, so a chunk
 /// that is lost, duplicated or moved changes the CRC).
 pub fn fill_pattern(offset: u64, out: &mut [u8]) {

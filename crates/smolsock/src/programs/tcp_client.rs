@@ -374,16 +374,7 @@ impl<S: Stack> Program<S> for TcpClient<'_, S> {
         if self.pending.is_some() {
             return Err(Error::WouldBlock);
         }
-        let max = self.tx.len();
-        let slot = self
-            .tx
-            .get_mut(..message.len())
-            .ok_or(Error::MessageTooLarge {
-                len: message.len(),
-                max,
-            })?;
-        slot.copy_from_slice(message);
-        self.pending = Some((message.len(), 0));
+        self.pending = Some((super::stage(self.tx, message)?, 0));
         Ok(())
     }
 

@@ -156,16 +156,7 @@ impl<S: Stack> Program<S> for UdpSender<'_, S> {
         if self.pending.is_some() {
             return Err(Error::WouldBlock);
         }
-        let max = self.buf.len();
-        let slot = self
-            .buf
-            .get_mut(..message.len())
-            .ok_or(Error::MessageTooLarge {
-                len: message.len(),
-                max,
-            })?;
-        slot.copy_from_slice(message);
-        self.pending = Some(message.len());
+        self.pending = Some(super::stage(self.buf, message)?);
         Ok(())
     }
 
