@@ -1,0 +1,295 @@
+//! Board support for the ST NUCLEO-H743ZI / NUCLEO-H743ZI2 (STM32H743ZI,
+//! LAN8742A PHY over RMII).
+//!
+//! Everything a smolsock firmware program needs from the board, and nothing
+//! else: [`init`] brings up clocks, SysTick, the Ethernet MAC/DMA and the PHY,
+//! and returns a [`net::EthDevice`] (a `smoltcp::phy::Device`) and a
+//! [`clock::Clock`] (a millisecond `smoltcp::time::Instant` source).
+//! [`new_interface`] builds the smoltcp `Interface` with this board's
+//! addresses from [`config`]. Linking this crate also links the defmt RTT
+//! logger and the panic handler (panic-probe), so a firmware binary is just:
+//!
+//! ```ignore
+//! #![no_std]
+//! #![no_main]
+//! use nucleo_h743zi as board;
+//!
+//! #[cortex_m_rt::entry]
+//! fn main() -> ! {
+//!     let (mut device, clock) = board::init();
+//!     let mut iface = board::new_interface(&mut device, &clock);
+//!     // sockets, then loop { iface.poll(clock.now(), &mut device, &mut sockets); ... }
+//! #   loop {}
+//! }
+//! ```
+//!
+//! Layout of the crate:
+//! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
+//! - [`clock`]: SysTick millisecond clock;
+//! - [`net`]: the smoltcp device adapter over embassy-stm32's Ethernet driver;
+//! - [`phy`]: the LAN8742A (reset, auto-negotiation, link state).
+//!
+//! Memory: all RAM is the AXI SRAM (see `memory.x`), which the Ethernet DMA can
+//! reach; the D-cache stays off, so the DMA buffers need no cache maintenance.
+
+#![no_std]
+#![deny(missing_docs)]
+
+use core::ptr::addr_of_mut;
+
+use defmt_rtt as _;
+use panic_probe as _;
+
+use embassy_stm32::bind_interrupts;
+use embassy_stm32::eth::{self, Ethernet, PacketQueue, Sma};
+use embassy_stm32::time::Hertz;
+use smoltcp::iface::{Config, Interface};
+use smoltcp::wire::EthernetAddress;
+
+pub mod app;
+pub mod clock;
+pub mod net;
+pub mod phy;
+
+pub use clock::Clock;
+pub use net::EthDevice;
+/// The smoltcp this crate's device implements `Device` for (0.14).
+pub use smoltcp;
+
+/// Every board constant in one place.
+pub mod config {
+    use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
+
+    /// Locally administered MAC address of this board.
+    pub const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x05];
+    /// Static IPv4 address of this board.
+    pub const IP_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 5);
+    /// Prefix length of [`IP_ADDRESS`]'s subnet.
+    pub const PREFIX_LEN: u8 = 24;
+    /// The PC on the other end of the cable (its Ethernet port).
+    pub const PEER_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
+    /// Default port of the smolsock programs.
+    pub const PORT: u16 = 9090;
+
+    /// MDIO address of the on-board LAN8742A (PHYAD0 strapped low).
+    pub const PHY_ADDRESS: u8 = 0;
+    /// How long [`crate::init`] waits for a link before going on without one.
+    pub const LINK_TIMEOUT_MS: u64 = 5_000;
+
+    /// HSE: the 8 MHz MCO of the on-board ST-LINK, fed in bypass mode. If it
+    /// is missing, [`crate::init`] falls back to the internal 64 MHz HSI.
+    pub const HSE_HZ: u32 = 8_000_000;
+    /// CPU clock: PLL1 P output (8 MHz / 4 * 400 / 2), voltage scale 1.
+    pub const SYSCLK_HZ: u32 = 400_000_000;
+    /// AHB clock (HCLK = SYSCLK / 2); the APB buses run at HCLK / 2.
+    pub const HCLK_HZ: u32 = 200_000_000;
+
+    /// Receive descriptors (one 1536-byte buffer each).
+    pub const RX_DESCRIPTORS: usize = 8;
+    /// Transmit descriptors (one 1514-byte buffer each).
+    pub const TX_DESCRIPTORS: usize = 4;
+
+    /// [`IP_ADDRESS`] with its prefix.
+    pub fn ip_cidr() -> IpCidr {
+        IpCidr::new(IpAddress::Ipv4(IP_ADDRESS), PREFIX_LEN)
+    }
+}
+
+defmt::timestamp!("{=u64:ms}", clock::now_ms());
+
+bind_interrupts!(struct Irqs {
+    ETH => eth::InterruptHandler;
+});
+
+/// AXI SRAM as mapped in memory.x: where the DMA buffers must be.
+const AXI_SRAM: core::ops::Range<usize> = 0x2400_0000..0x2408_0000;
+
+// DMA descriptor rings and frame buffers (zero-initialised, in .bss).
+static mut PACKET_QUEUE: PacketQueue<{ config::TX_DESCRIPTORS }, { config::RX_DESCRIPTORS }> =
+    PacketQueue::new();
+
+/// Turns on HSE in bypass mode and reports whether the external 8 MHz clock
+/// (the ST-LINK's MCO on OSC_IN, the NUCLEO-144 default) is there. Without
+/// this check embassy-stm32 would wait for it forever on a board whose solder
+/// bridges route no clock to OSC_IN.
+fn hse_present() -> bool {
+    let rcc = embassy_stm32::pac::RCC;
+    if rcc.cr().read().hserdy() {
+        return true;
+    }
+    // HSEBYP may only change while HSE is off.
+    rcc.cr().modify(|w| w.set_hseon(false));
+    rcc.cr().modify(|w| w.set_hsebyp(true));
+    rcc.cr().modify(|w| w.set_hseon(true));
+    // Running from the 64 MHz HSI here: 100 x 64k cycles is about 100 ms,
+    // ST's HSE start-up timeout. A bypass clock is ready within 6 cycles.
+    for _ in 0..100 {
+        if rcc.cr().read().hserdy() {
+            return true;
+        }
+        cortex_m::asm::delay(64_000);
+    }
+    rcc.cr().modify(|w| w.set_hseon(false));
+    rcc.cr().modify(|w| w.set_hsebyp(false));
+    false
+}
+
+fn rcc_config(hse: bool) -> embassy_stm32::Config {
+    use embassy_stm32::rcc::{
+        AHBPrescaler, APBPrescaler, Hse, HseMode, Pll, PllDiv, PllMul, PllPreDiv, PllSource,
+        Sysclk, VoltageScale,
+    };
+    let mut config = embassy_stm32::Config::default();
+    let rcc = &mut config.rcc;
+    if hse {
+        rcc.hse = Some(Hse {
+            freq: Hertz(config::HSE_HZ),
+            mode: HseMode::Bypass,
+        });
+    }
+    // CSI on: embassy-stm32 then enables the I/O compensation cell, which
+    // ST recommends for GPIOs switching above 50 MHz (RMII runs at 50 MHz).
+    rcc.csi = true;
+    // HSE: 8 MHz / 4 = 2 MHz reference, x400 = 800 MHz VCO, /2 = 400 MHz.
+    // HSI: 64 MHz / 4 = 16 MHz reference, x50 = 800 MHz VCO, /2 = 400 MHz.
+    let (source, mul) = if hse {
+        (PllSource::HSE, PllMul::MUL400)
+    } else {
+        (PllSource::HSI, PllMul::MUL50)
+    };
+    rcc.pll1 = Some(Pll {
+        source,
+        prediv: PllPreDiv::DIV4,
+        mul,
+        fracn: None,
+        divp: Some(PllDiv::DIV2),
+        divq: Some(PllDiv::DIV8),
+        divr: None,
+    });
+    rcc.sys = Sysclk::PLL1_P;
+    rcc.d1c_pre = AHBPrescaler::DIV1;
+    rcc.ahb_pre = AHBPrescaler::DIV2;
+    rcc.apb1_pre = APBPrescaler::DIV2;
+    rcc.apb2_pre = APBPrescaler::DIV2;
+    rcc.apb3_pre = APBPrescaler::DIV2;
+    rcc.apb4_pre = APBPrescaler::DIV2;
+    rcc.voltage_scale = VoltageScale::Scale1;
+    config
+}
+
+/// Brings the board up: 400 MHz CPU clock from the ST-LINK's 8 MHz MCO (or
+/// the internal HSI if that is missing), I-cache, SysTick, Ethernet pins, MAC
+/// and DMA, and the PHY; waits up to [`config::LINK_TIMEOUT_MS`] for a link
+/// and logs its speed and duplex.
+///
+/// Without a link it goes on: call [`EthDevice::poll_link`] from the main loop
+/// to pick the link up later (and to follow re-plugs).
+///
+/// # Panics
+/// If called twice, or if no PHY answers on MDIO (a hardware fault).
+pub fn init() -> (EthDevice, Clock) {
+    let hse = hse_present();
+    if !hse {
+        defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 64 MHz HSI");
+    }
+    let p = embassy_stm32::init(rcc_config(hse));
+    let mut cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
+    // The I-cache is safe with DMA; the D-cache is left off on purpose.
+    cp.SCB.enable_icache();
+    let clock = Clock::start(cp.SYST, config::SYSCLK_HZ);
+    defmt::info!(
+        "NUCLEO-H743ZI: CPU {} MHz from {}, HCLK {} MHz",
+        config::SYSCLK_HZ / 1_000_000,
+        if hse { "HSE" } else { "HSI" },
+        config::HCLK_HZ / 1_000_000
+    );
+
+    // SAFETY: `embassy_stm32::init` above panics when called a second time,
+    // so this is the only place that ever borrows the queue.
+    let queue = unsafe { &mut *addr_of_mut!(PACKET_QUEUE) };
+    let at = queue as *const _ as usize;
+    assert!(
+        AXI_SRAM.contains(&at),
+        "Ethernet DMA buffers must be in AXI SRAM (check memory.x)"
+    );
+
+    // RMII pins of the NUCLEO-144 (UM1974/UM2407): REF_CLK PA1, CRS_DV PA7,
+    // RXD0 PC4, RXD1 PC5, TXD0 PG13, TXD1 PB13, TX_EN PG11; MDIO PA2, MDC PC1.
+    let smi = Sma::new(p.ETH_SMA, p.PA2, p.PC1);
+    defmt::info!("eth: starting MAC and DMA");
+    let mut eth = Ethernet::new_with_phy(
+        queue,
+        p.ETH,
+        Irqs,
+        p.PA1,
+        p.PA7,
+        p.PC4,
+        p.PC5,
+        p.PG13,
+        p.PB13,
+        p.PG11,
+        config::MAC_ADDRESS,
+        net::Lan8742a::new(smi, clock),
+    );
+    if let Some(e) = eth.phy().error() {
+        panic!(
+            "no PHY answers on MDIO at address 0 ({:?}): check the board's ETH solder bridges",
+            e
+        );
+    }
+    let link = eth.phy_mut().wait_for_link(config::LINK_TIMEOUT_MS);
+    if link.is_none() {
+        defmt::warn!(
+            "no link after {} ms; going on, poll_link() will pick it up",
+            config::LINK_TIMEOUT_MS
+        );
+    }
+    let device = EthDevice::new(eth, link, config::RX_DESCRIPTORS);
+    defmt::info!(
+        "eth: MAC {}, IPv4 {}",
+        EthernetAddress(config::MAC_ADDRESS),
+        config::ip_cidr()
+    );
+    (device, clock)
+}
+
+/// Makes the smoltcp interface of this board: [`config::MAC_ADDRESS`],
+/// [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], and [`random_seed`].
+pub fn new_interface<D: smoltcp::phy::Device>(device: &mut D, clock: &Clock) -> Interface {
+    let mut cfg = Config::new(EthernetAddress(config::MAC_ADDRESS).into());
+    cfg.random_seed = random_seed();
+    let mut iface = Interface::new(cfg, device, clock.now());
+    iface.update_ip_addrs(|addrs| {
+        addrs
+            .push(config::ip_cidr())
+            .expect("the interface has room for one address");
+    });
+    iface
+}
+
+/// A seed for smoltcp (TCP initial sequence numbers, ephemeral ports) that
+/// differs between boards and between boots: the 96-bit unique device ID mixed
+/// with the time since boot down to the SysTick count, which varies with the
+/// PHY's auto-negotiation time. Not cryptographic.
+pub fn random_seed() -> u64 {
+    const UID_BASE: *const u32 = 0x1FF1_E800 as *const u32;
+    // SAFETY: the unique device ID is three read-only words in system memory.
+    let uid = unsafe {
+        [
+            UID_BASE.read_volatile(),
+            UID_BASE.add(1).read_volatile(),
+            UID_BASE.add(2).read_volatile(),
+        ]
+    };
+    let ticks = cortex_m::peripheral::SYST::get_current();
+    let mut x = (u64::from(uid[0]) << 32) ^ u64::from(uid[1]) ^ (u64::from(uid[2]) << 16);
+    x ^= clock::now_ms().rotate_left(40) ^ u64::from(ticks);
+    splitmix64(x)
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
