@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
@@ -132,6 +132,41 @@ pub fn smolsock_bin() -> PathBuf {
     bin
 }
 
+/// The emulated board's address (QEMU `lm3s6965evb`, boards/qemu-lm3s6965).
+pub const BOARD_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 3);
+
+/// Path of the `qemu-run` binary (crates/qemu-run) built next to this test binary.
+pub fn qemu_run_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("QEMU_RUN_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target directory");
+    let bin = dir.join("qemu-run");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p qemu-run`",
+        bin.display()
+    );
+    bin
+}
+
+/// Path of the release ELF of the emulated board's firmware `name` (e.g. `tcp-server`).
+pub fn board_elf(name: &str) -> PathBuf {
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/qemu-lm3s6965/target/thumbv7m-none-eabi/release")
+        .join(name);
+    assert!(
+        elf.exists(),
+        "{} is missing: run `cargo xtask boards` first (it builds the board firmware)",
+        elf.display()
+    );
+    elf
+}
+
 /// A running program whose stdout lines can be awaited; killed on drop.
 pub struct Proc {
     child: Child,
@@ -144,6 +179,17 @@ impl Proc {
     /// Starts `smolsock` with `args`, stdin closed.
     pub fn smolsock(args: &[&str]) -> Proc {
         Self::spawn(Command::new(smolsock_bin()).args(args), false)
+    }
+
+    /// Boots the emulated board's firmware `name` (see [`board_elf`]) in QEMU through
+    /// `qemu-run`, its NIC on [`TAP`]; stdout is the decoded log, one line per message.
+    /// Dropping the `Proc` kills `qemu-run`, and QEMU dies with it.
+    pub fn qemu(name: &str) -> Proc {
+        let elf = board_elf(name);
+        Self::spawn(
+            Command::new(qemu_run_bin()).args(["--tap", TAP]).arg(elf),
+            false,
+        )
     }
 
     /// Starts `smolsock` with `args` and a pipe on stdin.

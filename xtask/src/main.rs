@@ -4,6 +4,10 @@
 //!   builds, the tests, every board); the README's test command.
 //! - `cargo xtask boards`: build every board's firmware (release).
 //! - `cargo xtask size`: flash and static RAM of every board binary.
+//! - `cargo xtask qemu <bin> [--tap IF]`: build the emulated board's firmware and boot one
+//!   binary in QEMU on a TAP (default tap0), its defmt log decoded.
+
+mod qemu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,6 +32,14 @@ enum Task {
     Boards,
     /// Print flash and static RAM of every board binary (builds them first).
     Size,
+    /// Build the emulated board's firmware and boot one binary in QEMU on a TAP.
+    Qemu {
+        /// The firmware binary: udp-recv, udp-send, tcp-server or tcp-client.
+        bin: String,
+        /// The TAP device for the board's NIC (it must exist); `none` for no NIC.
+        #[arg(long, default_value = "tap0")]
+        tap: String,
+    },
     /// Bulk TCP throughput on a TAP, as ratios to the kernel's loopback (release build).
     Bench,
 }
@@ -128,10 +140,11 @@ fn ci() -> Result<(), String> {
         ],
     )?;
     cargo(&root, &["doc", "--workspace", "--no-deps", "--quiet"])?;
-    // The namespace tests run the binary next to them: build it before testing.
-    cargo(&root, &["build", "-p", "smolsock-host"])?;
-    cargo(&root, &["test", "--workspace"])?;
+    // The namespace tests run the binaries next to them, and the QEMU tests the boards'
+    // release firmware: build all of them before testing.
+    cargo(&root, &["build", "-p", "smolsock-host", "-p", "qemu-run"])?;
     build_boards(true)?;
+    cargo(&root, &["test", "--workspace"])?;
     Ok(())
 }
 
@@ -227,6 +240,7 @@ fn main() -> ExitCode {
         Task::Ci => ci(),
         Task::Boards => build_boards(false),
         Task::Size => size(),
+        Task::Qemu { bin, tap } => qemu::qemu(&bin, &tap),
         Task::Bench => bench(),
     };
     match result {

@@ -21,6 +21,9 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 use defmt_decoder::{DecodeError, Table};
 
+/// What `lm3s6965evb` writes to stderr at every start (harmless, before any guest code).
+const QEMU_NOISE: &str = "Timer with period zero, disabling";
+
 /// Process group of the running QEMU (0: none), for the signal handler.
 static QEMU_PGID: AtomicI32 = AtomicI32::new(0);
 
@@ -47,6 +50,16 @@ impl Drop for Guard {
         let _ = self.0.wait();
         QEMU_PGID.store(0, Ordering::SeqCst);
     }
+}
+
+/// Whether a network device of that name exists in this network namespace
+/// (`if_nametoindex`; /sys/class/net may show another namespace's devices).
+fn interface_exists(name: &str) -> bool {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return false;
+    };
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
+    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
 }
 
 struct Args {
@@ -90,10 +103,7 @@ fn run() -> Result<ExitCode, String> {
 
     let nic = if args.tap == "none" {
         "none".to_string()
-    } else if std::path::Path::new("/sys/class/net")
-        .join(&args.tap)
-        .exists()
-    {
+    } else if interface_exists(&args.tap) {
         format!("tap,ifname={},script=no,downscript=no", args.tap)
     } else {
         return Err(format!(
@@ -117,6 +127,7 @@ fn run() -> Result<ExitCode, String> {
         .args(&args.qemu_args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .process_group(0);
     // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
     unsafe {
@@ -135,6 +146,20 @@ fn run() -> Result<ExitCode, String> {
         QEMU_PGID.store(pid, Ordering::SeqCst);
     }
     let mut qemu_out = guard.0.stdout.take().ok_or("no pipe from QEMU")?;
+    if let Some(qemu_err) = guard.0.stderr.take() {
+        // QEMU's own messages, minus the one the machine prints at every start.
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(qemu_err)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if !line.contains(QEMU_NOISE) {
+                    eprintln!("{line}");
+                }
+            }
+        });
+    }
 
     let mut decoder = table.new_stream_decoder();
     let stdout = std::io::stdout();

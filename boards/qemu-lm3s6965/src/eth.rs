@@ -1,0 +1,399 @@
+//! Polled driver for the Stellaris (LM3S6965) Ethernet MAC, as QEMU's
+//! `lm3s6965evb` machine models it (`hw/net/stellaris_enet.c`).
+//!
+//! The MAC has no DMA: frames move through a FIFO register, one 32-bit word
+//! at a time, little-endian.
+//!
+//! * Receive: `NP` counts the frames waiting. The first `DATA` read of a frame
+//!   holds, in its low 16 bits, the length of what follows *including* those
+//!   2 length bytes and the 4-byte FCS (QEMU computes a real CRC-32 there); the
+//!   frame itself starts at byte 2 of that first word. Every word up to
+//!   `ceil(len / 4)` must be read to move on to the next frame.
+//! * Transmit: the first word written to `DATA` holds, in its low 16 bits, the
+//!   length of the frame *minus* its 14-byte Ethernet header; the frame starts
+//!   at byte 2 of that word. After the last word, bit 0 of `TR` starts the send.
+//!
+//! [`Mac`] is that register interface; [`Ethernet`] adds frame buffers and
+//! implements [`smoltcp::phy::Device`] on top.
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+use smoltcp::wire::EthernetAddress;
+
+/// The Ethernet MTU smoltcp sees: a 1500-byte IP MTU plus the 14-byte header
+/// (no FCS: the MAC appends and strips it).
+pub const MTU: usize = 1514;
+
+/// Register offsets from the MAC's base and their bits.
+mod reg {
+    /// Base address of the MAC on the LM3S6965.
+    pub const BASE: usize = 0x4004_8000;
+
+    /// Raw interrupt status (read) / interrupt acknowledge (write 1 to clear).
+    pub const RIS_IACK: usize = 0x00;
+    /// Interrupt mask: a set bit lets that RIS bit raise the MAC's IRQ.
+    pub const IM: usize = 0x04;
+    /// Receive control.
+    pub const RCTL: usize = 0x08;
+    /// Transmit control.
+    pub const TCTL: usize = 0x0c;
+    /// Data FIFO: read = receive, write = transmit.
+    pub const DATA: usize = 0x10;
+    /// Individual (MAC) address, bytes 0-3.
+    pub const IA0: usize = 0x14;
+    /// Individual (MAC) address, bytes 4-5.
+    pub const IA1: usize = 0x18;
+    /// Transmit threshold: 0x3f sends only on `TR`.
+    pub const THR: usize = 0x1c;
+    /// Number of frames in the receive FIFO.
+    pub const NP: usize = 0x34;
+    /// Transmission request.
+    pub const TR: usize = 0x38;
+
+    /// RIS/IM/IACK: a frame was received.
+    pub const INT_RX: u32 = 1 << 0;
+    /// RIS/IM/IACK: every interrupt source of the MAC.
+    pub const INT_ALL: u32 = 0x7f;
+
+    /// RCTL: receiver enable.
+    pub const RCTL_RXEN: u32 = 1 << 0;
+    /// RCTL: accept multicast frames.
+    pub const RCTL_AMUL: u32 = 1 << 1;
+    /// RCTL: drop frames with a bad FCS.
+    pub const RCTL_BADCRC: u32 = 1 << 3;
+    /// RCTL: empty the receive FIFO.
+    pub const RCTL_RSTFIFO: u32 = 1 << 4;
+
+    /// TCTL: transmitter enable.
+    pub const TCTL_TXEN: u32 = 1 << 0;
+    /// TCTL: pad short frames to 60 bytes.
+    pub const TCTL_PADEN: u32 = 1 << 1;
+    /// TCTL: append the FCS.
+    pub const TCTL_CRC: u32 = 1 << 2;
+    /// TCTL: full duplex.
+    pub const TCTL_DUPLEX: u32 = 1 << 3;
+
+    /// THR value that turns threshold-started transmission off.
+    pub const THR_OFF: u32 = 0x3f;
+
+    /// TR: start sending the frame in the transmit FIFO; reads 1 while busy.
+    pub const TR_NEWTX: u32 = 1 << 0;
+
+    /// System control `RCGC2`: run-mode clock gating of the MAC and PHY.
+    pub const SYSCTL_RCGC2: usize = 0x400f_e108;
+    /// RCGC2: clock the MAC.
+    pub const RCGC2_EMAC0: u32 = 1 << 28;
+    /// RCGC2: clock the PHY.
+    pub const RCGC2_EPHY0: u32 = 1 << 30;
+}
+
+/// The only place that touches the hardware: 32-bit volatile accesses to the
+/// MAC's registers (and one system-control register at init).
+mod mmio {
+    use super::reg::BASE;
+    use core::ptr::{read_volatile, write_volatile};
+
+    /// Reads the MAC register at `offset`.
+    #[inline(always)]
+    pub fn read(offset: usize) -> u32 {
+        // SAFETY: BASE + offset is one of the MAC's word-aligned registers
+        // (offsets come from `reg` only), valid for volatile reads on this
+        // machine; reading has no memory-safety effect on Rust data.
+        unsafe { read_volatile((BASE + offset) as *const u32) }
+    }
+
+    /// Writes `value` to the MAC register at `offset`.
+    #[inline(always)]
+    pub fn write(offset: usize, value: u32) {
+        // SAFETY: as in `read`; the MAC has no DMA, so no write can make the
+        // hardware touch RAM behind Rust's back.
+        unsafe { write_volatile((BASE + offset) as *mut u32, value) }
+    }
+
+    /// Sets `bits` in the system-control register at absolute `address`.
+    pub fn set_bits_abs(address: usize, bits: u32) {
+        let ptr = address as *mut u32;
+        // SAFETY: only called with SYSCTL_RCGC2, a valid word-aligned
+        // register; read-modify-write during single-threaded init.
+        unsafe { write_volatile(ptr, read_volatile(ptr) | bits) }
+    }
+}
+
+/// Receive and transmit error counters (frames the driver dropped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, defmt::Format)]
+pub struct Stats {
+    /// Frames received and handed to smoltcp.
+    pub rx_frames: u32,
+    /// Frames dropped because their length word made no sense; the receive
+    /// FIFO was reset each time.
+    pub rx_bad_length: u32,
+    /// Frames dropped because they were larger than [`MTU`].
+    pub rx_too_long: u32,
+    /// Frames sent.
+    pub tx_frames: u32,
+}
+
+/// Register-level handle to the Ethernet MAC. There is one; [`crate::Board`]
+/// owns it.
+#[derive(Debug)]
+pub struct Mac {
+    stats: Stats,
+}
+
+impl Mac {
+    /// Clocks, resets and starts the MAC with `address` as its own address.
+    ///
+    /// Only the receive interrupt is unmasked in the MAC (so `WFI` wakes when a
+    /// frame arrives); the caller decides whether the NVIC lets it through.
+    pub(crate) fn init(address: EthernetAddress) -> Self {
+        mmio::set_bits_abs(reg::SYSCTL_RCGC2, reg::RCGC2_EMAC0 | reg::RCGC2_EPHY0);
+
+        // Quiet and empty first: QEMU resets IM to "everything".
+        mmio::write(reg::IM, 0);
+        mmio::write(reg::RCTL, reg::RCTL_RSTFIFO);
+        mmio::write(reg::RIS_IACK, reg::INT_ALL);
+
+        let a = address.0;
+        mmio::write(reg::IA0, u32::from_le_bytes([a[0], a[1], a[2], a[3]]));
+        mmio::write(reg::IA1, u32::from_le_bytes([a[4], a[5], 0, 0]));
+
+        mmio::write(reg::THR, reg::THR_OFF);
+        mmio::write(
+            reg::TCTL,
+            reg::TCTL_TXEN | reg::TCTL_PADEN | reg::TCTL_CRC | reg::TCTL_DUPLEX,
+        );
+        // Unicast to us and broadcast come in; multicast too (cheap, and IPv4
+        // multicast may be used later). QEMU filters nothing anyway.
+        mmio::write(
+            reg::RCTL,
+            reg::RCTL_RXEN | reg::RCTL_AMUL | reg::RCTL_BADCRC,
+        );
+        mmio::write(reg::IM, reg::INT_RX);
+
+        Mac {
+            stats: Stats::default(),
+        }
+    }
+
+    /// The MAC address the hardware holds.
+    pub fn address(&self) -> EthernetAddress {
+        let [a0, a1, a2, a3] = mmio::read(reg::IA0).to_le_bytes();
+        let [a4, a5, _, _] = mmio::read(reg::IA1).to_le_bytes();
+        EthernetAddress([a0, a1, a2, a3, a4, a5])
+    }
+
+    /// Whether a received frame waits in the FIFO.
+    pub fn rx_pending(&self) -> bool {
+        mmio::read(reg::NP) != 0
+    }
+
+    /// Counters since init.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Moves the next good frame out of the receive FIFO into `buf` and
+    /// returns its length (without the FCS). Frames that are malformed or
+    /// longer than `buf` are dropped and counted. `None` once the FIFO is empty.
+    pub fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+        while self.rx_pending() {
+            match self.read_one(buf) {
+                Ok(len) => {
+                    self.stats.rx_frames = self.stats.rx_frames.wrapping_add(1);
+                    return Some(len);
+                }
+                Err(RxDrop::TooLong) => {
+                    self.stats.rx_too_long = self.stats.rx_too_long.wrapping_add(1);
+                }
+                Err(RxDrop::BadLength) => {
+                    self.stats.rx_bad_length = self.stats.rx_bad_length.wrapping_add(1);
+                    // The word count is unknown, so the FIFO cannot be
+                    // resynchronised: drop everything in it.
+                    mmio::write(reg::RCTL, mmio::read(reg::RCTL) | reg::RCTL_RSTFIFO);
+                }
+            }
+        }
+        None
+    }
+
+    /// Reads exactly one frame from the FIFO (NP > 0 is the caller's check).
+    fn read_one(&mut self, buf: &mut [u8]) -> Result<usize, RxDrop> {
+        let first = mmio::read(reg::DATA);
+        // Length of the FIFO record: 2 length bytes + frame + 4 FCS bytes.
+        let record = (first & 0xffff) as usize;
+        // A frame has at least its 14-byte header; the FIFO holds 2 KiB.
+        if !(2 + 14 + 4..=2048).contains(&record) {
+            return Err(RxDrop::BadLength);
+        }
+        let frame_len = record - 6;
+        let words = record.div_ceil(4);
+
+        if frame_len > buf.len() {
+            for _ in 1..words {
+                mmio::read(reg::DATA);
+            }
+            return Err(RxDrop::TooLong);
+        }
+
+        // Byte i of the record is byte i - 2 of the frame; the tail of the
+        // last word (FCS, padding) is read but not stored.
+        let [_, _, b0, b1] = first.to_le_bytes();
+        buf[0] = b0;
+        buf[1] = b1;
+        for w in 1..words {
+            let bytes = mmio::read(reg::DATA).to_le_bytes();
+            let start = 4 * w - 2;
+            if start >= frame_len {
+                continue;
+            }
+            let n = (frame_len - start).min(4);
+            buf[start..start + n].copy_from_slice(&bytes[..n]);
+        }
+        Ok(frame_len)
+    }
+
+    /// Sends `frame` (destination MAC first, no FCS; 14..=[`MTU`] bytes).
+    ///
+    /// Frames outside that range are not sent; smoltcp never builds them.
+    pub fn transmit(&mut self, frame: &[u8]) {
+        if !(14..=MTU).contains(&frame.len()) {
+            return;
+        }
+        // The FIFO holds one frame: wait for the previous one to leave (real
+        // hardware only; QEMU sends at once and TR reads 0).
+        while mmio::read(reg::TR) & reg::TR_NEWTX != 0 {}
+
+        let data_len = (frame.len() - 14) as u32;
+        mmio::write(
+            reg::DATA,
+            data_len | u32::from(frame[0]) << 16 | u32::from(frame[1]) << 24,
+        );
+        for chunk in frame[2..].chunks(4) {
+            let mut word = [0u8; 4];
+            word[..chunk.len()].copy_from_slice(chunk);
+            mmio::write(reg::DATA, u32::from_le_bytes(word));
+        }
+        mmio::write(reg::TR, reg::TR_NEWTX);
+        self.stats.tx_frames = self.stats.tx_frames.wrapping_add(1);
+    }
+}
+
+/// Why a received frame was dropped.
+enum RxDrop {
+    TooLong,
+    BadLength,
+}
+
+/// Acknowledges the MAC's receive interrupt. Called from the interrupt
+/// handler: the IRQ only exists to wake the core from `WFI`; frames are read
+/// by polling.
+pub(crate) fn acknowledge_rx_interrupt() {
+    mmio::write(reg::RIS_IACK, reg::INT_RX);
+}
+
+/// One receive and one transmit frame buffer (2 x 1514 bytes of static RAM).
+#[derive(Debug)]
+pub(crate) struct Buffers {
+    rx: [u8; MTU],
+    tx: [u8; MTU],
+}
+
+impl Buffers {
+    /// Zeroed buffers, for a `static`.
+    pub(crate) const fn new() -> Self {
+        Buffers {
+            rx: [0; MTU],
+            tx: [0; MTU],
+        }
+    }
+}
+
+/// The MAC with its frame buffers: a [`smoltcp::phy::Device`].
+#[derive(Debug)]
+pub struct Ethernet {
+    mac: Mac,
+    buffers: &'static mut Buffers,
+}
+
+impl Ethernet {
+    pub(crate) fn new(mac: Mac, buffers: &'static mut Buffers) -> Self {
+        Ethernet { mac, buffers }
+    }
+
+    /// The register-level driver.
+    pub fn mac(&self) -> &Mac {
+        &self.mac
+    }
+}
+
+impl phy::Device for Ethernet {
+    type RxToken<'a>
+        = RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, _timestamp: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let Buffers { rx, tx } = &mut *self.buffers;
+        let len = self.mac.receive(rx)?;
+        Some((
+            RxToken(&rx[..len]),
+            TxToken {
+                mac: &mut self.mac,
+                buf: tx,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            mac: &mut self.mac,
+            buf: &mut self.buffers.tx,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = MTU;
+        // No max_burst_size: smoltcp would shrink the TCP window to it, and
+        // the receive FIFO holds up to 31 frames (QEMU) / 2 KiB (hardware).
+        caps
+    }
+}
+
+/// A received frame, borrowed from [`Ethernet`]'s receive buffer.
+pub struct RxToken<'a>(&'a [u8]);
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
+    }
+}
+
+/// Permission to send one frame through [`Ethernet`]'s transmit buffer.
+pub struct TxToken<'a> {
+    mac: &'a mut Mac,
+    buf: &'a mut [u8; MTU],
+}
+
+impl phy::TxToken for TxToken<'_> {
+    /// # Panics
+    /// If `len` exceeds [`MTU`], which smoltcp never asks for (it is the MTU
+    /// the device reports).
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let frame = &mut self.buf[..len];
+        let result = f(frame);
+        self.mac.transmit(frame);
+        result
+    }
+}
