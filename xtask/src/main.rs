@@ -54,7 +54,7 @@ fn root() -> PathBuf {
 /// Runs `cargo args...` in `dir`, echoing the command; `Err` names it when it fails.
 fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
     let shown = format!(
-        "(cd {}) cargo {}",
+        "(cd ./{}) cargo {}",
         dir.strip_prefix(root()).unwrap_or(dir).display(),
         args.join(" ")
     );
