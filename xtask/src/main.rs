@@ -144,8 +144,52 @@ fn ci() -> Result<(), String> {
     // release firmware: build all of them before testing.
     cargo(&root, &["build", "-p", "smolsock-host", "-p", "qemu-run"])?;
     build_boards(true)?;
-    cargo(&root, &["test", "--workspace"])?;
+    test_workspace(&root)?;
     Ok(())
+}
+
+/// Runs `cargo test --workspace`, echoing its output, and ends with one closing line that
+/// adds up every test binary's result (the last binary alone may be a doc-test run of 0).
+fn test_workspace(root: &Path) -> Result<(), String> {
+    use std::io::{BufRead, BufReader};
+    eprintln!("\n==> (cd ./) cargo test --workspace");
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--workspace"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            if let Some(rest) = line.strip_prefix("test result: ") {
+                let count = |word: &str| {
+                    rest.split(';')
+                        .find_map(|part| {
+                            part.trim().strip_suffix(word).map(|n| {
+                                n.trim()
+                                    .rsplit(' ')
+                                    .next()
+                                    .unwrap_or("0")
+                                    .parse::<u64>()
+                                    .unwrap_or(0)
+                            })
+                        })
+                        .unwrap_or(0)
+                };
+                passed += count(" passed");
+                failed += count(" failed");
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    println!("\n{passed} passed, {failed} failed");
+    if status.success() {
+        Ok(())
+    } else {
+        Err("failed: cargo test --workspace".into())
+    }
 }
 
 fn build_boards(lint: bool) -> Result<(), String> {
