@@ -1,14 +1,14 @@
 //! The host's poll loop: one program on one stack over a TAP/TUN device.
 //!
-//! Each round polls the stack and the program until neither makes progress, feeds input
-//! the program wants, then sleeps in `ppoll(2)` on the device (and stdin, when the program
-//! waits for a line) until the earliest deadline of the stack and the program. There is no
-//! busy loop and no fixed sleep.
+//! Each iteration runs the core's [`runner::round`] (frames in one at a time, the program,
+//! its input, frames out, until nothing moves), then sleeps in `ppoll(2)` on the device
+//! (and stdin, when the program waits for a line) until the earliest deadline of the stack
+//! and the program. There is no busy loop and no fixed sleep.
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration as StdDuration;
 
+use smolsock::runner;
 use smolsock::{Error, Program};
 use smoltcp::time::{Duration, Instant};
 
@@ -39,10 +39,6 @@ impl std::fmt::Display for RunError {
 }
 
 impl std::error::Error for RunError {}
-
-/// Longest time the stack is kept running after the program finished, so its last FIN,
-/// ACK or datagram leaves.
-pub const LINGER: StdDuration = StdDuration::from_secs(2);
 
 /// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns
 /// which descriptors are readable.
@@ -87,34 +83,6 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
         .collect())
 }
 
-/// Gives the program queued messages while it wants them; ends its input once exhausted.
-/// Returns whether anything was given.
-pub fn feed<S: smolsock::Stack>(
-    program: &mut dyn Program<S>,
-    input: &mut LineInput,
-    ended: &mut bool,
-) -> Result<bool, RunError> {
-    let mut fed = false;
-    while program.wants_input() {
-        let Some(line) = input.pop() else { break };
-        program.input(&line).map_err(RunError::Input)?;
-        fed = true;
-    }
-    if !*ended && input.exhausted() {
-        program.end_input();
-        *ended = true;
-        fed = true;
-    }
-    Ok(fed)
-}
-
-fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 /// Runs `program` on `stack` over `device` until it finishes.
 pub fn run<D: HostDevice>(
     stack: &mut HostStack,
@@ -123,30 +91,20 @@ pub fn run<D: HostDevice>(
     input: &mut LineInput,
     printer: &mut Printer,
 ) -> Result<(), RunError> {
-    let mut input_ended = false;
     loop {
         let now = Instant::now();
-        let mut wake_at;
-        loop {
-            let moved = stack.poll(now, device);
-            if let Some(error) = device.take_error() {
-                return Err(RunError::Device(error));
-            }
-            let poll = program.poll(stack, now, &mut |e| printer.event(e));
-            wake_at = poll.wake_at;
-            let fed = feed(program, input, &mut input_ended)?;
-            if !(moved || poll.progressed || fed) {
-                break;
-            }
+        let wake_at = runner::round(stack, device, program, input, now, &mut |e| {
+            printer.event(e)
+        })
+        .map_err(RunError::Input)?;
+        if let Some(error) = device.take_error() {
+            return Err(RunError::Device(error));
         }
         if let Some(outcome) = program.outcome() {
             linger(stack, device);
             return outcome.map_err(RunError::Program);
         }
-        let timeout = earliest(
-            stack.poll_delay(now),
-            wake_at.map(|at| if at > now { at - now } else { Duration::ZERO }),
-        );
+        let timeout = runner::sleep_for(stack, now, wake_at);
         let stdin = input.wait_fd().filter(|_| program.wants_input());
         let fds: Vec<RawFd> = std::iter::once(device.fd()).chain(stdin).collect();
         let ready = wait_readable(&fds, timeout).map_err(RunError::Device)?;
@@ -156,18 +114,15 @@ pub fn run<D: HostDevice>(
     }
 }
 
-/// Keeps the stack running for at most [`LINGER`] until nothing is left to send.
+/// Keeps the stack running for at most [`runner::LINGER`] until nothing is left to send.
 fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < LINGER {
+    let end = Instant::now() + runner::LINGER;
+    loop {
         let now = Instant::now();
-        stack.poll(now, device);
-        if stack.is_idle() || device.take_error().is_some() {
+        if runner::settle(stack, device, now) || now >= end || device.take_error().is_some() {
             return;
         }
-        let left = LINGER.saturating_sub(start.elapsed());
-        let left = Duration::from_micros(u64::try_from(left.as_micros()).unwrap_or(u64::MAX));
-        let timeout = earliest(stack.poll_delay(now), Some(left));
+        let timeout = runner::sleep_for(stack, now, Some(end));
         if wait_readable(&[device.fd()], timeout).is_err() {
             return;
         }

@@ -17,7 +17,9 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
-use crate::driver::{RunError, feed};
+use smolsock::runner::Feed;
+
+use crate::driver::RunError;
 use crate::input::LineInput;
 use crate::setup::{HostStack, Sizing, build_stack};
 
@@ -171,7 +173,6 @@ impl Pair {
         limit: Duration,
     ) -> Result<Ending, RunError> {
         let deadline = self.now + limit;
-        let (mut server_ended, mut client_ended) = (false, false);
         let ending = loop {
             let mut wake: Option<Instant>;
             loop {
@@ -184,8 +185,8 @@ impl Pair {
                     observer.event(Side::Client, e)
                 });
                 wake = [s.wake_at, c.wake_at].into_iter().flatten().min();
-                let fed = feed(server, server_input, &mut server_ended)?
-                    | feed(client, client_input, &mut client_ended)?;
+                let fed = server_input.feed(server).map_err(RunError::Input)?
+                    | client_input.feed(client).map_err(RunError::Input)?;
                 if !(moved || s.progressed || c.progressed || fed || self.in_flight()) {
                     break;
                 }

@@ -4,12 +4,16 @@
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 
+use smolsock::runner::Feed;
+use smolsock::{Program, Stack};
+
 /// A queue of messages and, for stdin, the descriptor to wait on for more.
 pub struct LineInput {
     fd: Option<RawFd>,
     partial: Vec<u8>,
     lines: VecDeque<Vec<u8>>,
     eof: bool,
+    ended: bool,
 }
 
 impl LineInput {
@@ -25,6 +29,7 @@ impl LineInput {
             partial: Vec::new(),
             lines: messages.into_iter().map(String::into_bytes).collect(),
             eof: true,
+            ended: false,
         }
     }
 
@@ -35,6 +40,7 @@ impl LineInput {
             partial: Vec::new(),
             lines: VecDeque::new(),
             eof: false,
+            ended: false,
         }
     }
 
@@ -97,6 +103,23 @@ impl LineInput {
                 self.partial.push(b);
             }
         }
+    }
+}
+
+impl Feed for LineInput {
+    fn feed<S: Stack>(&mut self, program: &mut dyn Program<S>) -> smolsock::Result<bool> {
+        let mut fed = false;
+        while program.wants_input() {
+            let Some(line) = self.pop() else { break };
+            program.input(&line)?;
+            fed = true;
+        }
+        if !self.ended && self.exhausted() {
+            program.end_input();
+            self.ended = true;
+            fed = true;
+        }
+        Ok(fed)
     }
 }
 

@@ -29,6 +29,7 @@
 //! - [`programs`]: the four programs; each `poll` does what can be done without blocking
 //!   and says when it next needs to run.
 //! - [`event`]: what the programs report, with one text form for host and board.
+//! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
 //! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
 //!
 //! ## Features
@@ -50,6 +51,7 @@ pub mod event;
 pub mod link;
 pub mod net;
 pub mod programs;
+pub mod runner;
 pub mod smol;
 
 pub use error::{Error, Result};

@@ -7,10 +7,11 @@
 //! | TCP client | [`TcpClient`] | one message per line, or a bulk byte count |
 //! | TCP server | [`TcpServer`] | reply lines in interactive mode |
 //!
-//! A driver (the host's poll loop, a board's `main`) repeats: let the stack move packets,
-//! call [`Program::poll`], feed input when [`Program::wants_input`], and sleep until a
-//! packet arrives or the earliest of the stack's and the program's deadlines. `poll` never
-//! blocks and reports what happened as [`Event`]s.
+//! A driver (the host's poll loop, a board's `main`) repeats [`crate::runner::round`]: let
+//! the stack move packets, call [`Program::poll`], feed input when
+//! [`Program::wants_input`], and sleep until a packet arrives or the earliest of the
+//! stack's and the program's deadlines. `poll` never blocks and reports what happened as
+//! [`Event`]s.
 
 mod tcp_client;
 mod tcp_server;
