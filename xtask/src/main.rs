@@ -75,7 +75,8 @@ fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Board crates: directories under boards/ with a Cargo.toml.
+/// Board crates: directories under boards/ with a Cargo.toml (the boards, and the
+/// `smolsock-board` library they share).
 fn boards() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("boards"))
         .map(|rd| {
@@ -198,7 +199,12 @@ fn build_boards(lint: bool) -> Result<(), String> {
             cargo(&board, &["fmt", "--check"])?;
             cargo(&board, &["clippy", "--release", "--", "-D", "warnings"])?;
         }
-        cargo(&board, &["build", "--release", "--bins"])?;
+        // smolsock-board, shared by the boards, is a library: build it as one.
+        if board.join("src/bin").is_dir() {
+            cargo(&board, &["build", "--release", "--bins"])?;
+        } else {
+            cargo(&board, &["build", "--release"])?;
+        }
     }
     Ok(())
 }

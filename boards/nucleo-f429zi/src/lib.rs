@@ -1,32 +1,25 @@
 //! Board support for the ST NUCLEO-F429ZI (STM32F429ZI, LAN8742A PHY over RMII).
 //!
-//! Everything a smolsock firmware program needs from the board, and nothing
+//! Everything a smolsock firmware program needs from this board, and nothing
 //! else: [`init`] brings up clocks, SysTick, the Ethernet MAC/DMA and the PHY,
-//! and returns a [`net::EthDevice`] (a `smoltcp::phy::Device`) and a
-//! [`clock::Clock`] (a millisecond `smoltcp::time::Instant` source).
-//! [`new_interface`] builds the smoltcp `Interface` with this board's
-//! addresses from [`config`]. Linking this crate also links the defmt RTT
-//! logger and the panic handler (panic-probe), so a firmware binary is just:
+//! and returns a [`net::EthDevice`] (a `smoltcp::phy::Device`) and a [`Clock`];
+//! [`board`] wraps them in a `smolsock_board::EthBoard` with this board's
+//! addresses. The loop, the clock, the PHY driver and the four programs' mains
+//! are shared with the other boards in `smolsock-board`. Linking this crate
+//! also links the defmt RTT logger and the panic handler (panic-probe), so a
+//! firmware binary is its buffers in statics and one call:
 //!
 //! ```ignore
-//! #![no_std]
-//! #![no_main]
-//! use nucleo_f429zi as board;
-//!
 //! #[cortex_m_rt::entry]
 //! fn main() -> ! {
-//!     let (mut device, clock) = board::init();
-//!     let mut iface = board::new_interface(&mut device, &clock);
-//!     // sockets, then loop { iface.poll(clock.now(), &mut device, &mut sockets); ... }
-//! #   loop {}
+//!     // storage, tcp: socket storage and buffers in statics (cortex_m::singleton!)
+//!     smolsock_board::apps::tcp_server::<_, 4, 8, 4096>(nucleo_f429zi::board(), storage, tcp)
 //! }
 //! ```
 //!
 //! Layout of the crate:
 //! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
-//! - [`clock`]: SysTick millisecond clock;
 //! - [`net`]: the smoltcp device adapter over stm32-eth's DMA rings;
-//! - [`phy`]: the LAN8742A (reset, auto-negotiation, link state).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -36,21 +29,20 @@ use core::ptr::addr_of_mut;
 use defmt_rtt as _;
 use panic_probe as _;
 
-use smoltcp::iface::{Config, Interface};
-use smoltcp::wire::EthernetAddress;
+use smolsock::smol::StackConfig;
+use smolsock_board::EthBoard;
+use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 use stm32_eth::dma::{RxRingEntry, TxRingEntry};
 use stm32_eth::{EthPins, PartsIn};
 use stm32f4xx_hal::gpio::{GpioExt, Speed as PinSpeed};
 use stm32f4xx_hal::pac;
 use stm32f4xx_hal::prelude::*;
 
-pub mod app;
-pub mod clock;
 pub mod net;
-pub mod phy;
 
-pub use clock::Clock;
 pub use net::EthDevice;
+use smolsock_board::lan8742a as phy;
+pub use smolsock_board::Clock;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
 
@@ -90,8 +82,6 @@ pub mod config {
         IpCidr::new(IpAddress::Ipv4(IP_ADDRESS), PREFIX_LEN)
     }
 }
-
-defmt::timestamp!("{=u64:ms}", clock::now_ms());
 
 // DMA descriptor rings and frame buffers. Ordinary RAM (0x2000_0000) is
 // reachable by the Ethernet DMA; CCM is not, and memory.x leaves it out.
@@ -226,24 +216,22 @@ fn hse_present(rcc: &pac::RCC) -> bool {
     false
 }
 
-/// Makes the smoltcp interface of this board: [`config::MAC_ADDRESS`],
-/// [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], and [`random_seed`].
-pub fn new_interface<D: smoltcp::phy::Device>(device: &mut D, clock: &Clock) -> Interface {
-    let mut cfg = Config::new(EthernetAddress(config::MAC_ADDRESS).into());
-    cfg.random_seed = random_seed();
-    let mut iface = Interface::new(cfg, device, clock.now());
-    iface.update_ip_addrs(|addrs| {
-        addrs
-            .push(config::ip_cidr())
-            .expect("the interface has room for one address");
-    });
-    iface
+/// This board as a `smolsock_board::Board`: [`init`], with
+/// [`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], no
+/// gateway, and [`random_seed`].
+pub fn board() -> EthBoard<EthDevice> {
+    let (device, clock) = init();
+    let config = StackConfig {
+        mac: EthernetAddress(config::MAC_ADDRESS),
+        ip: Ipv4Cidr::new(config::IP_ADDRESS, config::PREFIX_LEN),
+        gateway: None,
+        seed: random_seed(),
+    };
+    EthBoard::new(device, clock, config)
 }
 
-/// A seed for smoltcp (TCP initial sequence numbers, ephemeral ports) that
-/// differs between boards and between boots: the 96-bit unique device ID mixed
-/// with the time since boot down to the SysTick count, which varies with the
-/// PHY's auto-negotiation time. Not cryptographic.
+/// A seed for smoltcp that differs between boards and between boots: the
+/// 96-bit unique device ID mixed with the time since boot.
 pub fn random_seed() -> u64 {
     const UID_BASE: *const u32 = 0x1FFF_7A10 as *const u32;
     // SAFETY: the unique device ID is three read-only words in system memory.
@@ -254,15 +242,5 @@ pub fn random_seed() -> u64 {
             UID_BASE.add(2).read_volatile(),
         ]
     };
-    let ticks = cortex_m::peripheral::SYST::get_current();
-    let mut x = (u64::from(uid[0]) << 32) ^ u64::from(uid[1]) ^ (u64::from(uid[2]) << 16);
-    x ^= clock::now_ms().rotate_left(40) ^ u64::from(ticks);
-    splitmix64(x)
-}
-
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    smolsock_board::seed::seed(&uid)
 }

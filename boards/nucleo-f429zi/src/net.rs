@@ -18,7 +18,7 @@ use stm32_eth::hal::gpio::{Alternate, PA2, PC1};
 use stm32_eth::mac::{EthernetMACWithMii, Speed as MacSpeed};
 
 use crate::config::PHY_ADDRESS;
-use crate::phy::{self as lan8742a, Link, Speed};
+use smolsock_board::lan8742a::{self, Link, Speed};
 
 /// Largest Ethernet frame handed to or accepted from smoltcp, without FCS.
 pub const MTU: usize = 1514;
@@ -253,5 +253,11 @@ impl phy::TxToken for TxToken<'_> {
         TX_DROPPED.fetch_add(1, Ordering::Relaxed);
         defmt::warn!("eth: dropped a {} byte frame: no TX descriptor", len);
         f(&mut self.scratch[..len.min(MTU)])
+    }
+}
+
+impl smolsock_board::LinkPoll for EthDevice {
+    fn poll_link(&mut self) {
+        EthDevice::poll_link(self);
     }
 }

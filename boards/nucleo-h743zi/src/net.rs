@@ -19,9 +19,9 @@ use embassy_stm32::peripherals::{ETH, ETH_SMA};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::clock::Clock;
 use crate::config::PHY_ADDRESS;
-use crate::phy::{self as lan8742a, Link, PhyError, Speed};
+use smolsock_board::lan8742a::{self, Link, PhyError, Speed};
+use smolsock_board::Clock;
 
 /// embassy-stm32's Ethernet driver as used on this board.
 pub type Eth = Ethernet<'static, ETH, Lan8742a<Sma<'static, ETH_SMA>>>;
@@ -247,5 +247,11 @@ impl<SM: StationManagement> lan8742a::Mdio for SmiBus<'_, SM> {
 
     fn write(&mut self, reg: u8, value: u16) {
         self.0.smi_write(PHY_ADDRESS, reg, value)
+    }
+}
+
+impl smolsock_board::LinkPoll for EthDevice {
+    fn poll_link(&mut self) {
+        EthDevice::poll_link(self);
     }
 }

@@ -62,8 +62,9 @@ impl Feed for Messages<'_> {
             let Some((first, rest)) = self.rest.split_first() else {
                 break;
             };
-            program.input(first)?;
+            // Taken even if refused: a refused message is not offered again.
             self.rest = rest;
+            program.input(first)?;
             fed = true;
         }
         if !self.ended && self.rest.is_empty() {

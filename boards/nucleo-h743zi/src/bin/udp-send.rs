@@ -10,12 +10,9 @@ use core::net::SocketAddrV4;
 
 use cortex_m::singleton;
 use cortex_m_rt::entry;
-use nucleo_h743zi::app::{new_stack, run};
 use nucleo_h743zi::config::PEER_ADDRESS;
-use smolsock::programs::{UdpSender, UdpSenderConfig};
 use smolsock::smol::UdpBuffers;
 use smolsock::smoltcp::iface::SocketStorage;
-use smolsock::smoltcp::time::Duration;
 
 /// What the board sends, one datagram each.
 const MESSAGES: [&[u8]; 3] = [
@@ -32,15 +29,6 @@ fn main() -> ! {
     let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
         defmt::panic!("statics taken twice");
     };
-    let (mut device, clock) = nucleo_h743zi::init();
-    let mut stack = new_stack::<1>(&mut device, &clock, storage);
-    if let Err(e) = stack.add_udp_buffers(udp) {
-        defmt::panic!("udp socket: {}", e);
-    }
-    let config = UdpSenderConfig {
-        to: SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT),
-        flush_timeout: Duration::from_secs(5),
-    };
-    let mut program = UdpSender::new(config, buf);
-    run(device, clock, stack, &mut program, &MESSAGES)
+    let to = SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT);
+    smolsock_board::apps::udp_send(nucleo_h743zi::board(), storage, udp, buf, to, &MESSAGES)
 }

@@ -11,11 +11,9 @@ use core::net::SocketAddrV4;
 
 use cortex_m::singleton;
 use cortex_m_rt::entry;
-use smolsock::programs::{TcpClient, TcpClientConfig};
 use smolsock::smol::TcpBuffers;
 use smolsock::smoltcp::iface::SocketStorage;
-use smolsock::smoltcp::time::Duration;
-use smolsock_qemu_lm3s6965::{Board, PEER_ADDRESS, run};
+use smolsock_qemu_lm3s6965::{Board, PEER_ADDRESS};
 
 /// The lines the board sends, in order, on one connection.
 const LINES: [&[u8]; 3] = [
@@ -33,16 +31,6 @@ fn main() -> ! {
     let (Some(storage), Some(tcp), Some(tx), Some(rx)) = (storage, tcp, tx, rx) else {
         defmt::panic!("statics taken twice");
     };
-    let mut board = Board::init();
-    let mut stack = board.stack::<1>(storage);
-    if let Err(e) = stack.add_tcp_buffers(tcp) {
-        defmt::panic!("tcp socket: {}", e);
-    }
-    let config = TcpClientConfig {
-        to: SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT),
-        short: false,
-        timeout: Duration::from_secs(10),
-        bulk: None,
-    };
-    run(board, stack, TcpClient::new(config, tx, rx), &LINES)
+    let to = SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT);
+    smolsock_board::apps::tcp_client(Board::init(), storage, tcp, tx, rx, to, &LINES)
 }

@@ -8,10 +8,9 @@
 
 use cortex_m::singleton;
 use cortex_m_rt::entry;
-use smolsock::programs::{ServeMode, TcpServer, TcpServerConfig};
 use smolsock::smol::TcpBuffers;
 use smolsock::smoltcp::iface::SocketStorage;
-use smolsock_qemu_lm3s6965::{Board, run};
+use smolsock_qemu_lm3s6965::Board;
 
 /// Clients served at once.
 const CLIENTS: usize = 4;
@@ -27,18 +26,5 @@ fn main() -> ! {
     let (Some(storage), Some(tcp)) = (storage, tcp) else {
         defmt::panic!("statics taken twice");
     };
-    let mut board = Board::init();
-    let mut stack = board.stack::<SOCKETS>(storage);
-    for buffers in tcp.iter_mut() {
-        if let Err(e) = stack.add_tcp_buffers(buffers) {
-            defmt::panic!("tcp socket: {}", e);
-        }
-    }
-    let config = TcpServerConfig {
-        port: smolsock::DEFAULT_PORT,
-        backlog: BACKLOG,
-        mode: ServeMode::Echo,
-        max_clients: None,
-    };
-    run(board, stack, TcpServer::<_, CLIENTS>::new(config), &[])
+    smolsock_board::apps::tcp_server::<_, CLIENTS, SOCKETS, 2048>(Board::init(), storage, tcp)
 }

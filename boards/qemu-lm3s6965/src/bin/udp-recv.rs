@@ -9,10 +9,10 @@
 
 use cortex_m::singleton;
 use cortex_m_rt::entry;
-use smolsock::programs::{RECV_CHUNK, UdpReceiver, UdpReceiverConfig};
+use smolsock::programs::RECV_CHUNK;
 use smolsock::smol::UdpBuffers;
 use smolsock::smoltcp::iface::SocketStorage;
-use smolsock_qemu_lm3s6965::{Board, run};
+use smolsock_qemu_lm3s6965::Board;
 
 #[entry]
 fn main() -> ! {
@@ -22,14 +22,5 @@ fn main() -> ! {
     let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
         defmt::panic!("statics taken twice");
     };
-    let mut board = Board::init();
-    let mut stack = board.stack::<1>(storage);
-    if let Err(e) = stack.add_udp_buffers(udp) {
-        defmt::panic!("udp socket: {}", e);
-    }
-    let config = UdpReceiverConfig {
-        port: smolsock::DEFAULT_PORT,
-        count: None,
-    };
-    run(board, stack, UdpReceiver::new(config, buf), &[])
+    smolsock_board::apps::udp_recv(Board::init(), storage, udp, buf)
 }

@@ -10,11 +10,9 @@ use core::net::SocketAddrV4;
 
 use cortex_m::singleton;
 use cortex_m_rt::entry;
-use smolsock::programs::{UdpSender, UdpSenderConfig};
 use smolsock::smol::UdpBuffers;
 use smolsock::smoltcp::iface::SocketStorage;
-use smolsock::smoltcp::time::Duration;
-use smolsock_qemu_lm3s6965::{Board, PEER_ADDRESS, run};
+use smolsock_qemu_lm3s6965::{Board, PEER_ADDRESS};
 
 /// What the board sends, one datagram each.
 const MESSAGES: [&[u8]; 3] = [
@@ -31,14 +29,6 @@ fn main() -> ! {
     let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
         defmt::panic!("statics taken twice");
     };
-    let mut board = Board::init();
-    let mut stack = board.stack::<1>(storage);
-    if let Err(e) = stack.add_udp_buffers(udp) {
-        defmt::panic!("udp socket: {}", e);
-    }
-    let config = UdpSenderConfig {
-        to: SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT),
-        flush_timeout: Duration::from_secs(5),
-    };
-    run(board, stack, UdpSender::new(config, buf), &MESSAGES)
+    let to = SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT);
+    smolsock_board::apps::udp_send(Board::init(), storage, udp, buf, to, &MESSAGES)
 }

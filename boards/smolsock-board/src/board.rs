@@ -1,0 +1,192 @@
+//! The [`Board`] trait, the firmware loop [`run`] and the PHY-based [`EthBoard`].
+
+use smolsock::runner::{self, LINGER, Messages};
+use smolsock::smol::{SmolStack, StackConfig};
+use smolsock::smoltcp::iface::SocketStorage;
+use smolsock::smoltcp::phy::Device;
+use smolsock::smoltcp::time::{Duration, Instant};
+use smolsock::{Event, Program};
+
+use crate::clock::Clock;
+
+/// What a board gives the core: an Ethernet device, a clock, a way to sleep, and its
+/// addresses. Everything else is shared.
+pub trait Board {
+    /// The board's Ethernet MAC as a smoltcp device.
+    type Device: Device;
+
+    /// The device.
+    fn device(&mut self) -> &mut Self::Device;
+
+    /// The current time.
+    fn now(&self) -> Instant;
+
+    /// The board's addresses and a seed that differs between boots.
+    fn stack_config(&self) -> StackConfig;
+
+    /// Sleeps until `delay` has passed or a frame may have arrived (`None`: no deadline).
+    fn wait(&mut self, delay: Option<Duration>);
+
+    /// Housekeeping once per loop (following the Ethernet link, say).
+    fn tick(&mut self) {}
+
+    /// Logs one program event (by default as the host prints it).
+    fn log(event: &Event<'_>) {
+        log_event(event);
+    }
+
+    /// The program has finished and its last packets have left. The default returns, and
+    /// the board goes on answering ARP and ping; an emulator may exit here instead.
+    fn finished(&mut self, outcome: smolsock::Result<()>) {
+        let _ = outcome;
+    }
+}
+
+/// Logs one program event, in the same text as the host binary prints it.
+pub fn log_event(event: &Event<'_>) {
+    defmt::info!("{}", defmt::Display2Format(event));
+}
+
+/// A [`SmolStack`] on the board's device with its [`Board::stack_config`], whose sockets
+/// live in `storage`; add buffers with `add_tcp_buffers`/`add_udp_buffers`.
+///
+/// # Panics
+/// Never with a board's constant configuration (the core rejects only a multicast MAC, a
+/// non-unicast IP or an MTU too small for IPv4).
+pub fn new_stack<'a, B: Board, const N: usize>(
+    board: &mut B,
+    storage: &'a mut [SocketStorage<'a>],
+) -> SmolStack<'a, N> {
+    let (config, now) = (board.stack_config(), board.now());
+    match SmolStack::new(config, board.device(), storage, now) {
+        Ok(stack) => stack,
+        Err(e) => defmt::panic!("stack: {}", e),
+    }
+}
+
+/// Runs `program` on `stack` forever: the core's [`runner::round`], then
+/// [`Board::wait`] until the earliest deadline. `input` is fed to the program (what a
+/// user would type on the host). Once the program has finished (or refused its input),
+/// the outcome is logged, the stack runs until idle (at most [`LINGER`]), and
+/// [`Board::finished`] is called; after that only the stack runs.
+pub fn run<'a, B: Board, const N: usize>(
+    mut board: B,
+    mut stack: SmolStack<'a, N>,
+    program: &mut dyn Program<SmolStack<'a, N>>,
+    input: &[&[u8]],
+) -> ! {
+    let mut input = Messages::new(input);
+    let mut running = true;
+    loop {
+        let now = board.now();
+        let mut wake_at = None;
+        if running {
+            let outcome = match runner::round(
+                &mut stack,
+                board.device(),
+                program,
+                &mut input,
+                now,
+                &mut |e| B::log(e),
+            ) {
+                Ok(at) => {
+                    wake_at = at;
+                    program.outcome()
+                }
+                Err(e) => {
+                    defmt::error!("input refused: {}", e);
+                    Some(Err(e))
+                }
+            };
+            if let Some(outcome) = outcome {
+                finish(&mut board, &mut stack, outcome);
+                running = false;
+                wake_at = None;
+            }
+        } else {
+            runner::settle(&mut stack, board.device(), now);
+        }
+        board.tick();
+        let delay = runner::sleep_for(&mut stack, now, wake_at);
+        board.wait(delay);
+    }
+}
+
+fn finish<B: Board, const N: usize>(
+    board: &mut B,
+    stack: &mut SmolStack<'_, N>,
+    outcome: smolsock::Result<()>,
+) {
+    match outcome {
+        Ok(()) => defmt::info!("program finished: ok"),
+        Err(e) => defmt::error!("program failed: {}", e),
+    }
+    let end = board.now() + LINGER;
+    loop {
+        let now = board.now();
+        if runner::settle(stack, board.device(), now) || now >= end {
+            break;
+        }
+        let delay = runner::sleep_for(stack, now, Some(end));
+        board.wait(delay);
+    }
+    board.finished(outcome);
+}
+
+/// An Ethernet device whose PHY link can be followed (cable re-plugs, speed changes).
+pub trait LinkPoll {
+    /// Asks the PHY about the link and adapts the MAC to it.
+    fn poll_link(&mut self);
+}
+
+/// How often an [`EthBoard`] asks the PHY about the link.
+pub const LINK_POLL_MS: u64 = 500;
+
+/// A board with a MAC, a PHY and no receive interrupt: it looks for frames once a
+/// SysTick millisecond and follows the link every [`LINK_POLL_MS`].
+pub struct EthBoard<D> {
+    device: D,
+    clock: Clock,
+    config: StackConfig,
+    next_link_poll: u64,
+}
+
+impl<D: Device + LinkPoll> EthBoard<D> {
+    /// A board from its initialised device, its running clock and its addresses.
+    pub fn new(device: D, clock: Clock, config: StackConfig) -> Self {
+        let next_link_poll = clock.now_ms() + LINK_POLL_MS;
+        Self {
+            device,
+            clock,
+            config,
+            next_link_poll,
+        }
+    }
+}
+
+impl<D: Device + LinkPoll> Board for EthBoard<D> {
+    type Device = D;
+
+    fn device(&mut self) -> &mut D {
+        &mut self.device
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    fn stack_config(&self) -> StackConfig {
+        self.config
+    }
+
+    fn wait(&mut self, delay: Option<Duration>) {
+        self.clock.tick(delay);
+    }
+
+    fn tick(&mut self) {
+        if self.clock.now_ms() >= self.next_link_poll {
+            self.device.poll_link();
+            self.next_link_poll = self.clock.now_ms() + LINK_POLL_MS;
+        }
+    }
+}
