@@ -8,11 +8,12 @@
 //! test body. [`Proc`] runs a program with bounded waits on its output and is always
 //! killed when dropped.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 /// The kernel's address on the test TAP.
@@ -37,14 +38,19 @@ pub fn sh(args: &[&str]) {
     );
 }
 
+/// In a fresh namespace: loopback up, and `tap0` up with the kernel at 192.168.69.100/24.
+fn make_tap() {
+    sh(&["ip", "link", "set", "lo", "up"]);
+    sh(&["ip", "tuntap", "add", "name", TAP, "mode", "tap"]);
+    sh(&["ip", "link", "set", TAP, "up"]);
+    sh(&["ip", "addr", "add", "192.168.69.100/24", "dev", TAP]);
+}
+
 /// Runs `body` inside a fresh network namespace holding `tap0` (kernel side
 /// 192.168.69.100/24, up). `name` must be the calling test's function name.
 pub fn in_netns(name: &str, body: impl FnOnce()) {
     if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
-        sh(&["ip", "link", "set", "lo", "up"]);
-        sh(&["ip", "tuntap", "add", "name", TAP, "mode", "tap"]);
-        sh(&["ip", "link", "set", TAP, "up"]);
-        sh(&["ip", "addr", "add", "192.168.69.100/24", "dev", TAP]);
+        make_tap();
         body();
         return;
     }
@@ -89,10 +95,7 @@ pub fn in_netns(name: &str, body: impl FnOnce()) {
 pub fn reexec_in_netns() -> Option<i32> {
     const INSIDE: &str = "SMOLSOCK_NETNS_MAIN";
     if std::env::var_os(INSIDE).is_some() {
-        sh(&["ip", "link", "set", "lo", "up"]);
-        sh(&["ip", "tuntap", "add", "name", TAP, "mode", "tap"]);
-        sh(&["ip", "link", "set", TAP, "up"]);
-        sh(&["ip", "addr", "add", "192.168.69.100/24", "dev", TAP]);
+        make_tap();
         return None;
     }
     let exe = std::env::current_exe().expect("executable path");
@@ -329,4 +332,66 @@ pub fn pattern(len: usize) -> (Vec<u8>, u32) {
     smolsock::programs::fill_pattern(0, &mut data);
     let crc = crc32fast::hash(&data);
     (data, crc)
+}
+
+/// A kernel server for one client on `listener`: answers every chunk in upper case (so a
+/// log tells replies from what was sent) until the client closes. Returns the client's
+/// address and everything it sent. Waits at most `timeout` for the client.
+pub fn upper_case_echo(
+    listener: TcpListener,
+    timeout: Duration,
+) -> JoinHandle<(SocketAddr, Vec<u8>)> {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    thread::spawn(move || {
+        let end = Instant::now() + timeout;
+        let (mut conn, peer) = loop {
+            match listener.accept() {
+                Ok(accepted) => break accepted,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("no client connected: {e}"),
+            }
+        };
+        conn.set_nonblocking(false).expect("blocking connection");
+        conn.set_read_timeout(Some(timeout)).expect("read timeout");
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            let n = conn.read(&mut buf).expect("read from the client");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            conn.write_all(&buf[..n].to_ascii_uppercase())
+                .expect("reply");
+        }
+        (peer, got)
+    })
+}
+
+/// A kernel client: connects to `to`, sends `data`, shuts its side down and waits for the
+/// peer to close. Returns how long that took.
+pub fn send_all(to: SocketAddrV4, data: &[u8]) -> Duration {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(to).expect("connect");
+    s.write_all(data).expect("send");
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("read to the end");
+    start.elapsed()
+}
+
+/// A kernel server that takes one connection on `listener` and reads it to the end.
+/// Returns what arrived and how long it took from the accept.
+pub fn receive_all(listener: TcpListener) -> JoinHandle<(Vec<u8>, Duration)> {
+    thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let start = Instant::now();
+        let mut got = Vec::new();
+        conn.read_to_end(&mut got).expect("read to the end");
+        (got, start.elapsed())
+    })
 }

@@ -3,13 +3,13 @@
 //! test's own. Needs `qemu-system-arm`, `target/debug/qemu-run` and the release firmware
 //! (`cargo xtask boards`).
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smolsock_tests::{BOARD_IP, KERNEL_IP, Proc, addr_after, in_netns};
+use smolsock_tests::{BOARD_IP, KERNEL_IP, Proc, addr_after, in_netns, upper_case_echo};
 
 /// Bound on every wait: QEMU boots in well under a second, but CI machines are slow.
 const T: Duration = Duration::from_secs(30);
@@ -134,34 +134,7 @@ fn qemu_tcp_server_echoes_four_clients_at_once() {
 #[test]
 fn qemu_tcp_client_talks_to_kernel_echo_server() {
     in_netns("qemu_tcp_client_talks_to_kernel_echo_server", || {
-        let listener = TcpListener::bind(kernel(PORT)).unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let server = thread::spawn(move || {
-            let end = Instant::now() + T;
-            let (mut conn, peer) = loop {
-                match listener.accept() {
-                    Ok(accepted) => break accepted,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
-                        thread::sleep(Duration::from_millis(10));
-                    }
-                    Err(e) => panic!("no connection from the board: {e}"),
-                }
-            };
-            conn.set_nonblocking(false).unwrap();
-            conn.set_read_timeout(Some(T)).unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 1024];
-            loop {
-                let n = conn.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                // Upper case, so the board's log tells replies from what it sent.
-                conn.write_all(&buf[..n].to_ascii_uppercase()).unwrap();
-            }
-            (peer, got)
-        });
+        let server = upper_case_echo(TcpListener::bind(kernel(PORT)).unwrap(), T);
         let fw = Proc::qemu("tcp-client");
         let (ok, lines, stderr) = fw.finish(T);
         assert!(ok, "tcp-client did not exit 0: {stderr}\n{lines:#?}");

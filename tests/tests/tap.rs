@@ -6,7 +6,9 @@ use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use smolsock_tests::{KERNEL_IP, Proc, SMOL_IP, addr_after, in_netns, pattern};
+use smolsock_tests::{
+    KERNEL_IP, Proc, SMOL_IP, addr_after, in_netns, pattern, receive_all, send_all, upper_case_echo,
+};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -90,21 +92,7 @@ fn udp_send_reaches_kernel_from_one_ephemeral_port() {
 #[test]
 fn tcp_client_talks_to_kernel_server() {
     in_netns("tcp_client_talks_to_kernel_server", || {
-        let listener = TcpListener::bind(kernel(9090)).unwrap();
-        let server = thread::spawn(move || {
-            let (mut conn, peer) = listener.accept().unwrap();
-            let mut got = Vec::new();
-            let mut buf = [0u8; 1024];
-            loop {
-                let n = conn.read(&mut buf).unwrap();
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-                conn.write_all(&buf[..n].to_ascii_uppercase()).unwrap();
-            }
-            (peer, got)
-        });
+        let server = upper_case_echo(TcpListener::bind(kernel(9090)).unwrap(), T);
         let client = Proc::smolsock(&[
             "tcp-client",
             "--tap",
@@ -258,13 +246,7 @@ fn bulk_16_mib_each_way_arrives_intact() {
             "--json",
         ]);
         server.wait_for("listening", T);
-        let start = Instant::now();
-        let mut s = TcpStream::connect((SMOL_IP, 9090)).unwrap();
-        s.write_all(&data).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut rest = Vec::new();
-        s.read_to_end(&mut rest).unwrap();
-        let up = start.elapsed();
+        let up = send_all(SocketAddrV4::new(SMOL_IP, 9090), &data);
         let closed: serde_json::Value =
             serde_json::from_str(&server.wait_for("\"closed\"", T)).unwrap();
         assert_eq!(closed["bytes_in"], SIZE as u64);
@@ -273,14 +255,7 @@ fn bulk_16_mib_each_way_arrives_intact() {
         assert!(ok, "{stderr}");
 
         // smoltcp -> kernel: the client sends the pattern, the kernel checks it.
-        let listener = TcpListener::bind(kernel(9090)).unwrap();
-        let reader = thread::spawn(move || {
-            let (mut conn, _) = listener.accept().unwrap();
-            let start = Instant::now();
-            let mut got = Vec::with_capacity(SIZE);
-            conn.read_to_end(&mut got).unwrap();
-            (got, start.elapsed())
-        });
+        let reader = receive_all(TcpListener::bind(kernel(9090)).unwrap());
         let client = Proc::smolsock(&[
             "tcp-client",
             "--tap",
