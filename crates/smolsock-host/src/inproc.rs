@@ -117,11 +117,6 @@ impl Pair {
         })
     }
 
-    /// Simulated time since the pair was made.
-    pub fn now(&self) -> Instant {
-        self.now
-    }
-
     fn observe_states(&mut self, side: Side, observer: &mut dyn Observer) {
         let (stack, states) = match side {
             Side::Server => (&self.server, &mut self.states[0]),

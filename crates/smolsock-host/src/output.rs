@@ -16,11 +16,6 @@ impl Printer {
         Self { json }
     }
 
-    /// Whether this printer writes JSON.
-    pub fn is_json(&self) -> bool {
-        self.json
-    }
-
     /// Prints one event of an unnamed side.
     pub fn event(&mut self, event: &Event<'_>) {
         self.event_of(None, event);

@@ -152,7 +152,6 @@ fn interface_ioctl(name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq
 pub struct TunTap {
     fd: OwnedFd,
     kind: Kind,
-    name: String,
     mtu: usize,
     rx: Vec<u8>,
     tx: Vec<u8>,
@@ -265,28 +264,12 @@ impl TunTap {
         Ok(Self {
             fd,
             kind,
-            name: name.to_owned(),
             mtu: frame,
             rx: vec![0; frame],
             tx: vec![0; frame],
             error: None,
             dropped_tx: 0,
         })
-    }
-
-    /// The interface name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// TAP or TUN.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
-    /// Frames dropped because the kernel's queue was full.
-    pub fn dropped_tx(&self) -> u64 {
-        self.dropped_tx
     }
 }
 
@@ -347,6 +330,13 @@ impl phy::TxToken for TxToken<'_> {
             let error = io::Error::last_os_error();
             if error.kind() == io::ErrorKind::WouldBlock {
                 *self.dropped += 1;
+                // Said, not silent; rate-limited to the 1st, 2nd, 4th, 8th... drop.
+                if self.dropped.is_power_of_two() {
+                    log::warn!(
+                        "device queue full: {} frame(s) dropped so far (TCP resends; UDP loses them)",
+                        self.dropped
+                    );
+                }
             } else if self.error.is_none() {
                 *self.error = Some(error);
             }

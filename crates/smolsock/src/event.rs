@@ -48,6 +48,10 @@ impl Counter {
         self.crc_out.update(data);
     }
 
+    pub(crate) fn bytes_in(&self) -> u64 {
+        self.totals.bytes_in
+    }
+
     pub(crate) fn messages_in(&self) -> u64 {
         self.totals.messages_in
     }

@@ -26,13 +26,6 @@ pub struct Datagram {
     pub from: SocketAddrV4,
 }
 
-impl Datagram {
-    /// Whether the datagram did not fit in the buffer it was received into.
-    pub fn truncated(&self) -> bool {
-        self.size > self.len
-    }
-}
-
 /// What a TCP receive gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

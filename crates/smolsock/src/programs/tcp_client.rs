@@ -300,11 +300,9 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 }
             }
             State::Draining { socket, deadline } => {
-                let progressed = poll.progressed;
-                poll.progressed = false;
+                let before = self.counter.bytes_in();
                 let result = self.receive(stack, socket, poll, emit);
-                let moved = poll.progressed;
-                poll.progressed |= progressed;
+                let moved = self.counter.bytes_in() > before;
                 match result {
                     Ok(true) => {
                         self.closed(stack, socket, emit);

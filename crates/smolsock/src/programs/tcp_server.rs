@@ -84,11 +84,6 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
         }
     }
 
-    /// Clients being served now.
-    pub fn clients(&self) -> usize {
-        self.clients.len()
-    }
-
     /// Closes the listener: no new clients, the connected ones go on (rule S7).
     pub fn close_listener(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
         if let State::Serving(Some(listener)) = self.state {

@@ -332,11 +332,6 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         })
     }
 
-    /// The underlying smoltcp interface.
-    pub fn iface(&self) -> &Interface {
-        &self.iface
-    }
-
     /// Every TCP socket that is not closed, for observers.
     pub fn tcp_snapshots(&self) -> impl Iterator<Item = TcpSnapshot> + '_ {
         self.sockets
@@ -351,20 +346,6 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 #[allow(unreachable_patterns)]
                 _ => None,
             })
-    }
-
-    /// The smoltcp TCP state of a connection.
-    pub fn tcp_state(&self, socket: TcpHandle) -> tcp::State {
-        self.tcp(socket.0).state()
-    }
-
-    /// Applies `f` to the smoltcp socket behind a connection (keep-alive, timeouts, Nagle).
-    pub fn with_tcp_socket<R>(
-        &mut self,
-        socket: TcpHandle,
-        f: impl FnOnce(&mut tcp::Socket<'a>) -> R,
-    ) -> R {
-        f(self.sockets.get_mut::<tcp::Socket>(socket.0))
     }
 
     fn tcp(&self, handle: SocketHandle) -> &tcp::Socket<'a> {
