@@ -330,3 +330,36 @@ fn tun_device_carries_ip_packets() {
         );
     });
 }
+
+#[test]
+fn interactive_tcp_server_answers_with_typed_lines() {
+    in_netns("interactive_tcp_server_answers_with_typed_lines", || {
+        let mut server = Proc::smolsock_with_stdin(&[
+            "tcp-server",
+            "--tap",
+            "tap0",
+            "--mode",
+            "interactive",
+            "--max-clients",
+            "1",
+        ]);
+        server.wait_for("listening", T);
+        let mut s = TcpStream::connect_timeout(&(SMOL_IP, 9090).into(), T).unwrap();
+        s.set_read_timeout(Some(T)).unwrap();
+        s.write_all(b"question").unwrap();
+        server.wait_for("waiting for a reply line on stdin", T);
+        server.stdin().write_all(b"typed answer\n").unwrap();
+        let mut reply = [0u8; 12];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(&reply, b"typed answer");
+        drop(s);
+        let (ok, lines, stderr) = server.finish(T);
+        assert!(ok, "{stderr}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("received 8 bytes") && l.contains("\"question\"")),
+            "{lines:?}"
+        );
+    });
+}

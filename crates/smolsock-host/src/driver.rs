@@ -40,17 +40,29 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Waits until one of `fds` is readable or `timeout` passes (`None`: no limit). Returns
-/// which descriptors are readable.
-pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
-    let mut pollfds: Vec<libc::pollfd> = fds
-        .iter()
-        .map(|&fd| libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
+/// What [`wait_readable`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The device has a frame (or an error to report).
+    pub device: bool,
+    /// The input descriptor has data or reached its end.
+    pub input: bool,
+}
+
+/// Waits until the device or `input` (when given) is readable, or `timeout` passes
+/// (`None`: no limit). Allocation-free: it runs once per loop iteration.
+pub fn wait_readable(
+    device: RawFd,
+    input: Option<RawFd>,
+    timeout: Option<Duration>,
+) -> io::Result<Ready> {
+    let entry = |fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let mut fds = [entry(device), entry(input.unwrap_or(-1))];
+    let count: libc::nfds_t = if input.is_some() { 2 } else { 1 };
     let ts = timeout.map(|d| {
         let micros = d.total_micros();
         libc::timespec {
@@ -61,26 +73,24 @@ pub fn wait_readable(fds: &[RawFd], timeout: Option<Duration>) -> io::Result<Vec
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    // SAFETY: `pollfds` and `ts` outlive the call; the length matches the array.
-    let rc = unsafe {
-        libc::ppoll(
-            pollfds.as_mut_ptr(),
-            pollfds.len() as libc::nfds_t,
-            ts_ptr,
-            std::ptr::null(),
-        )
-    };
+    // SAFETY: `fds` (at least `count` entries) and `ts` outlive the call.
+    let rc = unsafe { libc::ppoll(fds.as_mut_ptr(), count, ts_ptr, std::ptr::null()) };
     if rc < 0 {
         let error = io::Error::last_os_error();
         if error.kind() == io::ErrorKind::Interrupted {
-            return Ok(vec![false; fds.len()]);
+            return Ok(Ready {
+                device: false,
+                input: false,
+            });
         }
         return Err(error);
     }
-    Ok(pollfds
-        .iter()
-        .map(|p| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0)
-        .collect())
+    let readable =
+        |p: &libc::pollfd| p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+    Ok(Ready {
+        device: readable(&fds[0]),
+        input: input.is_some() && readable(&fds[1]),
+    })
 }
 
 /// Runs `program` on `stack` over `device` until it finishes.
@@ -106,9 +116,8 @@ pub fn run<D: HostDevice>(
         }
         let timeout = runner::sleep_for(stack, now, wake_at);
         let stdin = input.wait_fd().filter(|_| program.wants_input());
-        let fds: Vec<RawFd> = std::iter::once(device.fd()).chain(stdin).collect();
-        let ready = wait_readable(&fds, timeout).map_err(RunError::Device)?;
-        if ready.get(1).copied().unwrap_or(false) {
+        let ready = wait_readable(device.fd(), stdin, timeout).map_err(RunError::Device)?;
+        if ready.input {
             input.read_available();
         }
     }
@@ -123,7 +132,7 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
             return;
         }
         let timeout = runner::sleep_for(stack, now, Some(end));
-        if wait_readable(&[device.fd()], timeout).is_err() {
+        if wait_readable(device.fd(), None, timeout).is_err() {
             return;
         }
     }
