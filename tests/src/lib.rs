@@ -116,9 +116,9 @@ pub fn reexec_in_netns() -> Option<i32> {
     Some(1)
 }
 
-/// Path of the `smolsock` binary built next to this test binary.
-pub fn smolsock_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("SMOLSOCK_BIN") {
+/// Path of the host binary `name` of `package`, from `$env` or next to this test binary.
+fn workspace_bin(name: &str, package: &str, env: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(env) {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("test binary path");
@@ -126,35 +126,27 @@ pub fn smolsock_bin() -> PathBuf {
         .parent()
         .and_then(|d| d.parent())
         .expect("target directory");
-    let bin = dir.join("smolsock");
+    let bin = dir.join(name);
     assert!(
         bin.exists(),
-        "{} is missing: build it first with `cargo build -p smolsock-host`",
+        "{} is missing: build it first with `cargo build -p {package}`",
         bin.display()
     );
     bin
 }
 
+/// Path of the `smolsock` binary (`$SMOLSOCK_BIN`, or built next to this test binary).
+pub fn smolsock_bin() -> PathBuf {
+    workspace_bin("smolsock", "smolsock-host", "SMOLSOCK_BIN")
+}
+
 /// The emulated board's address (QEMU `lm3s6965evb`, boards/qemu-lm3s6965).
 pub const BOARD_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 3);
 
-/// Path of the `qemu-run` binary (crates/qemu-run) built next to this test binary.
+/// Path of the `qemu-run` binary (crates/qemu-run; `$QEMU_RUN_BIN`, or built next to this
+/// test binary).
 pub fn qemu_run_bin() -> PathBuf {
-    if let Ok(path) = std::env::var("QEMU_RUN_BIN") {
-        return PathBuf::from(path);
-    }
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target directory");
-    let bin = dir.join("qemu-run");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p qemu-run`",
-        bin.display()
-    );
-    bin
+    workspace_bin("qemu-run", "qemu-run", "QEMU_RUN_BIN")
 }
 
 /// Path of the release ELF of the emulated board's firmware `name` (e.g. `tcp-server`).
