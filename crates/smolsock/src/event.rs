@@ -28,12 +28,30 @@ pub struct Totals {
     pub crc_out: u32,
 }
 
+#[cfg(feature = "fast-crc")]
+type CrcTable = crc::Table<16>;
+#[cfg(not(feature = "fast-crc"))]
+type CrcTable = crc::Table<1>;
+
+/// CRC-32 as zlib computes it (ISO-HDLC), its table built at compile time.
+static CRC32: crc::Crc<u32, CrcTable> = crc::Crc::<u32, CrcTable>::new(&crc::CRC_32_ISO_HDLC);
+
 /// Running totals with CRC state.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Counter {
     totals: Totals,
-    crc_in: crc32fast::Hasher,
-    crc_out: crc32fast::Hasher,
+    crc_in: crc::Digest<'static, u32, CrcTable>,
+    crc_out: crc::Digest<'static, u32, CrcTable>,
+}
+
+impl Default for Counter {
+    fn default() -> Self {
+        Self {
+            totals: Totals::default(),
+            crc_in: CRC32.digest(),
+            crc_out: CRC32.digest(),
+        }
+    }
 }
 
 impl Counter {
