@@ -101,6 +101,19 @@ pub enum Command {
     Demo,
 }
 
+impl Command {
+    /// The stack and device flags of a program's subcommand.
+    pub fn device(&self) -> Option<&DeviceArgs> {
+        match self {
+            Command::UdpRecv { device, .. }
+            | Command::UdpSend { device, .. }
+            | Command::TcpServer { device, .. }
+            | Command::TcpClient { device, .. } => Some(device),
+            Command::Demo => None,
+        }
+    }
+}
+
 /// What the TCP server does with what it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -112,27 +125,64 @@ pub enum Mode {
     Sink,
 }
 
-/// The device and addresses of the smoltcp stack.
+/// Which TCP/IP stack runs a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StackKind {
+    /// smoltcp (the no_std core's stack) on a TAP or TUN device.
+    Smoltcp,
+    /// The host kernel's own stack through its sockets (the std twin).
+    Kernel,
+}
+
+/// The smoltcp stack's address when `--ip` is not given.
+pub const DEFAULT_IP: &str = "192.168.69.1/24";
+/// The smoltcp stack's MAC address when `--mac` is not given.
+pub const DEFAULT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
+/// Bytes in each TCP ring when `--tcp-buf` is not given.
+pub const DEFAULT_TCP_BUF: u32 = 65536;
+
+/// The stack, and the device and addresses of the smoltcp stack.
 #[derive(Debug, Clone, Args)]
 pub struct DeviceArgs {
-    /// TAP device to attach to (the default kind; default name tap0).
+    /// The TCP/IP stack: smoltcp on a TAP/TUN device, or the host kernel's own (std::net).
+    #[arg(long, value_enum, default_value_t = StackKind::Smoltcp)]
+    pub stack: StackKind,
+    /// TAP device to attach to (the default kind; default name tap0). smoltcp only.
     #[arg(long, value_name = "IF", conflicts_with = "tun")]
     pub tap: Option<String>,
-    /// TUN device to attach to instead of a TAP.
+    /// TUN device to attach to instead of a TAP. smoltcp only.
     #[arg(long, value_name = "IF")]
     pub tun: Option<String>,
-    /// Address and prefix of the smoltcp stack.
-    #[arg(long, default_value = "192.168.69.1/24", value_parser = parse_cidr)]
-    pub ip: Ipv4Cidr,
-    /// MAC address of the smoltcp stack (TAP only).
-    #[arg(long, default_value = "02:00:00:00:00:01", value_parser = parse_mac)]
-    pub mac: EthernetAddress,
-    /// Default gateway, inside the --ip subnet.
+    /// Address and prefix of the smoltcp stack [default: 192.168.69.1/24]. smoltcp only.
+    #[arg(long, value_parser = parse_cidr)]
+    pub ip: Option<Ipv4Cidr>,
+    /// MAC address of the smoltcp stack, TAP only [default: 02:00:00:00:00:01]. smoltcp only.
+    #[arg(long, value_parser = parse_mac)]
+    pub mac: Option<EthernetAddress>,
+    /// Default gateway, inside the --ip subnet. smoltcp only.
     #[arg(long)]
     pub gateway: Option<Ipv4Addr>,
-    /// Bytes in each TCP socket's receive and transmit rings.
-    #[arg(long, default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
-    pub tcp_buf: u32,
+    /// Bytes in each TCP socket's receive and transmit rings [default: 65536]. smoltcp only.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+    pub tcp_buf: Option<u32>,
+}
+
+impl DeviceArgs {
+    /// The smoltcp-only flags that were given (they make no sense with `--stack kernel`).
+    pub fn smoltcp_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--tap", self.tap.is_some()),
+            ("--tun", self.tun.is_some()),
+            ("--ip", self.ip.is_some()),
+            ("--mac", self.mac.is_some()),
+            ("--gateway", self.gateway.is_some()),
+            ("--tcp-buf", self.tcp_buf.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .collect()
+    }
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {

@@ -1,6 +1,7 @@
-//! The host's poll loop: one program on one stack over a TAP/TUN device.
+//! The host's poll loops: one program on a smoltcp stack over a TAP/TUN device
+//! ([`run`]), or on the host kernel's stack ([`run_kernel`]).
 //!
-//! Each iteration runs the core's [`runner::round`] (frames in one at a time, the program,
+//! On smoltcp each iteration runs the core's [`runner::round`] (frames in one at a time, the program,
 //! its input, frames out, until nothing moves), then sleeps in `ppoll(2)` on the device
 //! (and stdin, when the program waits for a line) until the earliest deadline of the stack
 //! and the program. There is no busy loop and no fixed sleep.
@@ -13,6 +14,7 @@ use smolsock::{Error, Program};
 use smoltcp::time::{Duration, Instant};
 
 use crate::input::LineInput;
+use crate::kernel::KernelStack;
 use crate::output::Printer;
 use crate::setup::HostStack;
 use crate::tap::HostDevice;
@@ -26,6 +28,8 @@ pub enum RunError {
     Input(Error),
     /// The device failed.
     Device(io::Error),
+    /// Waiting on the kernel's sockets failed.
+    Wait(io::Error),
 }
 
 impl std::fmt::Display for RunError {
@@ -34,6 +38,7 @@ impl std::fmt::Display for RunError {
             RunError::Program(e) => write!(f, "{e}"),
             RunError::Input(e) => write!(f, "input refused: {e}"),
             RunError::Device(e) => write!(f, "device error: {e}"),
+            RunError::Wait(e) => write!(f, "waiting for sockets failed: {e}"),
         }
     }
 }
@@ -134,6 +139,33 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
         let timeout = runner::sleep_for(stack, now, Some(end));
         if wait_readable(device.fd(), None, timeout).is_err() {
             return;
+        }
+    }
+}
+
+/// Runs `program` on the host kernel's stack until it finishes: the program runs until
+/// nothing moves, then the loop sleeps in `poll(2)` on the sockets that would block (and
+/// stdin, when the program waits for a line) until the program's next deadline. The
+/// kernel sends the last FIN or datagram by itself, so there is nothing to linger for.
+pub fn run_kernel(
+    stack: &mut KernelStack,
+    program: &mut dyn Program<KernelStack>,
+    input: &mut LineInput,
+    printer: &mut Printer,
+) -> Result<(), RunError> {
+    loop {
+        let now = Instant::now();
+        let wake_at = runner::program_round(stack, program, input, now, &mut |e| {
+            printer.event(e)
+        })
+        .map_err(RunError::Input)?;
+        if let Some(outcome) = program.outcome() {
+            return outcome.map_err(RunError::Program);
+        }
+        let timeout = wake_at.map(|at| if at > now { at - now } else { Duration::ZERO });
+        let stdin = input.wait_fd().filter(|_| program.wants_input());
+        if stack.wait(stdin, timeout).map_err(RunError::Wait)? {
+            input.read_available();
         }
     }
 }

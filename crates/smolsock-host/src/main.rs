@@ -1,7 +1,9 @@
 //! `smolsock`: runs the seed's four programs on a smoltcp stack attached to a Linux TAP or
-//! TUN device, or all of them at once in-process (`smolsock demo`).
+//! TUN device, on the host kernel's own stack (`--stack kernel`, the std twin), or all of
+//! them at once in-process (`smolsock demo`).
 
 use std::fs::File;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -10,12 +12,17 @@ use smolsock::programs::{
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::smol::StackConfig;
+use smolsock::{Program, Stack};
 use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
 
-use smolsock_host::cli::{Cli, Command, DeviceArgs, Mode};
+use smolsock_host::cli::{
+    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
+    parse_cidr,
+};
 use smolsock_host::driver::{self, RunError};
 use smolsock_host::input::LineInput;
+use smolsock_host::kernel::KernelStack;
 use smolsock_host::output::Printer;
 use smolsock_host::setup::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_host::tap::{Kind, TunTap};
@@ -53,6 +60,10 @@ fn main() -> ExitCode {
             eprintln!("smolsock: error: {message}");
             ExitCode::FAILURE
         }
+        Err(Failure::Usage(message)) => {
+            eprintln!("smolsock: {message} (see smolsock --help)");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -62,6 +73,8 @@ enum Failure {
     Reported,
     /// Anything else, to be printed.
     Message(String),
+    /// Flags that do not go together, found after parsing (exit status 2, like clap's).
+    Usage(String),
 }
 
 impl From<String> for Failure {
@@ -90,39 +103,78 @@ fn seconds(s: f64) -> Duration {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let mut printer = Printer::new(cli.json);
-    let pcap = cli.pcap.clone();
-    match cli.command {
-        Command::Demo => {
-            if pcap.is_some() {
-                return Err(
-                    "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),
-                );
-            }
-            smolsock_host::demo::run(&mut printer)
-                .map_err(|e| Failure::Message(format!("demo failed: {e}")))
+    let Some(device) = cli.command.device().cloned() else {
+        if cli.pcap.is_some() {
+            return Err(Failure::Usage(
+                "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),
+            ));
         }
+        return smolsock_host::demo::run(&mut printer)
+            .map_err(|e| Failure::Message(format!("demo failed: {e}")));
+    };
+    match device.stack {
+        StackKind::Smoltcp => {
+            let launcher = OnSmoltcp {
+                device,
+                pcap: cli.pcap,
+            };
+            run_program(launcher, cli.command, &mut printer)
+        }
+        StackKind::Kernel => {
+            let flags = device.smoltcp_flags();
+            if let Some(flag) = flags.first() {
+                return Err(Failure::Usage(format!(
+                    "{flag} configures the smoltcp stack; with --stack kernel the program uses \
+                     the host's own interfaces and addresses"
+                )));
+            }
+            if cli.pcap.is_some() {
+                return Err(Failure::Usage(
+                    "--pcap records the smoltcp stack's frames; with --stack kernel capture \
+                     with tcpdump instead"
+                        .into(),
+                ));
+            }
+            run_program(OnKernel, cli.command, &mut printer)
+        }
+    }
+}
+
+/// Runs a program on one of the two stacks.
+trait Launch {
+    /// The stack the program runs on.
+    type Stack: Stack + 'static;
+    /// Runs `program` until it finishes; `tcp_sockets` is how many TCP sockets it may use
+    /// at once.
+    fn launch(
+        self,
+        tcp_sockets: usize,
+        program: &mut dyn Program<Self::Stack>,
+        input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure>;
+}
+
+/// The same program construction for both stacks: only [`Launch`] differs.
+fn run_program<L: Launch>(
+    launcher: L,
+    command: Command,
+    printer: &mut Printer,
+) -> Result<(), Failure> {
+    match command {
+        Command::Demo => Ok(()),
         Command::UdpRecv {
-            device,
-            port,
-            count,
-            buf,
+            port, count, buf, ..
         } => {
             let mut buf = vec![0u8; usize::from(buf)];
             let mut program = UdpReceiver::new(UdpReceiverConfig { port, count }, &mut buf);
-            on_device(
-                &device,
-                pcap,
-                0,
-                &mut program,
-                LineInput::none(),
-                &mut printer,
-            )
+            launcher.launch(0, &mut program, LineInput::none(), printer)
         }
         Command::UdpSend {
-            device,
             to,
             timeout,
             messages,
+            ..
         } => {
             let mut buf = vec![0u8; 65507];
             let config = UdpSenderConfig {
@@ -130,21 +182,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 flush_timeout: seconds(timeout),
             };
             let mut program = UdpSender::new(config, &mut buf);
-            on_device(
-                &device,
-                pcap,
-                0,
-                &mut program,
-                input_for(messages),
-                &mut printer,
-            )
+            launcher.launch(0, &mut program, input_for(messages), printer)
         }
         Command::TcpServer {
-            device,
             port,
             backlog,
             mode,
             max_clients,
+            ..
         } => {
             let mode = match mode {
                 Mode::Echo => ServeMode::Echo,
@@ -157,30 +202,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 mode,
                 max_clients,
             };
-            let mut program = Box::new(TcpServer::<HostStack, MAX_CLIENTS>::new(config));
+            let mut program = Box::new(TcpServer::<L::Stack, MAX_CLIENTS>::new(config));
             let input = if mode == ServeMode::Interactive {
                 LineInput::stdin()
             } else {
                 LineInput::none()
             };
             let sockets = usize::from(backlog) + MAX_CLIENTS;
-            on_device(
-                &device,
-                pcap,
-                sockets,
-                program.as_mut(),
-                input,
-                &mut printer,
-            )
+            launcher.launch(sockets, program.as_mut(), input, printer)
         }
         Command::TcpClient {
-            device,
             to,
             short,
             timeout,
             bytes,
             buf,
             messages,
+            ..
         } => {
             let mut tx = vec![0u8; 16 * 1024];
             let mut rx = vec![0u8; buf as usize];
@@ -196,52 +234,90 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 input_for(messages)
             };
             let mut program = TcpClient::new(config, &mut tx, &mut rx);
-            on_device(&device, pcap, 8, &mut program, input, &mut printer)
+            launcher.launch(8, &mut program, input, printer)
         }
     }
 }
 
-fn on_device(
-    args: &DeviceArgs,
-    pcap: Option<std::path::PathBuf>,
-    tcp_sockets: usize,
-    program: &mut dyn smolsock::Program<HostStack>,
-    mut input: LineInput,
-    printer: &mut Printer,
-) -> Result<(), Failure> {
-    let (name, kind) = match (&args.tap, &args.tun) {
-        (_, Some(tun)) => (tun.clone(), Kind::Tun),
-        (Some(tap), None) => (tap.clone(), Kind::Tap),
-        (None, None) => ("tap0".to_string(), Kind::Tap),
-    };
-    let config = StackConfig {
-        mac: args.mac,
-        ip: args.ip,
-        gateway: args.gateway,
-        seed: random_seed(),
-    };
-    let sizing = Sizing {
-        tcp_sockets,
-        tcp_buf: args.tcp_buf as usize,
-        ..Sizing::default()
-    };
-    let mut device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
-    let result = match pcap {
-        Some(path) => {
-            let file = File::create(&path)
-                .map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))?;
-            let mut device = PcapWriter::new(device, file, PcapMode::Both);
-            let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-            driver::run(&mut stack, &mut device, program, &mut input, printer)
-        }
-        None => {
-            let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-            driver::run(&mut stack, &mut device, program, &mut input, printer)
-        }
-    };
+fn outcome(result: Result<(), RunError>) -> Result<(), Failure> {
     match result {
         Ok(()) => Ok(()),
         Err(RunError::Program(_)) => Err(Failure::Reported),
         Err(e) => Err(Failure::Message(e.to_string())),
+    }
+}
+
+/// smoltcp on a TAP or TUN device.
+struct OnSmoltcp {
+    device: DeviceArgs,
+    pcap: Option<PathBuf>,
+}
+
+impl Launch for OnSmoltcp {
+    type Stack = HostStack;
+
+    fn launch(
+        self,
+        tcp_sockets: usize,
+        program: &mut dyn Program<HostStack>,
+        mut input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure> {
+        let args = self.device;
+        let (name, kind) = match (&args.tap, &args.tun) {
+            (_, Some(tun)) => (tun.clone(), Kind::Tun),
+            (Some(tap), None) => (tap.clone(), Kind::Tap),
+            (None, None) => ("tap0".to_string(), Kind::Tap),
+        };
+        let ip = match args.ip {
+            Some(ip) => ip,
+            None => parse_cidr(DEFAULT_IP)?,
+        };
+        let config = StackConfig {
+            mac: args.mac.unwrap_or(DEFAULT_MAC),
+            ip,
+            gateway: args.gateway,
+            seed: random_seed(),
+        };
+        let sizing = Sizing {
+            tcp_sockets,
+            tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
+            ..Sizing::default()
+        };
+        let mut device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        let result = match self.pcap {
+            Some(path) => {
+                let file = File::create(&path)
+                    .map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))?;
+                let mut device = PcapWriter::new(device, file, PcapMode::Both);
+                let mut stack =
+                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+                driver::run(&mut stack, &mut device, program, &mut input, printer)
+            }
+            None => {
+                let mut stack =
+                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+                driver::run(&mut stack, &mut device, program, &mut input, printer)
+            }
+        };
+        outcome(result)
+    }
+}
+
+/// The host kernel's stack (the std twin).
+struct OnKernel;
+
+impl Launch for OnKernel {
+    type Stack = KernelStack;
+
+    fn launch(
+        self,
+        _tcp_sockets: usize,
+        program: &mut dyn Program<KernelStack>,
+        mut input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure> {
+        let mut stack = KernelStack::new();
+        outcome(driver::run_kernel(&mut stack, program, &mut input, printer))
     }
 }

@@ -49,6 +49,11 @@ pub enum Error {
     NobodyWaiting,
     /// The stack was set up with values it cannot use; the text says which.
     InvalidConfig(&'static str),
+    /// The operating system refused: a port below 1024 without the privilege to bind it,
+    /// or a broadcast address without permission to send there.
+    PermissionDenied,
+    /// Another operating-system error, by its `errno` (the kernel stack only).
+    Os(i32),
 }
 
 impl fmt::Display for Error {
@@ -76,6 +81,10 @@ impl fmt::Display for Error {
             Error::InputClosed => f.write_str("the program takes no more input"),
             Error::NobodyWaiting => f.write_str("no client is waiting for a reply"),
             Error::InvalidConfig(what) => write!(f, "invalid configuration: {what}"),
+            Error::PermissionDenied => {
+                f.write_str("permission denied (ports below 1024 need privileges)")
+            }
+            Error::Os(errno) => write!(f, "operating system error {errno}"),
         }
     }
 }

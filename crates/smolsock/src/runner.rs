@@ -112,6 +112,25 @@ where
     }
 }
 
+/// One round of `program` on a stack that moves its own packets (the host kernel's, in
+/// the std twin): the program and its input run until nothing moves. Returns when the
+/// program next wants to run even if no socket becomes ready.
+pub fn program_round<S: Stack, F: Feed>(
+    stack: &mut S,
+    program: &mut dyn Program<S>,
+    input: &mut F,
+    now: Instant,
+    emit: &mut dyn FnMut(&Event<'_>),
+) -> Result<Option<Instant>> {
+    loop {
+        let poll = program.poll(stack, now, emit);
+        let fed = input.feed(program)?;
+        if !(poll.progressed || fed) {
+            return Ok(poll.wake_at);
+        }
+    }
+}
+
 /// How long a driver may sleep: until the earliest of the stack's next timer and the
 /// program's `wake_at` (`None`: until a frame arrives).
 pub fn sleep_for<const N: usize>(

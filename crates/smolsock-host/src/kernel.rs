@@ -1,0 +1,498 @@
+//! The std twin: the [`Stack`] trait over the host kernel's own TCP/IP stack.
+//!
+//! The programs of the core run unchanged on [`KernelStack`]: every socket is a
+//! non-blocking kernel socket (made with `socket2`, which exposes what `std::net` keeps
+//! hidden: a non-blocking `connect`, `listen`'s backlog, `recvfrom`'s `MSG_TRUNC`), and
+//! the driver sleeps in `poll(2)` on the sockets that last answered "would block".
+//!
+//! Readiness follows the usual non-blocking rule: an operation that returns
+//! [`Error::WouldBlock`] arms interest in its socket (readable for `recv`/`accept`,
+//! writable for `send` and a pending `connect`); [`KernelStack::wait`] sleeps until one of
+//! the armed sockets is ready, the input is readable or the timeout passes, and disarms
+//! what fired. A socket the program is not waiting on is never polled, so a peer's
+//! end-of-stream that the program has already seen cannot turn the wait into a busy loop.
+//!
+//! What differs from smoltcp is the point of the comparison: the kernel picks ephemeral
+//! ports from `ip_local_port_range`, keeps an accept queue of `backlog + 1` connections
+//! and drops further SYNs, answers `close` with unread data by a reset, and so on (see
+//! `smolsock compare`).
+
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsRawFd, RawFd};
+
+use smolsock::net::{Datagram, Phase, Recv, Stack};
+use smolsock::{Error, Result};
+use smoltcp::time::Duration;
+use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
+
+/// Largest UDP payload over IPv4.
+pub const UDP_MAX_PAYLOAD: usize = 65507;
+
+/// A UDP socket of a [`KernelStack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelUdp(usize);
+
+/// A TCP connection of a [`KernelStack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelTcp(usize);
+
+/// A TCP listener of a [`KernelStack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelListener(usize);
+
+/// One kernel socket and the readiness the program waits for on it.
+struct Slot {
+    socket: Socket,
+    /// `poll(2)` events armed by the last "would block".
+    interest: Cell<i16>,
+    /// A connect that has ended (open or failed); `None` while it is under way.
+    phase: Cell<Option<Phase>>,
+}
+
+impl Slot {
+    fn new(socket: Socket, phase: Option<Phase>) -> Self {
+        Self {
+            socket,
+            interest: Cell::new(0),
+            phase: Cell::new(phase),
+        }
+    }
+
+    fn arm(&self, events: i16) {
+        self.interest.set(self.interest.get() | events);
+    }
+
+    /// Maps an I/O error, arming `events` when it is "would block".
+    fn blocked(&self, error: io::Error, events: i16) -> Error {
+        let error = map_error(&error);
+        if error == Error::WouldBlock {
+            self.arm(events);
+        }
+        error
+    }
+}
+
+/// Sockets of one kind, indexed by their handles; a closed socket's index is reused.
+struct Slots(Vec<Option<Slot>>);
+
+impl Slots {
+    fn insert(&mut self, slot: Slot) -> usize {
+        match self.0.iter().position(Option::is_none) {
+            Some(index) => {
+                if let Some(entry) = self.0.get_mut(index) {
+                    *entry = Some(slot);
+                }
+                index
+            }
+            None => {
+                self.0.push(Some(slot));
+                self.0.len() - 1
+            }
+        }
+    }
+
+    fn get(&self, index: usize) -> Result<&Slot> {
+        self.0
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or(Error::NotConnected)
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Slot> {
+        self.0.get_mut(index).and_then(Option::take)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.0.iter().flatten()
+    }
+}
+
+/// The host kernel's stack behind the [`Stack`] trait: the "std" side of a comparison.
+pub struct KernelStack {
+    udp: Slots,
+    tcp: Slots,
+    listeners: Slots,
+    /// Reused by [`wait`](Self::wait), so waiting does not allocate once warmed up.
+    pollfds: Vec<libc::pollfd>,
+}
+
+impl Default for KernelStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Maps an operating-system error to the socket layer's [`Error`].
+pub fn map_error(error: &io::Error) -> Error {
+    if error.kind() == io::ErrorKind::WouldBlock {
+        return Error::WouldBlock;
+    }
+    match error.raw_os_error() {
+        Some(libc::EINPROGRESS | libc::EALREADY | libc::EINTR) => Error::WouldBlock,
+        Some(libc::ECONNREFUSED) => Error::ConnectionRefused,
+        Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => Error::ConnectionReset,
+        Some(libc::ETIMEDOUT) => Error::TimedOut,
+        Some(libc::ENOTCONN) => Error::NotConnected,
+        Some(
+            libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EDESTADDRREQ,
+        ) => Error::Unaddressable,
+        Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied,
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Error::NoFreeSocket,
+        Some(errno) => Error::Os(errno),
+        None => Error::Os(0),
+    }
+}
+
+fn v4(address: &SockAddr) -> Option<SocketAddrV4> {
+    match address.as_socket() {
+        Some(SocketAddr::V4(v4)) => Some(v4),
+        _ => None,
+    }
+}
+
+fn any_port(port: u16) -> SockAddr {
+    SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))
+}
+
+fn new_socket(kind: Type, protocol: Protocol) -> Result<Socket> {
+    Socket::new(Domain::IPV4, kind.nonblocking().cloexec(), Some(protocol))
+        .map_err(|e| map_error(&e))
+}
+
+/// `buf` as the "maybe uninitialised" slice socket2's receive calls write into.
+fn as_uninit(buf: &mut [u8]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the callee only writes
+    // initialised bytes into the slice, so it stays a valid `[u8]` for the caller.
+    unsafe { &mut *(std::ptr::from_mut::<[u8]>(buf) as *mut [MaybeUninit<u8>]) }
+}
+
+impl KernelStack {
+    /// An empty stack; sockets are made on demand.
+    pub fn new() -> Self {
+        Self {
+            udp: Slots(Vec::new()),
+            tcp: Slots(Vec::new()),
+            listeners: Slots(Vec::new()),
+            pollfds: Vec::new(),
+        }
+    }
+
+    /// Sleeps until an armed socket is ready, `input` (when given) is readable, or
+    /// `timeout` passes (`None`: no limit). Returns whether `input` is readable.
+    pub fn wait(&mut self, input: Option<RawFd>, timeout: Option<Duration>) -> io::Result<bool> {
+        self.pollfds.clear();
+        let armed = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        for slot in armed.filter(|s| s.interest.get() != 0) {
+            self.pollfds.push(libc::pollfd {
+                fd: slot.socket.as_raw_fd(),
+                events: slot.interest.get(),
+                revents: 0,
+            });
+        }
+        if let Some(fd) = input {
+            self.pollfds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        let ts = timeout.map(|d| {
+            let micros = d.total_micros();
+            libc::timespec {
+                tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
+                tv_nsec: libc::c_long::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
+            }
+        });
+        let ts_ptr = ts
+            .as_ref()
+            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+        let count = libc::nfds_t::try_from(self.pollfds.len()).unwrap_or(libc::nfds_t::MAX);
+        // SAFETY: `pollfds` holds `count` entries and, like `ts`, outlives the call.
+        let rc = unsafe { libc::ppoll(self.pollfds.as_mut_ptr(), count, ts_ptr, std::ptr::null()) };
+        if rc < 0 {
+            let error = io::Error::last_os_error();
+            return if error.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(error)
+            };
+        }
+        // The armed sockets are in `pollfds` in the order they were pushed.
+        let armed = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        let armed = armed.filter(|s| s.interest.get() != 0);
+        for (slot, polled) in armed.zip(self.pollfds.iter()) {
+            if polled.revents != 0 {
+                // Disarmed: the program retries, and a new "would block" arms it again.
+                slot.interest.set(0);
+            }
+        }
+        let input_ready = input.is_some()
+            && self
+                .pollfds
+                .last()
+                .is_some_and(|p| Some(p.fd) == input && p.revents != 0);
+        Ok(input_ready)
+    }
+
+    /// Whether no socket is armed (nothing to wait for but the timeout and the input).
+    pub fn is_idle(&self) -> bool {
+        let all = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        all.into_iter().all(|s| s.interest.get() == 0)
+    }
+
+    /// Turns TCP keep-alive on with probes after `interval` of silence and every
+    /// `interval` after that, or off (`None`).
+    pub fn tcp_set_keepalive(&mut self, socket: KernelTcp, interval: Option<Duration>) -> Result<()> {
+        let slot = self.tcp.get(socket.0)?;
+        let result = match interval {
+            Some(d) => {
+                let d = std::time::Duration::from_micros(d.total_micros());
+                slot.socket
+                    .set_tcp_keepalive(&TcpKeepalive::new().with_time(d).with_interval(d))
+            }
+            None => slot.socket.set_keepalive(false),
+        };
+        result.map_err(|e| map_error(&e))
+    }
+
+    /// The raw descriptor of a connection (for `getsockopt`-level observations).
+    pub fn tcp_fd(&self, socket: KernelTcp) -> Option<RawFd> {
+        self.tcp.get(socket.0).ok().map(|s| s.socket.as_raw_fd())
+    }
+}
+
+impl Stack for KernelStack {
+    type Udp = KernelUdp;
+    type Tcp = KernelTcp;
+    type Listener = KernelListener;
+
+    fn udp_open(&mut self) -> Result<KernelUdp> {
+        let socket = new_socket(Type::DGRAM, Protocol::UDP)?;
+        Ok(KernelUdp(self.udp.insert(Slot::new(socket, None))))
+    }
+
+    fn udp_bind(&mut self, socket: KernelUdp, port: u16) -> Result<()> {
+        if port == 0 {
+            return Err(Error::InvalidPort);
+        }
+        let slot = self.udp.get(socket.0)?;
+        slot.socket.bind(&any_port(port)).map_err(|e| match map_error(&e) {
+            Error::Os(libc::EADDRINUSE) => Error::AddrInUse { port },
+            other => other,
+        })
+    }
+
+    fn udp_local(&self, socket: KernelUdp) -> Option<SocketAddrV4> {
+        let slot = self.udp.get(socket.0).ok()?;
+        let local = v4(&slot.socket.local_addr().ok()?)?;
+        (local.port() != 0).then_some(local)
+    }
+
+    fn udp_max_payload(&self, _socket: KernelUdp) -> usize {
+        UDP_MAX_PAYLOAD
+    }
+
+    fn udp_send_to(&mut self, socket: KernelUdp, data: &[u8], to: SocketAddrV4) -> Result<()> {
+        if to.port() == 0 || to.ip().is_unspecified() {
+            return Err(Error::Unaddressable);
+        }
+        if data.len() > UDP_MAX_PAYLOAD {
+            return Err(Error::MessageTooLarge {
+                len: data.len(),
+                max: UDP_MAX_PAYLOAD,
+            });
+        }
+        let slot = self.udp.get(socket.0)?;
+        match slot
+            .socket
+            .send_to_with_flags(data, &SockAddr::from(to), libc::MSG_NOSIGNAL)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Err(Error::MessageTooLarge {
+                len: data.len(),
+                max: UDP_MAX_PAYLOAD,
+            }),
+            Err(e) => Err(slot.blocked(e, libc::POLLOUT)),
+        }
+    }
+
+    fn udp_flushed(&self, _socket: KernelUdp) -> bool {
+        // Once `sendto` returns the kernel owns the datagram (it waits for ARP itself).
+        true
+    }
+
+    fn udp_recv_from(&mut self, socket: KernelUdp, buf: &mut [u8]) -> Result<Datagram> {
+        let slot = self.udp.get(socket.0)?;
+        // MSG_TRUNC: the return value is the datagram's real size, even when it was cut.
+        match slot
+            .socket
+            .recv_from_with_flags(as_uninit(buf), libc::MSG_TRUNC)
+        {
+            Ok((size, from)) => {
+                let from = v4(&from).ok_or(Error::Unaddressable)?;
+                Ok(Datagram {
+                    len: size.min(buf.len()),
+                    size,
+                    from,
+                })
+            }
+            Err(e) => Err(slot.blocked(e, libc::POLLIN)),
+        }
+    }
+
+    fn udp_close(&mut self, socket: KernelUdp) {
+        self.udp.remove(socket.0);
+    }
+
+    fn tcp_connect(&mut self, to: SocketAddrV4) -> Result<KernelTcp> {
+        if to.port() == 0 || to.ip().is_unspecified() {
+            return Err(Error::Unaddressable);
+        }
+        let socket = new_socket(Type::STREAM, Protocol::TCP)?;
+        let phase = match socket.connect(&SockAddr::from(to)) {
+            Ok(()) => Some(Phase::Open),
+            Err(e) => match map_error(&e) {
+                Error::WouldBlock => None,
+                error => return Err(error),
+            },
+        };
+        let slot = Slot::new(socket, phase);
+        if phase.is_none() {
+            slot.arm(libc::POLLOUT);
+        }
+        Ok(KernelTcp(self.tcp.insert(slot)))
+    }
+
+    fn tcp_phase(&self, socket: KernelTcp) -> Phase {
+        let slot = match self.tcp.get(socket.0) {
+            Ok(slot) => slot,
+            Err(e) => return Phase::Failed(e),
+        };
+        if let Some(phase) = slot.phase.get() {
+            return phase;
+        }
+        // The connect's outcome: SO_ERROR if it failed, a peer address once it is open.
+        let phase = match slot.socket.take_error() {
+            Ok(Some(e)) | Err(e) => Phase::Failed(map_error(&e)),
+            Ok(None) => match slot.socket.peer_addr() {
+                Ok(_) => Phase::Open,
+                Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                    slot.arm(libc::POLLOUT);
+                    return Phase::Connecting;
+                }
+                Err(e) => Phase::Failed(map_error(&e)),
+            },
+        };
+        slot.phase.set(Some(phase));
+        phase
+    }
+
+    fn tcp_local(&self, socket: KernelTcp) -> Option<SocketAddrV4> {
+        let slot = self.tcp.get(socket.0).ok()?;
+        v4(&slot.socket.local_addr().ok()?)
+    }
+
+    fn tcp_peer(&self, socket: KernelTcp) -> Option<SocketAddrV4> {
+        let slot = self.tcp.get(socket.0).ok()?;
+        v4(&slot.socket.peer_addr().ok()?)
+    }
+
+    fn tcp_send(&mut self, socket: KernelTcp, data: &[u8]) -> Result<usize> {
+        let slot = self.tcp.get(socket.0)?;
+        if data.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        match slot.socket.send_with_flags(data, libc::MSG_NOSIGNAL) {
+            Ok(0) => {
+                slot.arm(libc::POLLOUT);
+                Err(Error::WouldBlock)
+            }
+            Ok(n) => Ok(n),
+            Err(e) => Err(slot.blocked(e, libc::POLLOUT)),
+        }
+    }
+
+    fn tcp_unacked(&self, socket: KernelTcp) -> usize {
+        let Ok(slot) = self.tcp.get(socket.0) else {
+            return 0;
+        };
+        let mut queued: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ writes one `int`: bytes not yet acknowledged by the peer.
+        let rc = unsafe { libc::ioctl(slot.socket.as_raw_fd(), libc::TIOCOUTQ, &mut queued) };
+        if rc < 0 {
+            0
+        } else {
+            usize::try_from(queued).unwrap_or(0)
+        }
+    }
+
+    fn tcp_recv(&mut self, socket: KernelTcp, buf: &mut [u8]) -> Result<Recv> {
+        let slot = self.tcp.get(socket.0)?;
+        if buf.is_empty() {
+            return Err(Error::WouldBlock);
+        }
+        match (&slot.socket).read(buf) {
+            Ok(0) => Ok(Recv::Eof),
+            Ok(n) => Ok(Recv::Data(n)),
+            Err(e) => Err(slot.blocked(e, libc::POLLIN)),
+        }
+    }
+
+    fn tcp_shutdown(&mut self, socket: KernelTcp) {
+        if let Ok(slot) = self.tcp.get(socket.0) {
+            // Fails only when the connection is already gone, which the next recv reports.
+            let _ = slot.socket.shutdown(Shutdown::Write);
+        }
+    }
+
+    fn tcp_close(&mut self, socket: KernelTcp) {
+        // close(2): the kernel sends what is queued, then a FIN (or a reset when unread
+        // data is left: one of the differences `smolsock compare` shows).
+        self.tcp.remove(socket.0);
+    }
+
+    fn tcp_abort(&mut self, socket: KernelTcp) {
+        if let Some(slot) = self.tcp.remove(socket.0) {
+            // SO_LINGER with a zero timeout turns close(2) into a reset.
+            let _ = slot.socket.set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
+    fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<KernelListener> {
+        if port == 0 {
+            return Err(Error::InvalidPort);
+        }
+        let socket = new_socket(Type::STREAM, Protocol::TCP)?;
+        // As std's TcpListener does: a restarted server can listen again while its old
+        // connections sit in TIME-WAIT.
+        socket.set_reuse_address(true).map_err(|e| map_error(&e))?;
+        socket
+            .bind(&any_port(port))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EADDRINUSE) => Error::AddrInUse { port },
+                _ => map_error(&e),
+            })?;
+        let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+        socket.listen(backlog).map_err(|e| map_error(&e))?;
+        Ok(KernelListener(self.listeners.insert(Slot::new(socket, None))))
+    }
+
+    fn tcp_accept(&mut self, listener: KernelListener) -> Result<(KernelTcp, SocketAddrV4)> {
+        let slot = self.listeners.get(listener.0)?;
+        let (socket, peer) = slot
+            .socket
+            .accept()
+            .map_err(|e| slot.blocked(e, libc::POLLIN))?;
+        socket.set_nonblocking(true).map_err(|e| map_error(&e))?;
+        let peer = v4(&peer).ok_or(Error::Unaddressable)?;
+        let handle = self.tcp.insert(Slot::new(socket, Some(Phase::Open)));
+        Ok((KernelTcp(handle), peer))
+    }
+
+    fn listener_close(&mut self, listener: KernelListener) {
+        self.listeners.remove(listener.0);
+    }
+}
