@@ -99,6 +99,18 @@ pub enum Command {
     },
     /// Run the programs against each other on two in-process stacks (no privileges needed).
     Demo,
+    /// Observe the seed's rules on the kernel's stack and on smoltcp, side by side.
+    ///
+    /// Runs in a network namespace it makes itself (a user namespace when not root), with
+    /// tap0 for smoltcp and the kernel as the peer; nothing outside it is touched.
+    Compare {
+        /// Print the table as Markdown (the ladders follow as code blocks).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+        /// Run only these scenarios (by id; repeat the flag for several).
+        #[arg(long, value_name = "ID")]
+        only: Vec<String>,
+    },
 }
 
 impl Command {
@@ -109,7 +121,7 @@ impl Command {
             | Command::UdpSend { device, .. }
             | Command::TcpServer { device, .. }
             | Command::TcpClient { device, .. } => Some(device),
-            Command::Demo => None,
+            Command::Demo | Command::Compare { .. } => None,
         }
     }
 }

@@ -155,10 +155,8 @@ pub fn run_kernel(
 ) -> Result<(), RunError> {
     loop {
         let now = Instant::now();
-        let wake_at = runner::program_round(stack, program, input, now, &mut |e| {
-            printer.event(e)
-        })
-        .map_err(RunError::Input)?;
+        let wake_at = runner::program_round(stack, program, input, now, &mut |e| printer.event(e))
+            .map_err(RunError::Input)?;
         if let Some(outcome) = program.outcome() {
             return outcome.map_err(RunError::Program);
         }

@@ -136,9 +136,9 @@ pub fn map_error(error: &io::Error) -> Error {
         Some(libc::ECONNRESET | libc::EPIPE | libc::ECONNABORTED) => Error::ConnectionReset,
         Some(libc::ETIMEDOUT) => Error::TimedOut,
         Some(libc::ENOTCONN) => Error::NotConnected,
-        Some(
-            libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EDESTADDRREQ,
-        ) => Error::Unaddressable,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EADDRNOTAVAIL | libc::EDESTADDRREQ) => {
+            Error::Unaddressable
+        }
         Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied,
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => Error::NoFreeSocket,
         Some(errno) => Error::Os(errno),
@@ -184,7 +184,11 @@ impl KernelStack {
     /// `timeout` passes (`None`: no limit). Returns whether `input` is readable.
     pub fn wait(&mut self, input: Option<RawFd>, timeout: Option<Duration>) -> io::Result<bool> {
         self.pollfds.clear();
-        let armed = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        let armed = self
+            .udp
+            .iter()
+            .chain(self.tcp.iter())
+            .chain(self.listeners.iter());
         for slot in armed.filter(|s| s.interest.get() != 0) {
             self.pollfds.push(libc::pollfd {
                 fd: slot.socket.as_raw_fd(),
@@ -221,7 +225,11 @@ impl KernelStack {
             };
         }
         // The armed sockets are in `pollfds` in the order they were pushed.
-        let armed = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        let armed = self
+            .udp
+            .iter()
+            .chain(self.tcp.iter())
+            .chain(self.listeners.iter());
         let armed = armed.filter(|s| s.interest.get() != 0);
         for (slot, polled) in armed.zip(self.pollfds.iter()) {
             if polled.revents != 0 {
@@ -239,13 +247,21 @@ impl KernelStack {
 
     /// Whether no socket is armed (nothing to wait for but the timeout and the input).
     pub fn is_idle(&self) -> bool {
-        let all = self.udp.iter().chain(self.tcp.iter()).chain(self.listeners.iter());
+        let all = self
+            .udp
+            .iter()
+            .chain(self.tcp.iter())
+            .chain(self.listeners.iter());
         all.into_iter().all(|s| s.interest.get() == 0)
     }
 
     /// Turns TCP keep-alive on with probes after `interval` of silence and every
     /// `interval` after that, or off (`None`).
-    pub fn tcp_set_keepalive(&mut self, socket: KernelTcp, interval: Option<Duration>) -> Result<()> {
+    pub fn tcp_set_keepalive(
+        &mut self,
+        socket: KernelTcp,
+        interval: Option<Duration>,
+    ) -> Result<()> {
         let slot = self.tcp.get(socket.0)?;
         let result = match interval {
             Some(d) => {
@@ -279,10 +295,12 @@ impl Stack for KernelStack {
             return Err(Error::InvalidPort);
         }
         let slot = self.udp.get(socket.0)?;
-        slot.socket.bind(&any_port(port)).map_err(|e| match map_error(&e) {
-            Error::Os(libc::EADDRINUSE) => Error::AddrInUse { port },
-            other => other,
-        })
+        slot.socket
+            .bind(&any_port(port))
+            .map_err(|e| match map_error(&e) {
+                Error::Os(libc::EADDRINUSE) => Error::AddrInUse { port },
+                other => other,
+            })
     }
 
     fn udp_local(&self, socket: KernelUdp) -> Option<SocketAddrV4> {
@@ -477,7 +495,9 @@ impl Stack for KernelStack {
             })?;
         let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
         socket.listen(backlog).map_err(|e| map_error(&e))?;
-        Ok(KernelListener(self.listeners.insert(Slot::new(socket, None))))
+        Ok(KernelListener(
+            self.listeners.insert(Slot::new(socket, None)),
+        ))
     }
 
     fn tcp_accept(&mut self, listener: KernelListener) -> Result<(KernelTcp, SocketAddrV4)> {

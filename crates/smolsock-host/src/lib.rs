@@ -2,8 +2,13 @@
 //!
 //! - [`tap`]: Linux TAP/TUN devices as smoltcp devices, with errors as values;
 //! - [`setup`]: building a [`SmolStack`](smolsock::smol::SmolStack) with heap storage;
-//! - [`driver`]: the poll loop (`ppoll(2)` on the device and stdin until the next deadline);
+//! - [`driver`]: the poll loops (`ppoll(2)` on the device, or on the kernel's sockets, and
+//!   stdin until the next deadline);
+//! - [`kernel`]: the std twin, the socket layer over the host kernel's own stack;
 //! - [`inproc`]: two stacks on an in-memory link with a simulated clock (demo and tests);
+//! - [`netns`]: a private network namespace with a ready TAP device, made in-process;
+//! - [`capture`]: packet capture on an interface (`AF_PACKET`) and a frame parser;
+//! - [`compare`]: `smolsock compare`, the seed's rules observed on both stacks;
 //! - [`demo`], [`input`], [`output`], [`cli`].
 //!
 //! The programs themselves live in the `no_std` core crate, `smolsock`; this crate only
@@ -11,11 +16,15 @@
 
 #![warn(missing_docs)]
 
+pub mod capture;
 pub mod cli;
+pub mod compare;
 pub mod demo;
 pub mod driver;
 pub mod inproc;
 pub mod input;
+pub mod kernel;
+pub mod netns;
 pub mod output;
 pub mod setup;
 pub mod tap;

@@ -17,8 +17,7 @@ use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
 
 use smolsock_host::cli::{
-    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
-    parse_cidr,
+    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind, parse_cidr,
 };
 use smolsock_host::driver::{self, RunError};
 use smolsock_host::input::LineInput;
@@ -103,6 +102,14 @@ fn seconds(s: f64) -> Duration {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let mut printer = Printer::new(cli.json);
+    if let Command::Compare { markdown, only } = &cli.command {
+        if cli.pcap.is_some() {
+            return Err(Failure::Usage(
+                "--pcap does not apply to compare; it captures by itself".into(),
+            ));
+        }
+        return compare(cli.json, *markdown, only);
+    }
     let Some(device) = cli.command.device().cloned() else {
         if cli.pcap.is_some() {
             return Err(Failure::Usage(
@@ -140,6 +147,37 @@ fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// `smolsock compare`: enters a namespace of its own, runs the scenarios, prints the table.
+fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
+    use smolsock_host::compare::{self, report};
+    // First, while this process has a single thread.
+    let namespace = smolsock_host::netns::enter()
+        .map_err(|e| format!("smolsock compare needs a network namespace of its own: {e}"))?;
+    log::info!("in a new network namespace: {namespace:?}");
+    let rows = compare::run(only)?;
+    if json {
+        println!("{:#}", report::json(&rows));
+    } else if markdown {
+        print!("{}", report::markdown(&rows));
+    } else {
+        print!("{}", report::text(&rows));
+    }
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.kernel.is_err() || r.smoltcp.is_err())
+        .map(|r| r.scenario.id)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Message(format!(
+            "{} scenario(s) could not run: {}",
+            failed.len(),
+            failed.join(", ")
+        )))
+    }
+}
+
 /// Runs a program on one of the two stacks.
 trait Launch {
     /// The stack the program runs on.
@@ -162,7 +200,7 @@ fn run_program<L: Launch>(
     printer: &mut Printer,
 ) -> Result<(), Failure> {
     match command {
-        Command::Demo => Ok(()),
+        Command::Demo | Command::Compare { .. } => Ok(()),
         Command::UdpRecv {
             port, count, buf, ..
         } => {
