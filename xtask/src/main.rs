@@ -4,6 +4,7 @@
 //!   builds, the tests, every board); the README's test command.
 //! - `cargo xtask boards`: build every board's firmware (release).
 //! - `cargo xtask size`: flash and static RAM of every board binary.
+//! - `cargo xtask behaviour`: refresh the comparison table in `docs/behaviour.md`.
 //! - `cargo xtask qemu <bin> [--tap IF]`: build the emulated board's firmware and boot one
 //!   binary in QEMU on a TAP (default tap0), its defmt log decoded.
 
@@ -42,6 +43,8 @@ enum Task {
     },
     /// Bulk TCP throughput on a TAP, as ratios to the kernel's loopback (release build).
     Bench,
+    /// Rerun `smolsock compare --markdown` and put its table into docs/behaviour.md.
+    Behaviour,
 }
 
 fn root() -> PathBuf {
@@ -284,6 +287,41 @@ fn bench() -> Result<(), String> {
     }
 }
 
+/// Markers around the generated part of docs/behaviour.md.
+const BEGIN: &str = "<!-- smolsock compare --markdown: begin -->";
+const END: &str = "<!-- smolsock compare --markdown: end -->";
+
+fn behaviour() -> Result<(), String> {
+    let root = root();
+    cargo(&root, &["build", "-p", "smolsock-host"])?;
+    let out = Command::new(root.join("target/debug/smolsock"))
+        .args(["compare", "--markdown"])
+        .output()
+        .map_err(|e| format!("cannot run smolsock compare: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "smolsock compare failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    let path = root.join("docs/behaviour.md");
+    let doc = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (Some(begin), Some(end)) = (doc.find(BEGIN), doc.find(END)) else {
+        return Err(format!(
+            "{} lacks the markers {BEGIN} / {END}",
+            path.display()
+        ));
+    };
+    let head = doc.get(..begin + BEGIN.len()).unwrap_or_default();
+    let tail = doc.get(end..).unwrap_or_default();
+    let updated = format!("{head}\n{table}{tail}");
+    std::fs::write(&path, updated).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!("updated {}", path.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
@@ -292,6 +330,7 @@ fn main() -> ExitCode {
         Task::Size => size(),
         Task::Qemu { bin, tap } => qemu::qemu(&bin, &tap),
         Task::Bench => bench(),
+        Task::Behaviour => behaviour(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -150,6 +150,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// `smolsock compare`: enters a namespace of its own, runs the scenarios, prints the table.
 fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
     use smolsock_host::compare::{self, report};
+    compare::check_ids(only).map_err(Failure::Usage)?;
     // First, while this process has a single thread.
     let namespace = smolsock_host::netns::enter()
         .map_err(|e| format!("smolsock compare needs a network namespace of its own: {e}"))?;

@@ -80,14 +80,14 @@ pub const SCENARIOS: &[Scenario] = &[
         "client-port",
         "S2",
         "32 clients connect at once without binding",
-        "each picks a free ephemeral port: Linux from ip_local_port_range, smolsock from IANA's 49152-65535",
+        "Linux hashes the destination into ip_local_port_range and steps up in even ports (RFC 6056); smolsock draws at random from IANA's 49152-65535 (smoltcp leaves the choice to the caller)",
         scenarios::client_port
     ),
     scenario!(
         "udp-sender-port",
         "S10",
         "a UDP socket sends 3 datagrams without binding",
-        "the first sendto binds an ephemeral port, kept until the socket closes",
+        "the first sendto binds an ephemeral port, kept until the socket closes; the ranges differ as for TCP",
         scenarios::udp_sender_port
     ),
     scenario!(
@@ -136,7 +136,7 @@ pub const SCENARIOS: &[Scenario] = &[
         "udp-closed-port-in",
         "-",
         "a datagram arrives for a port nobody listens on",
-        "both answer with ICMP port unreachable, which a connected UDP sender sees as ECONNREFUSED",
+        "both answer with ICMP port unreachable, which a connected UDP sender sees as ECONNREFUSED (smoltcp only when it knows the sender's MAC: it does not hold an ICMP error back for ARP)",
         scenarios::udp_closed_port_in
     ),
     scenario!(
@@ -164,7 +164,7 @@ pub const SCENARIOS: &[Scenario] = &[
         "time-wait",
         "-",
         "the client closes first (active close)",
-        "the active closer holds TIME-WAIT for 2 MSL: 60 s on Linux, 10 s in smoltcp",
+        "the side that closes first holds TIME-WAIT: Linux a fixed 60 s (its timer, read from /proc/net/tcp), smoltcp 10 s (measured by moving its clock forward)",
         scenarios::time_wait
     ),
     Scenario {
@@ -179,14 +179,14 @@ pub const SCENARIOS: &[Scenario] = &[
         "keepalive",
         "-",
         "a connection idles 1.5 s, then 2.6 s with keep-alive every 1 s",
-        "keep-alive is off by default and neither stack has an idle timeout; a probe resends one old byte (smoltcp) or none (Linux)",
+        "keep-alive is off by default on both, and neither has an idle timeout; a Linux probe carries no data, a smoltcp probe one byte already acknowledged",
         scenarios::keepalive
     ),
     scenario!(
         "handshake",
         "S13",
         "connect, one echo, close; the segments from a capture",
-        "three-way handshake and four-way close on both; the ladders are below the table",
+        "three-way handshake and four-way close on both (the server closes 0.3 s after reading end-of-stream; closing at once, its ACK would ride on its FIN); the ladders are below the table",
         scenarios::handshake
     ),
 ];
@@ -221,20 +221,27 @@ impl std::fmt::Debug for Scenario {
     }
 }
 
+/// Checks that every id in `only` names a scenario.
+pub fn check_ids(only: &[String]) -> Result<(), String> {
+    match only
+        .iter()
+        .find(|id| !SCENARIOS.iter().any(|s| s.id == id.as_str()))
+    {
+        Some(id) => {
+            let known: Vec<&str> = SCENARIOS.iter().map(|s| s.id).collect();
+            Err(format!(
+                "no scenario '{id}'; the scenarios are: {}",
+                known.join(", ")
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 /// Runs the scenarios whose id is in `only` (all when empty). Must run inside the
 /// namespace [`crate::netns::enter`] made.
 pub fn run(only: &[String]) -> Result<Vec<Row>, String> {
-    let unknown: Vec<&String> = only
-        .iter()
-        .filter(|id| !SCENARIOS.iter().any(|s| s.id == id.as_str()))
-        .collect();
-    if let Some(id) = unknown.first() {
-        let known: Vec<&str> = SCENARIOS.iter().map(|s| s.id).collect();
-        return Err(format!(
-            "no scenario '{id}'; the scenarios are: {}",
-            known.join(", ")
-        ));
-    }
+    check_ids(only)?;
     let mut tap = TunTap::open("tap0", Kind::Tap).map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for (index, scenario) in SCENARIOS.iter().enumerate() {

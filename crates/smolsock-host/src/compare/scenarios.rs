@@ -1043,8 +1043,10 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
             let mut buf = [0u8; 64];
             let n = stream.read(&mut buf).ok()?;
             stream.write_all(buf.get(..n)?).ok()?;
-            // Wait for the client's FIN, then close too.
+            // Wait for the client's FIN; close a moment later (past the delayed-ACK
+            // timer), so the ACK of the FIN and our own FIN go as two segments.
             let _ = read_once(&mut stream, STEP);
+            thread::sleep(Duration::from_millis(300));
             Some(())
         });
         let (socket, phase) = subject_connect(t, at, STEP);
@@ -1060,6 +1062,8 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         });
         t.stack().tcp_close(socket);
         t.run_until(STEP, &mut |_| server.is_finished());
+        // The server's FIN and our last ACK.
+        t.run_for(Duration::from_millis(100));
         let _ = server.join();
         local.ok_or_else(|| "no local address".to_string())
     })?;

@@ -1,0 +1,262 @@
+//! `smolsock compare` as a user runs it: it makes its own network namespace, runs every
+//! scenario on the kernel and on smoltcp, and prints the table. These tests pin what each
+//! stack was observed to do, so a change in either stack (or in smolsock's socket layer)
+//! shows up here with the scenario and the stack named.
+
+use std::process::Command;
+
+use serde_json::Value;
+use smolsock_tests::smolsock_bin;
+
+/// Runs `smolsock compare` with `args`; returns its stdout, failing on a non-zero exit.
+fn compare(args: &[&str]) -> String {
+    let out = Command::new(smolsock_bin())
+        .arg("compare")
+        .args(args)
+        .output()
+        .expect("run smolsock compare");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "smolsock compare {args:?} failed ({}): {stderr}\n{stdout}",
+        out.status
+    );
+    stdout
+}
+
+/// What each stack must have been seen doing: (scenario, on the kernel, on smoltcp); each
+/// is a list of fragments the observation must contain.
+const EXPECTED: &[(&str, &[&str], &[&str])] = &[
+    (
+        "connect-refused",
+        &["connection refused (the SYN was answered with RST)"],
+        &["connection refused (the SYN was answered with RST)"],
+    ),
+    (
+        "connect",
+        &["connected; the server's accept() returned the client's own address and port"],
+        &["connected; the server's accept() returned the client's own address and port"],
+    ),
+    (
+        "client-port",
+        &[
+            "32 of 32 connected, from 32 different ports, rising in connect order, even numbers only",
+            "all in 32768-60999 (Linux's ip_local_port_range)",
+        ],
+        &[
+            "32 of 32 connected, from 32 different ports, in no order;",
+            "all in 49152-65535 (IANA's dynamic range)",
+        ],
+    ),
+    (
+        "udp-sender-port",
+        &[
+            "unbound before the first send; 3 of 3 datagrams arrived, all from one port, which the socket kept",
+            "all in 32768-60999 (Linux's ip_local_port_range)",
+        ],
+        &[
+            "unbound before the first send; 3 of 3 datagrams arrived, all from one port, which the socket kept",
+            "all in 49152-65535 (IANA's dynamic range)",
+        ],
+    ),
+    (
+        "accept",
+        &[
+            "4 accepted, from 4 different client ports; 3 of 3 got back only their own bytes; the listener then served a 4th client",
+        ],
+        &[
+            "4 accepted, from 4 different client ports; 3 of 3 got back only their own bytes; the listener then served a 4th client",
+        ],
+    ),
+    (
+        "listener-close",
+        &["a new client: connection refused (a RST); the connected client was still served"],
+        &["a new client: connection refused (a RST); the connected client was still served"],
+    ),
+    (
+        "server-closes",
+        &["the client's recv returned 0 bytes (end-of-stream: a FIN)"],
+        &["the client's recv returned 0 bytes (end-of-stream: a FIN)"],
+    ),
+    (
+        "client-closes",
+        &["the server read 3 bytes, then recv returned 0 bytes (end-of-stream)"],
+        &["the server read 3 bytes, then recv returned 0 bytes (end-of-stream)"],
+    ),
+    (
+        "udp-truncate",
+        &[
+            "recvfrom(1024) got the first 1024 of 2000 bytes, the rest was dropped; the next datagram came whole",
+        ],
+        &[
+            "recvfrom(1024) got the first 1024 of 2000 bytes, the rest was dropped; the next datagram came whole",
+        ],
+    ),
+    (
+        "backlog",
+        &[
+            "3 of 5 connected while the server did not accept, 0 refused (RST), 2 left waiting",
+            "once the server accepted, 2 of the 2 connected",
+        ],
+        &["2 of 5 connected while the server did not accept, 3 refused (RST), 0 left waiting"],
+    ),
+    (
+        "udp-closed-port-in",
+        &[
+            "answered with ICMP port unreachable; the sender's connected socket then got connection refused (ECONNREFUSED)",
+        ],
+        &[
+            "answered with ICMP port unreachable; the sender's connected socket then got connection refused (ECONNREFUSED)",
+        ],
+    ),
+    (
+        "udp-closed-port-out",
+        &[
+            "the peer answered with ICMP port unreachable; the sender's first send ok, its next send ok, its recvfrom: nothing to read",
+        ],
+        &[
+            "the peer answered with ICMP port unreachable; the sender's first send ok, its next send ok, its recvfrom: nothing to read",
+        ],
+    ),
+    (
+        "close-unread",
+        &["the server sent RST; the client's recv returned connection reset (a RST)"],
+        &["the server sent FIN, no RST; the client's recv returned 0 bytes (end-of-stream: a FIN)"],
+    ),
+    (
+        "half-close",
+        &[
+            "after shutdown(SHUT_WR) the client still received \"got 1000 bytes\", then end-of-stream",
+        ],
+        &[
+            "after shutdown(SHUT_WR) the client still received \"got 1000 bytes\", then end-of-stream",
+        ],
+    ),
+    (
+        "time-wait",
+        &["the client (it closed first) held TIME-WAIT for 60 s"],
+        &["the client (it closed first) held TIME-WAIT for 10 s"],
+    ),
+    (
+        "arp",
+        &["1 ARP request, 1 reply; 3 of 3 datagrams sent before the reply were delivered"],
+        &["1 ARP request, 1 reply; 3 of 3 datagrams sent before the reply were delivered"],
+    ),
+    (
+        "keepalive",
+        &[
+            "idle 1.5 s: no packets; with keep-alive at 1 s: repeated 0-byte probes, each answered; connection still open",
+        ],
+        &[
+            "idle 1.5 s: no packets; with keep-alive at 1 s: repeated 1-byte probes, each answered; connection still open",
+        ],
+    ),
+    (
+        "handshake",
+        &[
+            "handshake: SYN > SYN,ACK < ACK >; close: FIN,ACK > ACK < FIN,ACK < ACK >; the client ends in TIME-WAIT, the server in CLOSED",
+        ],
+        &[
+            "handshake: SYN > SYN,ACK < ACK >; close: FIN,ACK > ACK < FIN,ACK < ACK >; the client ends in TIME-WAIT, the server in CLOSED",
+        ],
+    ),
+];
+
+#[test]
+fn every_scenario_on_both_stacks_behaves_as_observed() {
+    let report: Value = serde_json::from_str(&compare(&["--json"])).expect("compare --json");
+    let rows = report["rows"].as_array().expect("rows");
+    let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+    let expected_ids: Vec<&str> = EXPECTED.iter().map(|(id, _, _)| *id).collect();
+    assert_eq!(ids, expected_ids, "the scenarios of the table");
+    let mut wrong = Vec::new();
+    for (row, (id, kernel, smoltcp)) in rows.iter().zip(EXPECTED) {
+        for (stack, fragments) in [("kernel", kernel), ("smoltcp", smoltcp)] {
+            let seen = &row[stack]["seen"];
+            let Some(seen) = seen.as_str() else {
+                wrong.push(format!("{id} on {stack}: could not run: {}", row[stack]));
+                continue;
+            };
+            for fragment in *fragments {
+                if !seen.contains(fragment) {
+                    wrong.push(format!(
+                        "{id} on {stack}:\n    expected: …{fragment}…\n    seen:     {seen}"
+                    ));
+                }
+            }
+        }
+        let same = kernel == smoltcp;
+        let verdict = if same { "same" } else { "different" };
+        if row["verdict"] != verdict {
+            wrong.push(format!(
+                "{id}: verdict {} instead of {verdict}",
+                row["verdict"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "a stack behaved differently from what the table says:\n{}",
+        wrong.join("\n")
+    );
+    for stack in ["kernel", "smoltcp"] {
+        let ladder = report["ladders"][stack]
+            .as_array()
+            .expect("a ladder per stack");
+        assert!(
+            ladder.len() >= 9,
+            "{stack}'s S13 ladder is too short: {ladder:?}"
+        );
+        let text: Vec<&str> = ladder.iter().filter_map(Value::as_str).collect();
+        assert!(
+            text.iter()
+                .any(|l| l.starts_with("SYN-SENT") && l.contains("--SYN seq=0-"))
+        );
+        assert!(
+            text.iter()
+                .any(|l| l.starts_with("TIME-WAIT") && l.ends_with("CLOSED"))
+        );
+    }
+}
+
+/// The table rows of a Markdown document: the lines of its first table.
+fn table(markdown: &str) -> Vec<&str> {
+    markdown
+        .lines()
+        .skip_while(|l| !l.starts_with("| Rule |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect()
+}
+
+#[test]
+fn docs_behaviour_table_is_up_to_date() {
+    let fresh = compare(&["--markdown"]);
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/behaviour.md");
+    let doc = std::fs::read_to_string(path).expect("docs/behaviour.md");
+    let (fresh, doc) = (table(&fresh), table(&doc));
+    assert!(fresh.len() > 2, "compare --markdown printed no table");
+    let diff: Vec<String> = fresh
+        .iter()
+        .zip(doc.iter().chain(std::iter::repeat(&"(missing)")))
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("  now:  {a}\n  docs: {b}"))
+        .collect();
+    assert!(
+        diff.is_empty() && fresh.len() == doc.len(),
+        "docs/behaviour.md is out of date (refresh it with `cargo xtask behaviour`):\n{}",
+        diff.join("\n")
+    );
+}
+
+#[test]
+fn text_table_names_both_stacks_and_a_verdict() {
+    let text = compare(&["--only", "connect-refused", "--only", "close-unread"]);
+    assert!(text.contains("kernel (std::net)") && text.contains("smoltcp (no_std core)"));
+    assert!(text.contains("S1/S3"), "{text}");
+    assert!(
+        text.contains("same") && text.contains("different"),
+        "{text}"
+    );
+    assert!(text.contains("why:"), "{text}");
+}
