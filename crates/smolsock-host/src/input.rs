@@ -7,6 +7,9 @@ use std::os::fd::RawFd;
 use smolsock::runner::Feed;
 use smolsock::{Program, Stack};
 
+/// Longest line kept whole: more than any program's message buffer (UDP's 65507 bytes).
+const MAX_LINE: usize = 64 * 1024;
+
 /// A queue of messages and, for stdin, the descriptor to wait on for more.
 pub struct LineInput {
     fd: Option<RawFd>,
@@ -101,6 +104,11 @@ impl LineInput {
                 self.lines.push_back(line);
             } else {
                 self.partial.push(b);
+                if self.partial.len() > MAX_LINE {
+                    // No program takes a message this long: hand it over now, to be
+                    // refused with a clear error, rather than buffer endless input.
+                    self.lines.push_back(std::mem::take(&mut self.partial));
+                }
             }
         }
     }
@@ -137,5 +145,14 @@ mod tests {
         assert_eq!(input.pop().as_deref(), Some(&b"three"[..]));
         assert_eq!(input.pop(), None);
         assert!(!input.exhausted());
+    }
+
+    #[test]
+    fn endless_line_is_handed_over_not_buffered() {
+        let mut input = LineInput::stdin();
+        input.push_bytes(&vec![b'x'; 3 * MAX_LINE]);
+        let first = input.pop().expect("an overlong line is handed over");
+        assert!(first.len() > MAX_LINE && first.len() <= MAX_LINE + 1);
+        assert!(input.partial.len() < MAX_LINE);
     }
 }
