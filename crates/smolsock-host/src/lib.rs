@@ -6,7 +6,8 @@
 //!   stdin until the next deadline);
 //! - [`kernel`]: the std twin, the socket layer over the host kernel's own stack;
 //! - [`inproc`]: two stacks on an in-memory link with a simulated clock (demo and tests);
-//! - [`netns`]: a private network namespace with a ready TAP device, made in-process;
+//! - [`netns`]: a private network namespace with a ready TAP device (or, without
+//!   `/dev/net/tun`, a [`veth`] pair), made in-process;
 //! - [`capture`]: packet capture on an interface (`AF_PACKET`) and a frame parser;
 //! - [`compare`]: `smolsock compare`, the seed's rules observed on both stacks;
 //! - [`demo`], [`input`], [`output`], [`cli`].
@@ -28,3 +29,4 @@ pub mod netns;
 pub mod output;
 pub mod setup;
 pub mod tap;
+pub mod veth;

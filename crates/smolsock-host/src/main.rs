@@ -155,7 +155,7 @@ fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
     let namespace = smolsock_host::netns::enter()
         .map_err(|e| format!("smolsock compare needs a network namespace of its own: {e}"))?;
     log::info!("in a new network namespace: {namespace:?}");
-    let rows = compare::run(only)?;
+    let rows = compare::run(only, &namespace.link)?;
     if json {
         println!("{:#}", report::json(&rows));
     } else if markdown {

@@ -1,10 +1,12 @@
-//! A private network namespace with a ready TAP device, made in-process.
+//! A private network namespace with a ready link to the kernel, made in-process.
 //!
 //! [`enter`] moves the calling process into a new network namespace (inside a new user
 //! namespace when not root), brings `lo` up and creates a persistent TAP device,
 //! [`TAP_NAME`], whose kernel side has [`KERNEL_ADDR`]/24 and is up. The stack then
 //! attaches to it with [`TunTap::open`](crate::tap::TunTap::open) like to any
-//! pre-made TAP, and talks to the kernel's own TCP/IP stack without touching the host's
+//! pre-made TAP. Where `/dev/net/tun` cannot be opened (a normal user and a `0600`
+//! device), a veth pair ([`VETH_NAMES`], [`crate::veth`]) takes the TAP's place and the
+//! stack uses [`TunTap::packet`](crate::tap::TunTap::packet) on its free end. The stack talks to the kernel's own TCP/IP stack without touching the host's
 //! interfaces, routes or firewall, and without `ip` or `sudo`.
 //!
 //! Nothing needs cleaning up: the namespace, and the TAP in it, disappear when the
@@ -31,11 +33,41 @@ const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
 const TUN_PATH: &str = "/dev/net/tun";
 
+/// Names of the veth pair made when no TAP can be: the kernel's end, and the end a stack
+/// drives with raw frames.
+pub const VETH_NAMES: (&str, &str) = ("veth0", "veth1");
+
+/// How a user-space stack reaches the kernel in the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// A TAP device ([`TAP_NAME`]): the kernel's side is the interface, the stack attaches
+    /// to the device.
+    Tap(String),
+    /// A veth pair ([`VETH_NAMES`]), when `/dev/net/tun` cannot be opened: the kernel has
+    /// one end, the stack sends and receives raw frames on the other.
+    Veth {
+        /// The kernel's end, with [`KERNEL_ADDR`].
+        kernel: String,
+        /// The end for the stack (no address).
+        stack: String,
+    },
+}
+
+impl Link {
+    /// The interface that carries the kernel's address (where to capture).
+    pub fn kernel_interface(&self) -> &str {
+        match self {
+            Link::Tap(name) => name,
+            Link::Veth { kernel, .. } => kernel,
+        }
+    }
+}
+
 /// The namespace [`enter`] made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
-    /// Name of the TAP device, [`TAP_NAME`].
-    pub tap: String,
+    /// The link between a user-space stack and the kernel.
+    pub link: Link,
     /// The kernel's address on it, [`KERNEL_ADDR`].
     pub kernel_addr: Ipv4Addr,
     /// Prefix length of the kernel's subnet, [`PREFIX_LEN`].
@@ -78,6 +110,13 @@ pub enum NetnsError {
         user_namespace: bool,
         /// The OS error.
         error: io::Error,
+    },
+    /// Neither a TAP device nor a veth pair could be made.
+    NoLink {
+        /// Why there is no TAP.
+        tun: Box<NetnsError>,
+        /// Why the veth pair could not be made.
+        veth: io::Error,
     },
     /// Configuring an interface failed.
     Interface {
@@ -148,6 +187,11 @@ impl fmt::Display for NetnsError {
                 user_namespace: false,
                 error,
             } => write!(f, "cannot open {TUN_PATH}: {error}"),
+            NetnsError::NoLink { tun, veth } => write!(
+                f,
+                "{tun}; and the veth pair that would replace the TAP could not be made \
+                 either ({veth})"
+            ),
             NetnsError::Interface {
                 name,
                 step,
@@ -179,6 +223,7 @@ impl std::error::Error for NetnsError {
             | NetnsError::IdMap { error, .. }
             | NetnsError::TunDenied { error, .. }
             | NetnsError::Interface { error, .. } => Some(error),
+            NetnsError::NoLink { veth, .. } => Some(veth),
             NetnsError::Threaded { .. } | NetnsError::TunMissing => None,
         }
     }
@@ -205,22 +250,45 @@ pub fn enter() -> Result<Namespace, NetnsError> {
     if let Err(e) = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1") {
         log::debug!("cannot turn IPv6 off for new interfaces: {e}");
     }
-    cfg.create_tap(TAP_NAME)?;
+    let link = match cfg.create_tap(TAP_NAME) {
+        Ok(()) => Link::Tap(TAP_NAME.to_owned()),
+        Err(tun @ (NetnsError::TunDenied { .. } | NetnsError::TunMissing)) => {
+            // No TAP for us: a veth pair does the same job through rtnetlink and a raw
+            // socket, both ours inside the namespace.
+            let (kernel, stack) = VETH_NAMES;
+            crate::veth::create(kernel, stack).map_err(|error| NetnsError::NoLink {
+                tun: Box::new(tun),
+                veth: error,
+            })?;
+            if let Err(e) = crate::veth::checksum_in_software(kernel) {
+                log::warn!("{kernel}: cannot turn transmit checksum offload off: {e}");
+            }
+            cfg.set_flags(stack, libc::IFF_UP, "bring it up")?;
+            log::info!("{TUN_PATH} is not usable here: using the veth pair {kernel}/{stack}");
+            Link::Veth {
+                kernel: kernel.to_owned(),
+                stack: stack.to_owned(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let name = link.kernel_interface().to_owned();
+    let name = name.as_str();
     // The MAC is cosmetic (a fixed one makes captures reproducible): carry on without.
     // It must be set while the device is down.
-    let kernel_mac = match cfg.set_hwaddr(TAP_NAME, KERNEL_MAC) {
+    let kernel_mac = match cfg.set_hwaddr(name, KERNEL_MAC) {
         Ok(()) => Some(KERNEL_MAC),
         Err(e) => {
             log::warn!("{e}; the kernel keeps a random MAC address");
             None
         }
     };
-    cfg.set_inet(TAP_NAME, libc::SIOCSIFADDR, KERNEL_ADDR, "set the address")?;
+    cfg.set_inet(name, libc::SIOCSIFADDR, KERNEL_ADDR, "set the address")?;
     let netmask = Ipv4Addr::from_bits(u32::MAX << (32 - u32::from(PREFIX_LEN)));
-    cfg.set_inet(TAP_NAME, libc::SIOCSIFNETMASK, netmask, "set the netmask")?;
-    cfg.set_flags(TAP_NAME, libc::IFF_UP, "bring it up")?;
+    cfg.set_inet(name, libc::SIOCSIFNETMASK, netmask, "set the netmask")?;
+    cfg.set_flags(name, libc::IFF_UP, "bring it up")?;
     log::debug!(
-        "in a private network namespace{}: {TAP_NAME} is {KERNEL_ADDR}/{PREFIX_LEN}",
+        "in a private network namespace{}: {name} is {KERNEL_ADDR}/{PREFIX_LEN}",
         if user_namespace {
             " (in a user namespace)"
         } else {
@@ -228,7 +296,7 @@ pub fn enter() -> Result<Namespace, NetnsError> {
         }
     );
     Ok(Namespace {
-        tap: TAP_NAME.to_owned(),
+        link,
         kernel_addr: KERNEL_ADDR,
         prefix_len: PREFIX_LEN,
         kernel_mac,
@@ -440,7 +508,7 @@ impl Config {
 }
 
 /// An all-zero `ifreq` naming `name` (truncated to fit; our names are short).
-fn ifreq(name: &str) -> libc::ifreq {
+pub(crate) fn ifreq(name: &str) -> libc::ifreq {
     // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr

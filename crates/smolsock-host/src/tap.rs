@@ -273,6 +273,70 @@ impl TunTap {
     }
 }
 
+impl TunTap {
+    /// Sends and receives raw Ethernet frames on the existing interface `name` through an
+    /// `AF_PACKET` socket: the free end of a veth pair, where no TAP can be made. The
+    /// device behaves as a TAP.
+    pub fn packet(name: &str) -> io::Result<Self> {
+        let c_name = CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: `c_name` is a valid NUL-terminated string.
+        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no interface {name} in this network namespace"),
+            ));
+        }
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: a plain socket call; the descriptor is owned right away.
+        let raw = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(protocol),
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: `sockaddr_ll` is plain old data; all zeroes is a valid value.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = i32::try_from(index).map_err(io::Error::other)?;
+        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: binds to a `sockaddr_ll` that lives for the call, with its true size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
+                len,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mtu = interface_ioctl(name, libc::SIOCGIFMTU)
+            // SAFETY: SIOCGIFMTU filled the `ifru_mtu` member.
+            .map(|ifr| unsafe { ifr.ifr_ifru.ifru_mtu })
+            .ok()
+            .and_then(|m| usize::try_from(m).ok())
+            .unwrap_or(1500);
+        let frame = mtu + ETHERNET_HEADER;
+        Ok(Self {
+            fd,
+            kind: Kind::Tap,
+            mtu: frame,
+            rx: vec![0; frame],
+            tx: vec![0; frame],
+            error: None,
+            dropped_tx: 0,
+        })
+    }
+}
+
 /// What the host driver needs from a device beyond [`Device`].
 pub trait HostDevice: Device {
     /// Descriptor to wait on for received frames.

@@ -124,3 +124,119 @@ fn help_lists_every_program() {
         assert!(text.contains(cmd), "{text}");
     }
 }
+
+/// Asserts a usage error: exit status 2, one line on stderr containing `needle`, no panic
+/// and no backtrace, nothing on stdout. Returns the line.
+fn usage_error(args: &[&str], needle: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_smolsock"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run smolsock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: exit status; {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line on stderr, got:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(needle),
+        "{args:?}: {stderr:?} lacks {needle:?}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "{args:?}: stdout {:?}", out.stdout);
+    stderr.into_owned()
+}
+
+#[test]
+fn smoltcp_only_flags_are_refused_with_the_kernel_stack() {
+    let kernel = ["--stack", "kernel"];
+    let cases: [(&[&str], &str); 7] = [
+        (&["udp-recv", "--tap", "tap0"], "--tap"),
+        (&["udp-recv", "--tun", "tun0"], "--tun"),
+        (&["udp-recv", "--ip", "192.168.69.1/24"], "--ip"),
+        (&["udp-recv", "--mac", "02:00:00:00:00:02"], "--mac"),
+        (&["udp-recv", "--gateway", "192.168.69.254"], "--gateway"),
+        (&["tcp-server", "--tcp-buf", "4096"], "--tcp-buf"),
+        (
+            &["udp-send", "--to", "127.0.0.1:9090", "--tap", "tap0", "x"],
+            "--tap",
+        ),
+    ];
+    for (args, flag) in cases {
+        let mut full = vec![args[0]];
+        full.extend_from_slice(&kernel);
+        full.extend_from_slice(&args[1..]);
+        let line = usage_error(&full, flag);
+        assert!(line.contains("--stack kernel"), "{line}");
+    }
+    // The flag before the subcommand, or after it: both global.
+    let dir = std::env::temp_dir().join(format!("smolsock-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pcap = dir.join("x.pcap");
+    let pcap = pcap.to_str().unwrap();
+    usage_error(
+        &[
+            "--pcap",
+            pcap,
+            "tcp-client",
+            "--stack",
+            "kernel",
+            "--to",
+            "127.0.0.1:9090",
+            "x",
+        ],
+        "--pcap",
+    );
+    usage_error(&["udp-recv", "--stack", "kernel", "--pcap", pcap], "--pcap");
+    assert!(
+        !std::path::Path::new(pcap).exists(),
+        "a refused --pcap must not create its file"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    // The same flags are fine with the default stack up to the device (which is missing).
+    fails_with(
+        &[
+            "udp-recv",
+            "--stack",
+            "smoltcp",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "does not exist",
+    );
+}
+
+#[test]
+fn bad_stack_and_compare_flags_are_usage_errors() {
+    usage_error(&["udp-recv", "--stack", "bogus"], "'bogus'");
+    usage_error(
+        &["tcp-client", "--stack", "std", "--to", "127.0.0.1:9090"],
+        "--stack",
+    );
+    usage_error(&["tcp-server", "--stack"], "--stack");
+    usage_error(&["compare", "--json", "--markdown"], "cannot be used with");
+    usage_error(&["compare", "--markdown", "--json"], "cannot be used with");
+}
+
+#[test]
+fn program_help_mentions_the_stack_flag() {
+    for cmd in ["udp-recv", "udp-send", "tcp-server", "tcp-client"] {
+        let out = smolsock(&[cmd, "--help"]);
+        assert!(out.status.success(), "{cmd} --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("--stack") && text.contains("kernel") && text.contains("smoltcp"),
+            "{cmd} --help:\n{text}"
+        );
+        assert!(text.contains("smoltcp only"), "{cmd} --help:\n{text}");
+    }
+}

@@ -2,7 +2,8 @@
 //! smoltcp, side by side.
 //!
 //! The command runs inside a network namespace of its own ([`crate::netns::enter`]): a
-//! `tap0` with the kernel at 192.168.69.100, and loopback. Each scenario runs twice:
+//! `tap0` with the kernel at 192.168.69.100 (a veth pair where `/dev/net/tun` is out of
+//! reach), and loopback. Each scenario runs twice:
 //! - on the kernel ([`KernelSubject`]): the subject is a [`KernelStack`] and its peer is
 //!   the kernel too, over loopback, as in the seed's Python programs on one machine;
 //! - on smoltcp ([`SmolSubject`]): a fresh smoltcp stack at 192.168.69.1 on `tap0`, with
@@ -29,6 +30,7 @@ use std::net::{SocketAddrV4, UdpSocket};
 use smolsock::net::Stack;
 
 use crate::capture::Capture;
+use crate::netns::Link;
 use crate::tap::{Kind, TunTap};
 use scenarios::{ARP_DATAGRAMS, Ctx, Observed, Ports, Seen};
 use subject::{KERNEL_IP, KernelSubject, SMOL_IP, SMOL_PEER_IP, SmolStorage, SmolSubject, Subject};
@@ -238,11 +240,16 @@ pub fn check_ids(only: &[String]) -> Result<(), String> {
     }
 }
 
-/// Runs the scenarios whose id is in `only` (all when empty). Must run inside the
-/// namespace [`crate::netns::enter`] made.
-pub fn run(only: &[String]) -> Result<Vec<Row>, String> {
+/// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`.
+/// Must run inside the namespace [`crate::netns::enter`] made.
+pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
     check_ids(only)?;
-    let mut tap = TunTap::open("tap0", Kind::Tap).map_err(|e| e.to_string())?;
+    let mut tap = match link {
+        Link::Tap(name) => TunTap::open(name, Kind::Tap).map_err(|e| e.to_string())?,
+        Link::Veth { stack, .. } => TunTap::packet(stack)
+            .map_err(|e| format!("cannot open a raw socket on {stack}: {e}"))?,
+    };
+    let wire = link.kernel_interface();
     let mut rows = Vec::new();
     for (index, scenario) in SCENARIOS.iter().enumerate() {
         if !only.is_empty() && !only.iter().any(|id| id == scenario.id) {
@@ -251,7 +258,7 @@ pub fn run(only: &[String]) -> Result<Vec<Row>, String> {
         log::info!("scenario {}", scenario.id);
         let arp = scenario.id == "arp";
         let kernel = {
-            let interface = if arp { "tap0" } else { "lo" };
+            let interface = if arp { wire } else { "lo" };
             let capture = Capture::start(interface).map_err(|e| e.to_string())?;
             let cx = Ctx {
                 ports: ports(index, false),
@@ -266,7 +273,7 @@ pub fn run(only: &[String]) -> Result<Vec<Row>, String> {
         let smoltcp = {
             let mut slots = Vec::new();
             let mut storage = SmolStorage::new();
-            let capture = Capture::start("tap0").map_err(|e| e.to_string())?;
+            let capture = Capture::start(wire).map_err(|e| e.to_string())?;
             match SmolSubject::new(&mut slots, &mut storage, &mut tap, SMOL_IP) {
                 Ok(mut subject) => {
                     let cx = Ctx {

@@ -1,5 +1,5 @@
 //! The two stacks a comparison runs on, behind one trait: the kernel's sockets
-//! ([`KernelSubject`]) and a fresh smoltcp stack on the namespace's TAP ([`SmolSubject`]).
+//! ([`KernelSubject`]) and a fresh smoltcp stack on the namespace's TAP (or veth) ([`SmolSubject`]).
 //!
 //! A scenario drives the subject's [`Stack`] directly and lets it move packets with
 //! [`Subject::run_until`], while the peer (always the Linux kernel, through `std::net`)
@@ -44,8 +44,6 @@ pub trait Subject {
     fn addr(&self) -> Ipv4Addr;
     /// The address of the kernel peer, as the subject reaches it.
     fn peer(&self) -> Ipv4Addr;
-    /// The interface where the traffic between the subject and its peer can be captured.
-    fn capture_interface(&self) -> &'static str;
     /// Moves packets until `done` holds (checked often) or `limit` passes; returns whether
     /// `done` held.
     fn run_until(&mut self, limit: Duration, done: &mut dyn FnMut(&mut Self::S) -> bool) -> bool;
@@ -127,10 +125,6 @@ impl Subject for KernelSubject {
 
     fn peer(&self) -> Ipv4Addr {
         Ipv4Addr::LOCALHOST
-    }
-
-    fn capture_interface(&self) -> &'static str {
-        "lo"
     }
 
     fn run_until(
@@ -302,10 +296,6 @@ impl<'a> Subject for SmolSubject<'a, '_> {
 
     fn peer(&self) -> Ipv4Addr {
         KERNEL_IP
-    }
-
-    fn capture_interface(&self) -> &'static str {
-        "tap0"
     }
 
     fn run_until(
