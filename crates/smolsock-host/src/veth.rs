@@ -20,7 +20,7 @@ struct Message(Vec<u8>);
 
 impl Message {
     fn align(&mut self) {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
     }
@@ -153,7 +153,7 @@ mod tests {
     #[test]
     fn request_layout() {
         let m = new_veth_request("veth0", "veth1");
-        assert_eq!(m.len() % 4, 0);
+        assert!(m.len().is_multiple_of(4));
         assert_eq!(
             u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
             m.len()
