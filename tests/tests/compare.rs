@@ -260,3 +260,71 @@ fn text_table_names_both_stacks_and_a_verdict() {
     );
     assert!(text.contains("why:"), "{text}");
 }
+
+/// `smolsock compare` as a normal user: with unprivileged user namespaces it must work (on
+/// a TAP, or on a veth pair when `/dev/net/tun` is root's alone); without them it must say
+/// so and how to fix it. As root, the test drops to `nobody` with util-linux's `setpriv`.
+#[test]
+fn compare_runs_as_a_normal_user() {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    let args = ["compare", "--json", "--only", "connect", "--only", "arp"];
+    let out = if root {
+        // A copy that `nobody` may run, wherever the build directory is.
+        let dir = std::env::temp_dir().join(format!("smolsock-user-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let bin = dir.join("smolsock");
+        std::fs::copy(smolsock_bin(), &bin).expect("copy smolsock");
+        use std::os::unix::fs::PermissionsExt;
+        for (path, mode) in [(&dir, 0o755), (&bin, 0o755)] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .expect("permissions");
+        }
+        let out = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("run setpriv (util-linux)");
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    } else {
+        Command::new(smolsock_bin())
+            .args(args)
+            .output()
+            .expect("run smolsock")
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("cannot make a user namespace") {
+        // This machine forbids them: the message must say how to fix it.
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("max_user_namespaces") && stderr.contains("run as root"),
+            "{stderr}"
+        );
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "compare as a normal user failed: {stderr}\n{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("compare --json");
+    for row in report["rows"].as_array().expect("rows") {
+        for stack in ["kernel", "smoltcp"] {
+            assert!(
+                row[stack]["seen"].is_string(),
+                "{} on {stack} did not run as a normal user: {}",
+                row["id"],
+                row[stack]
+            );
+        }
+    }
+    assert!(
+        report["rows"][1]["smoltcp"]["seen"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("1 ARP request, 1 reply; 3 of 3")),
+        "{stdout}"
+    );
+}
