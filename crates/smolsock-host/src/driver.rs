@@ -54,6 +54,15 @@ pub struct Ready {
     pub input: bool,
 }
 
+/// A `ppoll(2)` timeout.
+pub(crate) fn timespec(d: Duration) -> libc::timespec {
+    let micros = d.total_micros();
+    libc::timespec {
+        tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
+        tv_nsec: libc::c_long::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
+    }
+}
+
 /// Waits until the device or `input` (when given) is readable, or `timeout` passes
 /// (`None`: no limit). Allocation-free: it runs once per loop iteration.
 pub fn wait_readable(
@@ -68,13 +77,7 @@ pub fn wait_readable(
     };
     let mut fds = [entry(device), entry(input.unwrap_or(-1))];
     let count: libc::nfds_t = if input.is_some() { 2 } else { 1 };
-    let ts = timeout.map(|d| {
-        let micros = d.total_micros();
-        libc::timespec {
-            tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
-            tv_nsec: libc::c_long::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
-        }
-    });
+    let ts = timeout.map(timespec);
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);

@@ -203,13 +203,7 @@ impl KernelStack {
                 revents: 0,
             });
         }
-        let ts = timeout.map(|d| {
-            let micros = d.total_micros();
-            libc::timespec {
-                tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
-                tv_nsec: libc::c_long::try_from((micros % 1_000_000) * 1000).unwrap_or(0),
-            }
-        });
+        let ts = timeout.map(crate::driver::timespec);
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);

@@ -103,6 +103,19 @@ fn tcp_packets(frames: &[Frame]) -> Vec<Packet> {
         .collect()
 }
 
+/// Connects the subject to `at`, where the peer listens; a failure says what happened.
+fn open<T: Subject>(t: &mut T, at: SocketAddrV4) -> Result<<T::S as Stack>::Tcp, String> {
+    match subject_connect(t, at, STEP) {
+        (Some(socket), Phase::Open) => Ok(socket),
+        (socket, phase) => {
+            if let Some(socket) = socket {
+                t.stack().tcp_abort(socket);
+            }
+            Err(phase_text(phase))
+        }
+    }
+}
+
 /// S1/S3: connect to a port where nothing listens.
 pub fn connect_refused<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let to = SocketAddrV4::new(t.peer(), cx.ports.get(0));
@@ -844,10 +857,7 @@ pub fn half_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
                 Some(|n| format!("got {n:04} bytes").into_bytes()),
             )
         });
-        let (socket, phase) = subject_connect(t, at, STEP);
-        let Some(socket) = socket.filter(|_| phase == Phase::Open) else {
-            return Err(phase_text(phase));
-        };
+        let socket = open(t, at)?;
         send_all(t, socket, &[1u8; 1000])?;
         t.stack().tcp_shutdown(socket);
         let mut reply = Vec::new();
@@ -865,7 +875,7 @@ pub fn half_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         });
         t.stack().tcp_close(socket);
         let _ = server.join();
-        Ok((reply, end))
+        Ok::<_, String>((reply, end))
     })?;
     let (reply, end) = outcome;
     Ok(format!(
@@ -882,10 +892,7 @@ pub fn time_wait<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let listener = Listener::bind(at)?;
     let local = thread::scope(|scope| {
         let server = scope.spawn(|| serve_one(&listener, None));
-        let (socket, phase) = subject_connect(t, at, STEP);
-        let Some(socket) = socket.filter(|_| phase == Phase::Open) else {
-            return Err(phase_text(phase));
-        };
+        let socket = open(t, at)?;
         let local = t.stack().tcp_local(socket);
         send_all(t, socket, b"x")?;
         t.stack().tcp_close(socket);
@@ -961,10 +968,7 @@ pub fn arp<T: Subject>(
 pub fn keepalive<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let at = SocketAddrV4::new(t.peer(), cx.ports.get(0));
     let listener = Listener::bind(at)?;
-    let (socket, phase) = subject_connect(t, at, STEP);
-    let Some(socket) = socket.filter(|_| phase == Phase::Open) else {
-        return Err(phase_text(phase));
-    };
+    let socket = open(t, at)?;
     let mut held = None;
     t.run_until(STEP, &mut |_| {
         held = listener.try_accept();
@@ -1049,10 +1053,7 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
             thread::sleep(Duration::from_millis(300));
             Some(())
         });
-        let (socket, phase) = subject_connect(t, at, STEP);
-        let Some(socket) = socket.filter(|_| phase == Phase::Open) else {
-            return Err(phase_text(phase));
-        };
+        let socket = open(t, at)?;
         let local = t.stack().tcp_local(socket);
         send_all(t, socket, b"hello")?;
         let mut back = Vec::new();
