@@ -7,6 +7,11 @@
 //! test; inside, it creates `tap0` with the kernel side at 192.168.69.100/24 and runs the
 //! test body. [`Proc`] runs a program with bounded waits on its output and is always
 //! killed when dropped.
+//!
+//! [`programs`] holds the scenarios shared by the smoltcp (tests/tap.rs) and kernel-stack
+//! (tests/kernel.rs) tests, each written once against a [`programs::Target`].
+
+pub mod programs;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
@@ -24,6 +29,9 @@ pub const SMOL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
 pub const TAP: &str = "tap0";
 
 const CHILD_ENV: &str = "SMOLSOCK_NETNS_TEST";
+
+/// The bound on every wait of the program tests (a program's line, its exit, a peer).
+pub const T: Duration = Duration::from_secs(20);
 
 /// Runs `args` and panics with its output unless it succeeds.
 pub fn sh(args: &[&str]) {
@@ -299,6 +307,90 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Joins `handle`, waiting at most `timeout` (a peer thread that hangs fails the test).
+pub fn join_within<R>(handle: JoinHandle<R>, timeout: Duration, what: &str) -> R {
+    let end = Instant::now() + timeout;
+    while !handle.is_finished() {
+        assert!(
+            Instant::now() < end,
+            "{what} did not finish within {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    handle.join().unwrap_or_else(|_| panic!("{what} panicked"))
+}
+
+/// Runs `smolsock args` to its end (killed after `timeout`); returns the exit code, stdout
+/// and stderr. For programs with little output (the pipes are read after the exit).
+pub fn run_bounded(args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
+    let mut child = Command::new(smolsock_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn smolsock");
+    let end = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{args:?} did not exit within {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut stdout)
+        .expect("read stdout");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status.code(), stdout, stderr)
+}
+
+/// Every line of a `--json` run parsed (panics on a line that is not JSON).
+pub fn json_lines<S: AsRef<str>>(lines: &[S]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| {
+            let l = l.as_ref();
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}"))
+        })
+        .collect()
+}
+
+/// The quoted payloads of the `received` lines of a text run, in order.
+pub fn received_texts(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains("received"))
+        .map(|l| l.rsplit_once(": ").unwrap().1.trim_matches('"').to_string())
+        .collect()
+}
+
+/// Sends `count` messages on `stream`, each read back whole before the next (the stream's
+/// read timeout bounds the wait).
+pub fn exchange(stream: &mut TcpStream, id: usize, count: usize) {
+    for i in 0..count {
+        let msg = format!("client {id} message {i} {}", "x".repeat(i % 50));
+        stream.write_all(msg.as_bytes()).unwrap();
+        let mut back = vec![0u8; msg.len()];
+        stream.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes(), "client {id} message {i}");
     }
 }
 
