@@ -846,38 +846,65 @@ pub fn close_unread<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     .into())
 }
 
-/// Half-close: shut down the write side and keep reading.
-pub fn half_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
+/// The subject as a client of a server in the peer: `server` runs on a fresh listener in
+/// a thread while `client` uses a subject connection to it; afterwards the subject keeps
+/// moving packets until the server has finished, and 100 ms more for the last segments.
+/// Returns what `client` returned and the connection's local address.
+fn against_server<T: Subject, R>(
+    t: &mut T,
+    cx: &Ctx<'_>,
+    server: impl FnOnce(&Listener) + Send,
+    client: impl FnOnce(&mut T, <T::S as Stack>::Tcp) -> Result<R, String>,
+) -> Result<(R, SocketAddrV4), String> {
     let at = SocketAddrV4::new(t.peer(), cx.ports.get(0));
     let listener = Listener::bind(at)?;
-    let outcome = thread::scope(|scope| {
-        let server = scope.spawn(|| {
-            serve_one(
-                &listener,
-                Some(|n| format!("got {n:04} bytes").into_bytes()),
-            )
-        });
+    thread::scope(|scope| {
+        let listener = &listener;
+        let server = scope.spawn(move || server(listener));
         let socket = open(t, at)?;
-        send_all(t, socket, &[1u8; 1000])?;
-        t.stack().tcp_shutdown(socket);
-        let mut reply = Vec::new();
-        let mut end = None;
-        t.run_until(STEP, &mut |stack| match drain(stack, socket, &mut reply) {
-            Ok(true) => {
-                end = Some("then end-of-stream".to_string());
-                true
-            }
-            Ok(false) => false,
-            Err(e) => {
-                end = Some(format!("then {e}"));
-                true
-            }
-        });
-        t.stack().tcp_close(socket);
-        let _ = server.join();
-        Ok::<_, String>((reply, end))
-    })?;
-    let (reply, end) = outcome;
+        let local = t
+            .stack()
+            .tcp_local(socket)
+            .ok_or_else(|| "no local address".to_string())?;
+        let result = client(t, socket)?;
+        t.run_until(STEP, &mut |_| server.is_finished());
+        t.run_for(Duration::from_millis(100));
+        server
+            .join()
+            .map_err(|_| "the peer's server failed".to_string())?;
+        Ok((result, local))
+    })
+}
+
+/// Half-close: shut down the write side and keep reading.
+pub fn half_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
+    let reply = |n| format!("got {n:04} bytes").into_bytes();
+    let ((reply, end), _) = against_server(
+        t,
+        cx,
+        |listener| {
+            let _ = serve_one(listener, Some(reply));
+        },
+        |t, socket| {
+            send_all(t, socket, &[1u8; 1000])?;
+            t.stack().tcp_shutdown(socket);
+            let mut reply = Vec::new();
+            let mut end = None;
+            t.run_until(STEP, &mut |stack| match drain(stack, socket, &mut reply) {
+                Ok(true) => {
+                    end = Some("then end-of-stream".to_string());
+                    true
+                }
+                Ok(false) => false,
+                Err(e) => {
+                    end = Some(format!("then {e}"));
+                    true
+                }
+            });
+            t.stack().tcp_close(socket);
+            Ok((reply, end))
+        },
+    )?;
     Ok(format!(
         "after shutdown(SHUT_WR) the client still received {:?}, {}",
         String::from_utf8_lossy(&reply),
@@ -888,20 +915,18 @@ pub fn half_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 
 /// TIME-WAIT after an active close.
 pub fn time_wait<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
-    let at = SocketAddrV4::new(t.peer(), cx.ports.get(0));
-    let listener = Listener::bind(at)?;
-    let local = thread::scope(|scope| {
-        let server = scope.spawn(|| serve_one(&listener, None));
-        let socket = open(t, at)?;
-        let local = t.stack().tcp_local(socket);
-        send_all(t, socket, b"x")?;
-        t.stack().tcp_close(socket);
-        t.run_until(STEP, &mut |_| server.is_finished());
-        // The server's FIN and our last ACK.
-        t.run_for(Duration::from_millis(100));
-        let _ = server.join();
-        local.ok_or_else(|| "no local address".to_string())
-    })?;
+    let ((), local) = against_server(
+        t,
+        cx,
+        |listener| {
+            let _ = serve_one(listener, None);
+        },
+        |t, socket| {
+            send_all(t, socket, b"x")?;
+            t.stack().tcp_close(socket);
+            Ok(())
+        },
+    )?;
     match t.time_wait(local.port())? {
         Some(d) => Ok(format!(
             "the client (it closed first) held TIME-WAIT for {} s",
@@ -1040,34 +1065,33 @@ pub fn keepalive<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 /// S13: the handshake and the close, from a capture.
 pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let at = SocketAddrV4::new(t.peer(), cx.ports.get(0));
-    let listener = Listener::bind(at)?;
-    let local = thread::scope(|scope| {
-        let server = scope.spawn(|| {
-            let (mut stream, _) = listener.accept(STEP)?;
+    let ((), local) = against_server(
+        t,
+        cx,
+        |listener| {
+            let Some((mut stream, _)) = listener.accept(STEP) else {
+                return;
+            };
             let mut buf = [0u8; 64];
-            let n = stream.read(&mut buf).ok()?;
-            stream.write_all(buf.get(..n)?).ok()?;
+            if let Ok(n) = stream.read(&mut buf) {
+                let _ = stream.write_all(buf.get(..n).unwrap_or_default());
+            }
             // Wait for the client's FIN; close a moment later (past the delayed-ACK
             // timer), so the ACK of the FIN and our own FIN go as two segments.
             let _ = read_once(&mut stream, STEP);
             thread::sleep(Duration::from_millis(300));
-            Some(())
-        });
-        let socket = open(t, at)?;
-        let local = t.stack().tcp_local(socket);
-        send_all(t, socket, b"hello")?;
-        let mut back = Vec::new();
-        t.run_until(STEP, &mut |stack| {
-            let _ = drain(stack, socket, &mut back);
-            back.len() >= 5
-        });
-        t.stack().tcp_close(socket);
-        t.run_until(STEP, &mut |_| server.is_finished());
-        // The server's FIN and our last ACK.
-        t.run_for(Duration::from_millis(100));
-        let _ = server.join();
-        local.ok_or_else(|| "no local address".to_string())
-    })?;
+        },
+        |t, socket| {
+            send_all(t, socket, b"hello")?;
+            let mut back = Vec::new();
+            t.run_until(STEP, &mut |stack| {
+                let _ = drain(stack, socket, &mut back);
+                back.len() >= 5
+            });
+            t.stack().tcp_close(socket);
+            Ok(())
+        },
+    )?;
     let packets: Vec<Packet> = tcp_packets(&cx.frames())
         .into_iter()
         .filter(|p| match p {
