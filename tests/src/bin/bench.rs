@@ -2,11 +2,12 @@
 //! the kernel's own loopback throughput measured in the same run as the baseline.
 //!
 //! Prints MiB/s and the ratio to the baseline for: kernel -> kernel (loopback), kernel ->
-//! smoltcp (`tcp-server --mode sink`) and smoltcp -> kernel (`tcp-client --bytes`). The
+//! smoltcp (`tcp-server --mode sink`) and smoltcp -> kernel (`tcp-client --bytes`), and the
+//! same two with the programs on the kernel's own stack (`--stack kernel`, the std twin). The
 //! figures are for a shared, noisy machine: compare ratios, not absolute numbers.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,47 @@ fn smoltcp_to_kernel(crc: u32) -> Duration {
     elapsed
 }
 
+/// The same two transfers with the programs on the kernel's own stack (the std twin),
+/// over loopback: what the program loop costs on top of plain sockets.
+fn kernel_to_std_twin(data: &[u8], crc: u32) -> Duration {
+    let mut server = Proc::smolsock(&[
+        "tcp-server",
+        "--stack",
+        "kernel",
+        "--mode",
+        "sink",
+        "--max-clients",
+        "1",
+    ]);
+    server.wait_for("listening", T);
+    let elapsed = send_all(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090), data);
+    let closed = server.wait_for("closed: in", T);
+    assert!(
+        closed.contains(&format!("in {SIZE} bytes crc32 {crc:08x}")),
+        "{closed}"
+    );
+    elapsed
+}
+
+fn std_twin_to_kernel(crc: u32) -> Duration {
+    let reader = receive_all(TcpListener::bind((Ipv4Addr::LOCALHOST, 9091)).unwrap());
+    let size = SIZE.to_string();
+    let client = Proc::smolsock(&[
+        "tcp-client",
+        "--stack",
+        "kernel",
+        "--to",
+        "127.0.0.1:9091",
+        "--bytes",
+        &size,
+    ]);
+    let (got, elapsed) = reader.join().unwrap();
+    assert_eq!((got.len(), crc32fast::hash(&got)), (SIZE, crc));
+    let (ok, _, stderr) = client.finish(T);
+    assert!(ok, "{stderr}");
+    elapsed
+}
+
 fn best(mut f: impl FnMut() -> Duration) -> Duration {
     (0..ROUNDS).map(|_| f()).min().unwrap()
 }
@@ -97,18 +139,22 @@ fn main() {
     let base = best(|| kernel_loopback(&data));
     let up = best(|| kernel_to_smoltcp(&data, crc));
     let down = best(|| smoltcp_to_kernel(crc));
+    let twin_up = best(|| kernel_to_std_twin(&data, crc));
+    let twin_down = best(|| std_twin_to_kernel(crc));
     println!(
         "bulk TCP, 64 MiB, best of {ROUNDS} (smolsock: {})",
         smolsock_tests::smolsock_bin().display()
     );
-    println!("{:<34} {:>10} {:>10}", "path", "MiB/s", "ratio");
+    println!("{:<38} {:>10} {:>10}", "path", "MiB/s", "ratio");
     for (name, d) in [
         ("kernel -> kernel (loopback, base)", base),
         ("kernel -> smoltcp (TAP, sink)", up),
         ("smoltcp -> kernel (TAP, --bytes)", down),
+        ("kernel -> std twin (loopback, sink)", twin_up),
+        ("std twin -> kernel (loopback, --bytes)", twin_down),
     ] {
         println!(
-            "{name:<34} {:>10.0} {:>10.3}",
+            "{name:<38} {:>10.0} {:>10.3}",
             mib_s(d),
             base.as_secs_f64() / d.as_secs_f64()
         );
