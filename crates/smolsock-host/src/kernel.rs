@@ -239,16 +239,6 @@ impl KernelStack {
         Ok(input_ready)
     }
 
-    /// Whether no socket is armed (nothing to wait for but the timeout and the input).
-    pub fn is_idle(&self) -> bool {
-        let all = self
-            .udp
-            .iter()
-            .chain(self.tcp.iter())
-            .chain(self.listeners.iter());
-        all.into_iter().all(|s| s.interest.get() == 0)
-    }
-
     /// Turns TCP keep-alive on with probes after `interval` of silence and every
     /// `interval` after that, or off (`None`).
     pub fn tcp_set_keepalive(
@@ -266,11 +256,6 @@ impl KernelStack {
             None => slot.socket.set_keepalive(false),
         };
         result.map_err(|e| map_error(&e))
-    }
-
-    /// The raw descriptor of a connection (for `getsockopt`-level observations).
-    pub fn tcp_fd(&self, socket: KernelTcp) -> Option<RawFd> {
-        self.tcp.get(socket.0).ok().map(|s| s.socket.as_raw_fd())
     }
 }
 
@@ -508,5 +493,119 @@ impl Stack for KernelStack {
 
     fn listener_close(&mut self, listener: KernelListener) {
         self.listeners.remove(listener.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, UdpSocket};
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn errors_map_to_the_socket_layer() {
+        let os = |errno| map_error(&io::Error::from_raw_os_error(errno));
+        assert_eq!(os(libc::EAGAIN), Error::WouldBlock);
+        assert_eq!(os(libc::EINPROGRESS), Error::WouldBlock);
+        assert_eq!(os(libc::ECONNREFUSED), Error::ConnectionRefused);
+        assert_eq!(os(libc::ECONNRESET), Error::ConnectionReset);
+        assert_eq!(os(libc::EPIPE), Error::ConnectionReset);
+        assert_eq!(os(libc::ETIMEDOUT), Error::TimedOut);
+        assert_eq!(os(libc::EHOSTUNREACH), Error::Unaddressable);
+        assert_eq!(os(libc::EACCES), Error::PermissionDenied);
+        assert_eq!(os(libc::EMFILE), Error::NoFreeSocket);
+        assert_eq!(os(libc::ENOSPC), Error::Os(libc::ENOSPC));
+    }
+
+    /// Polls `f` through the stack's wait until it gives something other than
+    /// `WouldBlock`, for at most 5 s.
+    fn until<T>(stack: &mut KernelStack, mut f: impl FnMut(&mut KernelStack) -> Result<T>) -> T {
+        let start = Instant::now();
+        loop {
+            match f(stack) {
+                Err(Error::WouldBlock) => {}
+                Ok(value) => return value,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+            assert!(start.elapsed().as_secs() < 5, "nothing happened in 5 s");
+            stack
+                .wait(None, Some(Duration::from_millis(100)))
+                .expect("wait");
+        }
+    }
+
+    #[test]
+    fn tcp_client_over_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(at) = listener.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        let server = std::thread::spawn(move || {
+            let (mut conn, from) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            conn.read_exact(&mut buf).unwrap();
+            conn.write_all(&buf.map(|b| b.to_ascii_uppercase()))
+                .unwrap();
+            from
+        });
+        let mut stack = KernelStack::new();
+        let socket = stack.tcp_connect(at).unwrap();
+        until(&mut stack, |s| match s.tcp_phase(socket) {
+            Phase::Connecting => Err(Error::WouldBlock),
+            Phase::Open => Ok(()),
+            Phase::Failed(e) => Err(e),
+        });
+        assert_eq!(stack.tcp_peer(socket), Some(at));
+        assert_eq!(until(&mut stack, |s| s.tcp_send(socket, b"hello")), 5);
+        let mut buf = [0u8; 16];
+        let mut got = Vec::new();
+        loop {
+            match until(&mut stack, |s| s.tcp_recv(socket, &mut buf)) {
+                Recv::Data(n) => got.extend_from_slice(&buf[..n]),
+                Recv::Eof => break,
+            }
+        }
+        assert_eq!(got, b"HELLO");
+        let from = server.join().unwrap();
+        assert_eq!(SocketAddr::V4(stack.tcp_local(socket).unwrap()), from);
+        stack.tcp_close(socket);
+        assert_eq!(stack.tcp_phase(socket), Phase::Failed(Error::NotConnected));
+    }
+
+    #[test]
+    fn udp_binds_on_first_send_and_reports_the_real_size() {
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(at) = peer.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        let mut stack = KernelStack::new();
+        let socket = stack.udp_open().unwrap();
+        assert_eq!(
+            stack.udp_local(socket),
+            None,
+            "unbound before the first send"
+        );
+        stack.udp_send_to(socket, b"ping", at).unwrap();
+        let local = stack.udp_local(socket).expect("bound by the send");
+        let mut buf = [0u8; 16];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!((&buf[..n], from.port()), (&b"ping"[..], local.port()));
+        peer.send_to(&[7u8; 100], from).unwrap();
+        let mut small = [0u8; 10];
+        let datagram = until(&mut stack, |s| s.udp_recv_from(socket, &mut small));
+        assert_eq!(
+            (datagram.len, datagram.size),
+            (10, 100),
+            "cut, with its real size"
+        );
+        assert_eq!(
+            stack.udp_send_to(socket, &vec![0; UDP_MAX_PAYLOAD + 1], at),
+            Err(Error::MessageTooLarge {
+                len: UDP_MAX_PAYLOAD + 1,
+                max: UDP_MAX_PAYLOAD
+            })
+        );
     }
 }
