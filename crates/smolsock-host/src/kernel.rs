@@ -561,11 +561,8 @@ mod tests {
         assert_eq!(until(&mut stack, |s| s.tcp_send(socket, b"hello")), 5);
         let mut buf = [0u8; 16];
         let mut got = Vec::new();
-        loop {
-            match until(&mut stack, |s| s.tcp_recv(socket, &mut buf)) {
-                Recv::Data(n) => got.extend_from_slice(&buf[..n]),
-                Recv::Eof => break,
-            }
+        while let Recv::Data(n) = until(&mut stack, |s| s.tcp_recv(socket, &mut buf)) {
+            got.extend_from_slice(&buf[..n]);
         }
         assert_eq!(got, b"HELLO");
         let from = server.join().unwrap();
