@@ -135,8 +135,12 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "time-wait",
-        &["the client (it closed first) held TIME-WAIT for 60 s"],
-        &["the client (it closed first) held TIME-WAIT for 10 s"],
+        &[
+            "the client (it closed first) held TIME-WAIT for 60 s; the server (it closed second) held none",
+        ],
+        &[
+            "the client (it closed first) held TIME-WAIT for 10 s; the server (it closed second) held none",
+        ],
     ),
     (
         "arp",

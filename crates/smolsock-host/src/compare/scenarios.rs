@@ -18,7 +18,7 @@ use super::peer::{
     self, Echo, Ending, Listener, STEP, drain, exchange, read_once, send_all, serve_one,
     subject_connect,
 };
-use super::subject::Subject;
+use super::subject::{Subject, proc_time_wait};
 use crate::capture::{Capture, Frame, Packet};
 use crate::tap::TunTap;
 
@@ -927,16 +927,21 @@ pub fn time_wait<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
             Ok(())
         },
     )?;
-    match t.time_wait(local.port())? {
-        Some(d) => Ok(format!(
+    // The server is the kernel peer on both stacks: its side shows in /proc/net/tcp.
+    let table = fs::read_to_string("/proc/net/tcp")
+        .map_err(|e| format!("cannot read /proc/net/tcp: {e}"))?;
+    let server = match proc_time_wait(&table, cx.ports.get(0)) {
+        Some(_) => "the server held one too",
+        None => "the server (it closed second) held none",
+    };
+    let client = match t.time_wait(local.port())? {
+        Some(d) => format!(
             "the client (it closed first) held TIME-WAIT for {} s",
             d.as_secs_f64().round()
-        )
-        .into()),
-        None => Ok("the client (it closed first) was not in TIME-WAIT"
-            .to_string()
-            .into()),
-    }
+        ),
+        None => "the client (it closed first) was not in TIME-WAIT".to_string(),
+    };
+    Ok(format!("{client}; {server}").into())
 }
 
 /// Counts ARP requests for `target` and datagrams to `to` in a capture.

@@ -93,7 +93,7 @@ const USER_HZ: f64 = 100.0;
 
 /// Finds the TIME-WAIT entry of local port `port` in `/proc/net/tcp` and returns what is
 /// left of its timer.
-fn proc_time_wait(table: &str, port: u16) -> Option<Duration> {
+pub(crate) fn proc_time_wait(table: &str, port: u16) -> Option<Duration> {
     table.lines().skip(1).find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let local = fields.get(1)?;
