@@ -56,9 +56,17 @@ fn root() -> PathBuf {
 
 /// Runs `cargo args...` in `dir`, echoing the command; `Err` names it when it fails.
 fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
+    cargo_with(dir, args, &[])
+}
+
+/// [`cargo`] with extra environment variables.
+fn cargo_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     let shown = format!(
-        "(cd ./{}) cargo {}",
+        "(cd ./{}) {}cargo {}",
         dir.strip_prefix(root()).unwrap_or(dir).display(),
+        env.iter()
+            .map(|(k, v)| format!("{k}='{v}' "))
+            .collect::<String>(),
         args.join(" ")
     );
     eprintln!("\n==> {shown}");
@@ -68,6 +76,7 @@ fn cargo(dir: &Path, args: &[&str]) -> Result<(), String> {
         .current_dir(dir)
         // A board's .cargo/config.toml must be the one that applies in its directory.
         .env_remove("CARGO_BUILD_TARGET")
+        .envs(env.iter().copied())
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     eprintln!("    ({:.1} s)", start.elapsed().as_secs_f64());
@@ -143,7 +152,11 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    cargo(&root, &["doc", "--workspace", "--no-deps", "--quiet"])?;
+    cargo_with(
+        &root,
+        &["doc", "--workspace", "--no-deps", "--quiet"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     // The namespace tests run the binaries next to them, and the QEMU tests the boards'
     // release firmware: build all of them before testing.
     cargo(&root, &["build", "-p", "smolsock-host", "-p", "qemu-run"])?;

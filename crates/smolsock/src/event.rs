@@ -1,6 +1,6 @@
 //! What the programs report, in one format for the host and the boards.
 //!
-//! Every program emits [`Event`]s through a callback. Their [`Display`](core::fmt::Display)
+//! Every program emits [`Event`]s through a callback. Their [`Display`]
 //! form is the text line both the host binary and the board firmware print; the host also
 //! renders them as JSON lines.
 
