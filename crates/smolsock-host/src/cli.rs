@@ -10,7 +10,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 #[derive(Debug, Parser)]
 #[command(name = "smolsock", version, about, long_about = None)]
 pub struct Cli {
-    /// Print events as JSON lines.
+    /// Print events as JSON lines (compare: the table as one JSON document).
     #[arg(long, global = true)]
     pub json: bool,
     /// Write every frame to this pcap file (for Wireshark).
@@ -102,7 +102,8 @@ pub enum Command {
     /// Observe the seed's rules on the kernel's stack and on smoltcp, side by side.
     ///
     /// Runs in a network namespace it makes itself (a user namespace when not root), with
-    /// tap0 for smoltcp and the kernel as the peer; nothing outside it is touched.
+    /// tap0 for smoltcp (a veth pair when /dev/net/tun is closed to us) and the kernel as
+    /// the peer; nothing outside it is touched. Takes about 15 s.
     Compare {
         /// Print the table as Markdown (the ladders follow as code blocks).
         #[arg(long, conflicts_with = "json")]
