@@ -26,6 +26,8 @@ pub enum Ending {
     TimedOut,
     /// Data came.
     Data(usize),
+    /// A connect completed.
+    Connected,
     /// Anything else.
     Other(ErrorKind),
 }
@@ -39,6 +41,7 @@ impl Ending {
             Ending::Refused => "connection refused (a RST)".into(),
             Ending::TimedOut => "nothing (timed out)".into(),
             Ending::Data(n) => format!("{n} bytes of data"),
+            Ending::Connected => "connected".into(),
             Ending::Other(kind) => format!("error {kind:?}"),
         }
     }

@@ -613,7 +613,7 @@ pub fn backlog<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     }
     t.stack().listener_close(listener);
     let count = |list: &[Ending], want: Ending| list.iter().filter(|&&e| e == want).count();
-    let connected = count(&first, Ending::Data(0));
+    let connected = count(&first, Ending::Connected);
     let refused = count(&first, Ending::Refused) + count(&first, Ending::Reset);
     let waiting = count(&first, Ending::TimedOut);
     let mut text = format!(
@@ -624,7 +624,7 @@ pub fn backlog<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         let now_connected = first
             .iter()
             .zip(&later)
-            .filter(|(a, b)| **a == Ending::TimedOut && **b == Ending::Data(0))
+            .filter(|(a, b)| **a == Ending::TimedOut && **b == Ending::Connected)
             .count();
         text.push_str(&format!(
             "; once the server accepted, {now_connected} of the {waiting} connected"
@@ -661,7 +661,7 @@ impl PendingConnect {
         }
     }
 
-    /// `Data(0)` once connected, `Refused`/`Reset` when that failed, `TimedOut` while
+    /// `Connected` once connected, `Refused`/`Reset` when that failed, `TimedOut` while
     /// still waiting.
     fn state(this: &Result<Self, Ending>) -> Ending {
         match this {
@@ -686,7 +686,7 @@ impl PendingConnect {
         }
         let outcome = match self.0.take_error() {
             Ok(Some(e)) | Err(e) => peer::ending(&e),
-            Ok(None) => Ending::Data(0),
+            Ok(None) => Ending::Connected,
         };
         self.1.set(Some(outcome));
         outcome
