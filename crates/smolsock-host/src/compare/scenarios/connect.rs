@@ -48,12 +48,7 @@ pub fn connect_listening<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 
 /// S5/S6: every accepted client gets its own connection.
 pub fn accept<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
-    let port = cx.ports.get(0);
-    let listener = t
-        .stack()
-        .tcp_listen(port, 4)
-        .map_err(|e| format!("listen failed: {e}"))?;
-    let at = SocketAddrV4::new(t.addr(), port);
+    let (listener, at) = listen(t, cx, 4)?;
     let mut echo = Echo::default();
     let outcome = thread::scope(|scope| {
         let clients = scope.spawn(move || {
@@ -101,12 +96,7 @@ fn client_echo(at: SocketAddrV4, i: u8) -> bool {
 
 /// S7: closing the listener.
 pub fn listener_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
-    let port = cx.ports.get(0);
-    let listener = t
-        .stack()
-        .tcp_listen(port, 4)
-        .map_err(|e| format!("listen failed: {e}"))?;
-    let at = SocketAddrV4::new(t.addr(), port);
+    let (listener, at) = listen(t, cx, 4)?;
     let (closed_tx, closed_rx) = mpsc::channel::<()>();
     let mut echo = Echo::default();
     let (newcomer, old) = thread::scope(|scope| {
@@ -156,12 +146,7 @@ pub fn listener_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 pub fn backlog<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     const CLIENTS: usize = 5;
     const BACKLOG: usize = 2;
-    let port = cx.ports.get(0);
-    let listener = t
-        .stack()
-        .tcp_listen(port, BACKLOG)
-        .map_err(|e| format!("listen failed: {e}"))?;
-    let at = SocketAddrV4::new(t.addr(), port);
+    let (listener, at) = listen(t, cx, BACKLOG)?;
     let (accepting_tx, accepting_rx) = mpsc::channel::<()>();
     let (waiting_tx, waiting_rx) = mpsc::channel::<()>();
     let mut accepted = Vec::new();

@@ -115,6 +115,21 @@ pub(super) fn tcp_packets(frames: &[Frame]) -> Vec<Packet> {
         .collect()
 }
 
+/// Makes the subject listen on the scenario's first port; returns the listener and the
+/// address peers connect to.
+pub(super) fn listen<T: Subject>(
+    t: &mut T,
+    cx: &Ctx<'_>,
+    backlog: usize,
+) -> Result<(<T::S as Stack>::Listener, SocketAddrV4), String> {
+    let port = cx.ports.get(0);
+    let listener = t
+        .stack()
+        .tcp_listen(port, backlog)
+        .map_err(|e| format!("listen failed: {e}"))?;
+    Ok((listener, SocketAddrV4::new(t.addr(), port)))
+}
+
 /// Connects the subject to `at`, where the peer listens; a failure says what happened.
 pub(super) fn open<T: Subject>(
     t: &mut T,
@@ -139,12 +154,7 @@ pub(super) fn one_client<T: Subject, R: Send>(
     client: impl FnOnce(SocketAddrV4) -> R + Send,
     mut server: impl FnMut(&mut T::S, <T::S as Stack>::Tcp) -> bool,
 ) -> Result<R, String> {
-    let port = cx.ports.get(0);
-    let listener = t
-        .stack()
-        .tcp_listen(port, 4)
-        .map_err(|e| format!("listen failed: {e}"))?;
-    let at = SocketAddrV4::new(t.addr(), port);
+    let (listener, at) = listen(t, cx, 4)?;
     let mut conn = None;
     let mut done = false;
     let result = thread::scope(|scope| {
