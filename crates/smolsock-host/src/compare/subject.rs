@@ -266,7 +266,7 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
     }
 
     /// Moves the stack's clock forward by `span` and lets its timers run.
-    pub fn skip(&mut self, span: Duration) {
+    fn skip(&mut self, span: Duration) {
         self.offset += smol_duration(span);
         let now = self.now();
         self.stack.poll(now, self.device);

@@ -195,15 +195,8 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
             Ok(())
         },
     )?;
-    let packets: Vec<Packet> = tcp_packets(&cx.frames())
-        .into_iter()
-        .filter(|p| match p {
-            Packet::Tcp { src, dst, .. } => {
-                (*src == local && *dst == at) || (*src == at && *dst == local)
-            }
-            _ => false,
-        })
-        .collect();
+    // The ladder keeps only this connection's segments.
+    let packets: Vec<Packet> = cx.frames().iter().map(Frame::packet).collect();
     let drawn = ladder::draw(&packets, local, at);
     Ok(Seen {
         text: drawn.summary,

@@ -107,14 +107,6 @@ pub(super) fn phase_text(phase: Phase) -> String {
     }
 }
 
-pub(super) fn tcp_packets(frames: &[Frame]) -> Vec<Packet> {
-    frames
-        .iter()
-        .map(Frame::packet)
-        .filter(|p| matches!(p, Packet::Tcp { .. }))
-        .collect()
-}
-
 /// Makes the subject listen on the scenario's first port; returns the listener and the
 /// address peers connect to.
 pub(super) fn listen<T: Subject>(
