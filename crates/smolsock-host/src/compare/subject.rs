@@ -212,7 +212,7 @@ impl Default for SmolStorage {
 }
 
 /// A fresh smoltcp stack on the namespace's TAP; its peer is the kernel at
-/// [`KERNEL_IP`]. Its clock can be moved forward ([`SmolSubject::skip`]) to measure
+/// [`KERNEL_IP`]. Its clock can be moved forward to measure
 /// timers without waiting for them.
 pub struct SmolSubject<'a, 'd> {
     stack: SubjectStack<'a>,
