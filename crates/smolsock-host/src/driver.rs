@@ -9,8 +9,9 @@
 use std::io;
 use std::os::fd::RawFd;
 
+use smolsock::event::Event;
 use smolsock::runner;
-use smolsock::{Error, Program};
+use smolsock::{Error, LossCause, Program};
 use smoltcp::time::{Duration, Instant};
 
 use crate::input::LineInput;
@@ -101,7 +102,51 @@ pub fn wait_readable(
     })
 }
 
-/// Runs `program` on `stack` over `device` until it finishes.
+/// Frames a device dropped before the stack read them, reported as they grow.
+struct DeviceLosses {
+    base: Option<u64>,
+    reported: u64,
+    next_check: Instant,
+}
+
+impl DeviceLosses {
+    /// How often, at most, the counter is read while frames arrive.
+    const CHECK: Duration = Duration::from_secs(1);
+
+    fn new<D: HostDevice>(device: &D) -> Self {
+        Self {
+            base: device.queue_drops(),
+            reported: 0,
+            next_check: Instant::now() + Self::CHECK,
+        }
+    }
+
+    /// Reports new drops when a check is due (or `now` is `None`: the run ends).
+    fn check<D: HostDevice>(&mut self, device: &D, now: Option<Instant>, printer: &mut Printer) {
+        if let Some(now) = now {
+            if now < self.next_check {
+                return;
+            }
+            self.next_check = now + Self::CHECK;
+        }
+        let (Some(base), Some(count)) = (self.base, device.queue_drops()) else {
+            return;
+        };
+        let total = count.saturating_sub(base);
+        if total > self.reported {
+            printer.event(&Event::Lost {
+                count: total - self.reported,
+                total,
+                cause: LossCause::DeviceQueue,
+            });
+            self.reported = total;
+        }
+    }
+}
+
+/// Runs `program` on `stack` over `device` until it finishes. Frames the device dropped
+/// before the stack read them (the kernel's TAP queue overflowing) are reported as
+/// [`Event::Lost`].
 pub fn run<D: HostDevice>(
     stack: &mut HostStack,
     device: &mut D,
@@ -109,6 +154,7 @@ pub fn run<D: HostDevice>(
     input: &mut LineInput,
     printer: &mut Printer,
 ) -> Result<(), RunError> {
+    let mut losses = DeviceLosses::new(device);
     loop {
         let now = Instant::now();
         let wake_at = runner::round(stack, device, program, input, now, &mut |e| {
@@ -120,11 +166,15 @@ pub fn run<D: HostDevice>(
         }
         if let Some(outcome) = program.outcome() {
             linger(stack, device);
+            losses.check(device, None, printer);
             return outcome.map_err(RunError::Program);
         }
         let timeout = runner::sleep_for(stack, now, wake_at);
         let stdin = input.wait_fd().filter(|_| program.wants_input());
         let ready = wait_readable(device.fd(), stdin, timeout).map_err(RunError::Device)?;
+        if ready.device {
+            losses.check(device, Some(now), printer);
+        }
         if ready.input {
             input.read_available();
         }

@@ -125,6 +125,17 @@ impl Default for KernelStack {
     }
 }
 
+/// The `drops` column of the /proc/net/udp line of the socket with inode `inode`.
+fn proc_udp_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(9)?.parse::<u64>().ok()? != inode {
+            return None;
+        }
+        fields.get(12)?.parse().ok()
+    })
+}
+
 /// Maps an operating-system error to the socket layer's [`Error`].
 pub fn map_error(error: &io::Error) -> Error {
     if error.kind() == io::ErrorKind::WouldBlock {
@@ -340,6 +351,26 @@ impl Stack for KernelStack {
         }
     }
 
+    fn udp_dropped(&self, socket: KernelUdp) -> u64 {
+        let Ok(slot) = self.udp.get(socket.0) else {
+            return 0;
+        };
+        // The kernel counts a socket's drops (`sk_drops`, also what SO_RXQ_OVFL reports) in
+        // the last column of /proc/net/udp, found by the socket's inode.
+        let fd = slot.socket.as_raw_fd();
+        let inode = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        let inode = inode.as_ref().and_then(|target| {
+            let target = target.to_str()?;
+            target
+                .strip_prefix("socket:[")?
+                .strip_suffix(']')?
+                .parse()
+                .ok()
+        });
+        let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+        inode.and_then(|i| proc_udp_drops(&table, i)).unwrap_or(0)
+    }
+
     fn udp_close(&mut self, socket: KernelUdp) {
         self.udp.remove(socket.0);
     }
@@ -503,6 +534,43 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+
+    #[test]
+    fn a_full_receive_buffer_drops_are_counted() {
+        let mut stack = KernelStack::new();
+        let socket = stack.udp_open().expect("udp socket");
+        // A port the kernel just gave out and took back: free, and bound through the trait.
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        stack.udp_bind(socket, port).expect("bind");
+        let slot = stack.udp.get(socket.0).expect("slot");
+        slot.socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let sender = UdpSocket::bind("127.0.0.1:0").expect("sender");
+        for _ in 0..200 {
+            sender
+                .send_to(&[7u8; 1000], ("127.0.0.1", port))
+                .expect("send");
+        }
+        let mut got = 0u64;
+        let mut buf = [0u8; 2048];
+        while stack.udp_recv_from(socket, &mut buf).is_ok() {
+            got += 1;
+        }
+        let dropped = stack.udp_dropped(socket);
+        assert!(dropped > 0, "nothing counted as dropped");
+        assert_eq!(got + dropped, 200, "received {got}, dropped {dropped}");
+    }
+
+    #[test]
+    fn proc_net_udp_drops_column() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+  123: 00000000:2382 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 4242 2 0000000000000000 17\n";
+        assert_eq!(proc_udp_drops(table, 4242), Some(17));
+        assert_eq!(proc_udp_drops(table, 1), None);
+        assert_eq!(proc_udp_drops("garbage", 1), None);
+    }
 
     #[test]
     fn errors_map_to_the_socket_layer() {

@@ -123,6 +123,17 @@ pub fn event_json(event: &Event<'_>) -> Value {
             "crc32_out": format!("{:08x}", totals.crc_out),
         }),
         Event::ListenerClosed { port } => json!({"event": kind, "proto": "tcp", "port": port}),
+        Event::Lost {
+            count,
+            total,
+            cause,
+        } => json!({
+            "event": kind,
+            "count": count,
+            "unit": cause.unit(),
+            "total": total,
+            "cause": cause.as_str(),
+        }),
         Event::Error { conn, peer, error } => json!({
             "event": kind,
             "conn": conn,

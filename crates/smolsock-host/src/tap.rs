@@ -157,6 +157,8 @@ pub struct TunTap {
     tx: Vec<u8>,
     error: Option<io::Error>,
     dropped_tx: u64,
+    /// The interface whose kernel-side queue to us counts its drops (TAP/TUN only).
+    queue_drops: Option<String>,
 }
 
 impl TunTap {
@@ -269,6 +271,7 @@ impl TunTap {
             tx: vec![0; frame],
             error: None,
             dropped_tx: 0,
+            queue_drops: Some(name.to_owned()),
         })
     }
 }
@@ -333,8 +336,21 @@ impl TunTap {
             tx: vec![0; frame],
             error: None,
             dropped_tx: 0,
+            queue_drops: None,
         })
     }
+}
+
+/// The transmit `drop` column of interface `name` in /proc/net/dev (the kernel's side of a
+/// TAP transmits to us: what its queue cannot hold it drops and counts there).
+fn proc_net_dev_tx_dropped(table: &str, name: &str) -> Option<u64> {
+    table.lines().find_map(|line| {
+        let (iface, counters) = line.split_once(':')?;
+        if iface.trim() != name {
+            return None;
+        }
+        counters.split_whitespace().nth(11)?.parse().ok()
+    })
 }
 
 /// What the host driver needs from a device beyond [`Device`].
@@ -343,6 +359,11 @@ pub trait HostDevice: Device {
     fn fd(&self) -> RawFd;
     /// A fatal I/O error seen since the last call.
     fn take_error(&mut self) -> Option<io::Error>;
+    /// Frames the device dropped before the stack could read them, since it was created
+    /// (`None`: the device does not count them).
+    fn queue_drops(&self) -> Option<u64> {
+        None
+    }
 }
 
 impl HostDevice for TunTap {
@@ -353,6 +374,15 @@ impl HostDevice for TunTap {
     fn take_error(&mut self) -> Option<io::Error> {
         self.error.take()
     }
+
+    /// The kernel hands frames to a TAP or TUN through a queue of `txqueuelen` frames; what
+    /// does not fit is dropped and counted as the interface's `tx_dropped`.
+    fn queue_drops(&self) -> Option<u64> {
+        let name = self.queue_drops.as_deref()?;
+        // /proc/net/dev, not /sys/class/net: /proc follows the caller's network namespace.
+        let table = std::fs::read_to_string("/proc/net/dev").ok()?;
+        proc_net_dev_tx_dropped(&table, name)
+    }
 }
 
 impl<S: smoltcp::phy::PcapSink> HostDevice for smoltcp::phy::PcapWriter<TunTap, S> {
@@ -362,6 +392,10 @@ impl<S: smoltcp::phy::PcapSink> HostDevice for smoltcp::phy::PcapWriter<TunTap, 
 
     fn take_error(&mut self) -> Option<io::Error> {
         self.get_mut().take_error()
+    }
+
+    fn queue_drops(&self) -> Option<u64> {
+        self.get_ref().queue_drops()
     }
 }
 
@@ -461,5 +495,21 @@ impl Device for TunTap {
         };
         caps.max_transmission_unit = self.mtu;
         caps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proc_net_dev_tx_dropped;
+
+    #[test]
+    fn tx_dropped_from_proc_net_dev() {
+        let table = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n    \
+lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0\n  \
+tap0: 1190000   15000    0    0    0     0          0         0 14201180  100020    0 84644    0     0       0          0\n";
+        assert_eq!(proc_net_dev_tx_dropped(table, "tap0"), Some(84644));
+        assert_eq!(proc_net_dev_tx_dropped(table, "lo"), Some(0));
+        assert_eq!(proc_net_dev_tx_dropped(table, "tap1"), None);
     }
 }

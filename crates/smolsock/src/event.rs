@@ -103,6 +103,51 @@ impl Proto {
     }
 }
 
+/// Where datagrams were lost before the program saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LossCause {
+    /// The socket's receive buffer was full: the program did not read fast enough.
+    SocketBuffer,
+    /// The device's queue was full before the stack read it (on a host: the kernel's queue
+    /// of the TAP or TUN device, its `tx_dropped` counter).
+    DeviceQueue,
+}
+
+impl LossCause {
+    /// Short name (the `cause` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LossCause::SocketBuffer => "socket-buffer",
+            LossCause::DeviceQueue => "device-queue",
+        }
+    }
+
+    /// What happened, in words.
+    pub fn text(self) -> &'static str {
+        match self {
+            LossCause::SocketBuffer => "the socket's receive buffer was full",
+            LossCause::DeviceQueue => "the queue in front of the stack was full",
+        }
+    }
+
+    /// Who lost them, as the text line starts.
+    pub fn who(self) -> &'static str {
+        match self {
+            LossCause::SocketBuffer => "udp",
+            LossCause::DeviceQueue => "device",
+        }
+    }
+
+    /// What was lost: datagrams (a socket's) or frames (any, a device's).
+    pub fn unit(self) -> &'static str {
+        match self {
+            LossCause::SocketBuffer => "datagrams",
+            LossCause::DeviceQueue => "frames",
+        }
+    }
+}
+
 /// One thing a program did or saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -187,6 +232,16 @@ pub enum Event<'a> {
         /// The port it listened on.
         port: u16,
     },
+    /// Datagrams or frames were lost before the program could read them (counted by the
+    /// stack or the device; the program never saw them).
+    Lost {
+        /// Lost since the last report.
+        count: u64,
+        /// Lost in all, so far.
+        total: u64,
+        /// Where they were lost.
+        cause: LossCause,
+    },
     /// Something failed.
     Error {
         /// Connection number, when the error belongs to one connection.
@@ -212,6 +267,7 @@ impl Event<'_> {
             Event::PeerClosed { .. } => "peer-closed",
             Event::Closed { .. } => "closed",
             Event::ListenerClosed { .. } => "listener-closed",
+            Event::Lost { .. } => "lost",
             Event::Error { .. } => "error",
         }
     }
@@ -310,6 +366,17 @@ impl Display for Event<'_> {
             Event::ListenerClosed { port } => {
                 write!(f, "tcp listener on port {port} closed")
             }
+            Event::Lost {
+                count,
+                total,
+                cause,
+            } => write!(
+                f,
+                "{} lost {count} {} ({total} in all): {}",
+                cause.who(),
+                cause.unit(),
+                cause.text()
+            ),
             Event::Error { conn, peer, error } => {
                 f.write_str("error")?;
                 if let Some(conn) = conn {

@@ -55,7 +55,7 @@ pub mod runner;
 pub mod smol;
 
 pub use error::{Error, Result};
-pub use event::{ConnId, Event, Proto, Totals};
+pub use event::{ConnId, Event, LossCause, Proto, Totals};
 pub use net::{Datagram, Phase, Recv, Stack};
 pub use programs::{Poll, Program};
 

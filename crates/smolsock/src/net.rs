@@ -79,6 +79,9 @@ pub trait Stack {
     fn udp_recv_from(&mut self, socket: Self::Udp, buf: &mut [u8]) -> Result<Datagram>;
     /// Closes the socket and frees its port.
     fn udp_close(&mut self, socket: Self::Udp);
+    /// Datagrams that arrived for this socket and were dropped because its receive buffer
+    /// was full (the program did not read them fast enough), since it was bound.
+    fn udp_dropped(&self, socket: Self::Udp) -> u64;
 
     /// Starts connecting to `to` from an ephemeral local port (rules S2, S4).
     fn tcp_connect(&mut self, to: SocketAddrV4) -> Result<Self::Tcp>;

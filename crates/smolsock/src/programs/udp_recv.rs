@@ -1,10 +1,10 @@
 //! The seed's UDP receiver: `bind(('', port))`, then `recvfrom(1024)` in a loop.
 
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use super::{Poll, Program};
 use crate::error::{Error, Result};
-use crate::event::{Counter, Event, Proto};
+use crate::event::{Counter, Event, LossCause, Proto};
 use crate::net::Stack;
 
 /// Settings of a [`UdpReceiver`].
@@ -22,13 +22,23 @@ enum State<U> {
     Done(Result<()>),
 }
 
+/// How often, at most, the receiver asks the stack how many datagrams it dropped (on the
+/// kernel's stack that reads /proc).
+const LOSS_CHECK: Duration = Duration::from_secs(1);
+
 /// Binds a port and reports each datagram with its sender; datagrams larger than the
-/// buffer are reported as truncated (rule S11).
+/// buffer are reported as truncated (rule S11). Datagrams the stack dropped because the
+/// socket's buffer was full are reported too, at most once a second and when it closes.
 pub struct UdpReceiver<'b, S: Stack> {
     config: UdpReceiverConfig,
     buf: &'b mut [u8],
     state: State<S::Udp>,
     counter: Counter,
+    lost: u64,
+    next_loss_check: Instant,
+    /// Datagrams arrived since the last check: drops may have come with them, so the
+    /// program wakes for the next check even if nothing else arrives.
+    check_due: bool,
 }
 
 impl<'b, S: Stack> UdpReceiver<'b, S> {
@@ -39,6 +49,22 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
             buf,
             state: State::Start,
             counter: Counter::default(),
+            lost: 0,
+            next_loss_check: Instant::ZERO,
+            check_due: false,
+        }
+    }
+
+    /// Reports datagrams the stack dropped for `socket` since the last report.
+    fn report_losses(&mut self, stack: &S, socket: S::Udp, emit: &mut dyn FnMut(&Event<'_>)) {
+        let total = stack.udp_dropped(socket);
+        if total > self.lost {
+            emit(&Event::Lost {
+                count: total - self.lost,
+                total,
+                cause: LossCause::SocketBuffer,
+            });
+            self.lost = total;
         }
     }
 
@@ -68,7 +94,7 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
 }
 
 impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
-    fn poll(&mut self, stack: &mut S, _now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
+    fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
         if let State::Start = self.state {
             self.start(stack, emit);
@@ -83,6 +109,7 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
                 .count
                 .is_some_and(|n| self.counter.messages_in() >= n)
             {
+                self.report_losses(stack, socket, emit);
                 stack.udp_close(socket);
                 emit(&Event::Closed {
                     proto: Proto::Udp,
@@ -104,8 +131,19 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
                         size: datagram.size,
                     });
                     poll.progressed = true;
+                    self.check_due = true;
                 }
-                Err(Error::WouldBlock) => return poll,
+                Err(Error::WouldBlock) => {
+                    if now >= self.next_loss_check {
+                        self.report_losses(stack, socket, emit);
+                        self.next_loss_check = now + LOSS_CHECK;
+                        self.check_due = false;
+                    }
+                    if self.check_due {
+                        poll.merge_wake(Some(self.next_loss_check));
+                    }
+                    return poll;
+                }
                 Err(e) => {
                     stack.udp_close(socket);
                     self.fail(e, emit);

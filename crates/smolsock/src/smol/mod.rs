@@ -24,7 +24,7 @@
 //!   is dropped so that the client retries (or reset, with [`WhenFull::Reset`]);
 //! - half-open connections expire after [`ListenPolicy::syn_timeout`], silently;
 //! - a UDP datagram that a full socket buffer cannot take is counted
-//!   ([`SmolStack::udp_dropped`]).
+//!   ([`Stack::udp_dropped`]).
 //!
 //! What the gate did is counted in [`GateCounters`].
 
@@ -505,12 +505,6 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         let _ = self.udp_drops.insert(handle, count.saturating_add(1));
     }
 
-    /// Datagrams that arrived for `socket` and were dropped because its receive buffer was
-    /// full (the program did not read fast enough), since it was opened.
-    pub fn udp_dropped(&self, socket: UdpHandle) -> u64 {
-        self.udp_drops.get(&socket.0).copied().unwrap_or(0)
-    }
-
     /// Sends what the sockets have queued. Returns whether any socket may have changed.
     pub fn poll_egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
         let changed = self.iface.poll_egress(now, device, &mut self.sockets);
@@ -815,7 +809,12 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         })
     }
 
+    fn udp_dropped(&self, socket: UdpHandle) -> u64 {
+        self.udp_drops.get(&socket.0).copied().unwrap_or(0)
+    }
+
     fn udp_close(&mut self, socket: UdpHandle) {
+        self.udp_drops.remove(&socket.0);
         self.udp_mut(socket.0).close();
         if !self.udp_free.contains(&socket.0) {
             let _ = self.udp_free.push(socket.0);
