@@ -171,6 +171,7 @@ pub fn run<D: HostDevice>(
         }
         let timeout = runner::sleep_for(stack, now, wake_at);
         let stdin = input.wait_fd().filter(|_| program.wants_input());
+        printer.flush();
         let ready = wait_readable(device.fd(), stdin, timeout).map_err(RunError::Device)?;
         if ready.device {
             losses.check(device, Some(now), printer);
@@ -215,6 +216,7 @@ pub fn run_kernel(
         }
         let timeout = wake_at.map(|at| if at > now { at - now } else { Duration::ZERO });
         let stdin = input.wait_fd().filter(|_| program.wants_input());
+        printer.flush();
         if stack.wait(stdin, timeout).map_err(RunError::Wait)? {
             input.read_available();
         }

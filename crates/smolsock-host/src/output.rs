@@ -1,19 +1,34 @@
 //! Printing events as text lines or JSON lines.
 
-use std::io::Write;
+use std::io::{BufWriter, Stdout, Write};
 
 use serde_json::{Value, json};
 use smolsock::event::{Event, Quoted};
 
 /// Prints events to stdout (errors also to stderr), optionally tagged with a side label.
+///
+/// Lines are buffered, not written one `write(2)` each: under a flood of datagrams the
+/// writes would cost as much as the receiving. The drivers [`flush`](Self::flush) before
+/// they sleep, so a line is never held back while the program waits; dropping the printer
+/// flushes too.
 pub struct Printer {
     json: bool,
+    out: BufWriter<Stdout>,
 }
 
 impl Printer {
     /// Text lines, or JSON lines when `json`.
     pub fn new(json: bool) -> Self {
-        Self { json }
+        Self {
+            json,
+            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+        }
+    }
+
+    /// Writes out what is buffered. A closed stdout (say, piped into `head`) must not kill
+    /// the program, so a failure is ignored.
+    pub fn flush(&mut self) {
+        let _ = self.out.flush();
     }
 
     /// Prints one event of an unnamed side.
@@ -26,12 +41,14 @@ impl Printer {
     pub fn event_of(&mut self, side: Option<&str>, event: &Event<'_>) {
         let tag = side.map(|s| format!("[{s}] ")).unwrap_or_default();
         if let Event::Error { .. } = event {
+            // What came before the error is printed before it.
+            self.flush();
             eprintln!("smolsock: {tag}{event}");
             if !self.json {
                 return;
             }
         }
-        let mut out = std::io::stdout().lock();
+        let out = &mut self.out;
         // A closed stdout (say, piped into `head`) must not kill the program.
         let _ = if self.json {
             let mut value = event_json(event);
@@ -46,7 +63,7 @@ impl Printer {
 
     /// Prints a free-form line (text mode) or a JSON object with `event: kind` (JSON mode).
     pub fn line(&mut self, kind: &str, text: &str, fields: Value) {
-        let mut out = std::io::stdout().lock();
+        let out = &mut self.out;
         let _ = if self.json {
             let mut value = fields;
             if let Some(map) = value.as_object_mut() {
