@@ -118,7 +118,9 @@ pub struct GateCounters {
     pub syn_dropped_full: u32,
     /// SYNs dropped because they carried a live or half-open connection's address/port pair.
     pub syn_dropped_live: u32,
-    /// Half-open connections dropped to make room for a new SYN.
+    /// Times a free socket of the pool joined a listener whose sockets were all half-open.
+    pub half_open_borrowed: u32,
+    /// Half-open connections dropped to make room for a new SYN (no free socket was left).
     pub half_open_evicted: u32,
     /// Half-open connections dropped after [`ListenPolicy::syn_timeout`].
     pub half_open_expired: u32,
@@ -454,7 +456,13 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         if listening {
             return true;
         }
-        if let Some(oldest) = listener.oldest_half_open() {
+        let half_open = listener.oldest_half_open();
+        if half_open.is_some() && self.borrow_for(slot, port) {
+            // Room from the free pool first: a burst of SYNs (32 clients at once) must not
+            // evict handshakes whose last ACK is already queued behind it.
+            return true;
+        }
+        if let Some(oldest) = half_open {
             if !gate::tcp_checksum_ok(self.caps.medium, frame) {
                 return false;
             }
@@ -471,6 +479,38 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 false
             }
         }
+    }
+
+    /// Adds a free socket of the pool to listener `slot`, listening on `port`, beyond its
+    /// backlog: every socket it has is half-open. Returns whether it could. The extra
+    /// socket goes back to the pool once the listener has more listening sockets than its
+    /// backlog (see `refill_listener`).
+    fn borrow_for(&mut self, slot: usize, port: u16) -> bool {
+        let Some(handle) = self.tcp_free.pop() else {
+            return false;
+        };
+        let handle = self.fresh(handle);
+        let listening = self.tcp_mut(handle).listen(port).is_ok();
+        let added = listening
+            && match self.listeners.get_mut(slot) {
+                Some(Some(listener)) => listener
+                    .pool
+                    .push(Member {
+                        handle,
+                        half_open_since: None,
+                    })
+                    .is_ok(),
+                _ => false,
+            };
+        if !added {
+            self.tcp_mut(handle).abort();
+            // Cannot overflow: it was just taken from this list.
+            let _ = self.tcp_free.push(handle);
+            return false;
+        }
+        trace!("gate: every listening socket is half-open; a free one joins");
+        self.counters.half_open_borrowed = self.counters.half_open_borrowed.saturating_add(1);
+        true
     }
 
     /// Drops a half-open connection silently (no reset: its peer may be forged) and lets
@@ -684,6 +724,22 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 // A handshake that was reset: listen again.
                 let _ = socket.listen(port);
             }
+        }
+        // Sockets borrowed for a burst of SYNs go back once they listen again.
+        while listener.pool.len() > backlog {
+            let sockets = &self.sockets;
+            let Some(pos) = listener
+                .pool
+                .iter()
+                .position(|m| sockets.get::<tcp::Socket>(m.handle).state() == tcp::State::Listen)
+            else {
+                break;
+            };
+            let handle = listener.pool.swap_remove(pos).handle;
+            // A listening socket closes quietly.
+            self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            // Cannot overflow: at most N sockets were added.
+            let _ = self.tcp_free.push(handle);
         }
         while self.listener_len(slot) < backlog {
             let Some(handle) = self.take_tcp() else {
