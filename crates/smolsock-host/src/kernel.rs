@@ -23,7 +23,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 
-use smolsock::net::{Datagram, Phase, Recv, Stack};
+use smolsock::net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
 use smolsock::{Error, Result};
 use smoltcp::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
@@ -455,6 +455,38 @@ impl Stack for KernelStack {
         if let Some(slot) = self.tcp.remove(socket.0) {
             // SO_LINGER with a zero timeout turns close(2) into a reset.
             let _ = slot.socket.set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
+    /// `SO_KEEPALIVE` with `TCP_KEEPIDLE` = `TCP_KEEPINTVL` = the keep-alive interval and
+    /// `TCP_KEEPCNT` = give-up / interval probes, and `TCP_USER_TIMEOUT` = give-up (which
+    /// also bounds the keep-alive probes): the kernel then fails the connection with
+    /// `ETIMEDOUT`, which the next call reports as [`Error::TimedOut`].
+    fn tcp_set_timeouts(&mut self, socket: KernelTcp, timeouts: TcpTimeouts) {
+        let Ok(slot) = self.tcp.get(socket.0) else {
+            return;
+        };
+        let std_duration = |d: Duration| std::time::Duration::from_micros(d.total_micros());
+        let keepalive = match timeouts.keepalive {
+            Some(interval) => {
+                let mut params = TcpKeepalive::new()
+                    .with_time(std_duration(interval))
+                    .with_interval(std_duration(interval));
+                if let Some(give_up) = timeouts.give_up {
+                    let probes = give_up.total_millis() / interval.total_millis().max(1);
+                    params = params.with_retries(u32::try_from(probes.max(1)).unwrap_or(u32::MAX));
+                }
+                slot.socket.set_tcp_keepalive(&params)
+            }
+            None => slot.socket.set_keepalive(false),
+        };
+        let user_timeout = slot
+            .socket
+            .set_tcp_user_timeout(timeouts.give_up.map(std_duration));
+        for result in [keepalive, user_timeout] {
+            if let Err(e) = result {
+                log::warn!("cannot set the connection's timeouts: {e}");
+            }
         }
     }
 
