@@ -183,6 +183,16 @@ impl KernelStack {
     /// Sleeps until an armed socket is ready, `input` (when given) is readable, or
     /// `timeout` passes (`None`: no limit). Returns whether `input` is readable.
     pub fn wait(&mut self, input: Option<RawFd>, timeout: Option<Duration>) -> io::Result<bool> {
+        self.wait_or(input, None, timeout)
+    }
+
+    /// [`wait`](Self::wait), also woken when `also` (a signal's self-pipe) is readable.
+    pub fn wait_or(
+        &mut self,
+        input: Option<RawFd>,
+        also: Option<RawFd>,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
         self.pollfds.clear();
         let armed = self
             .udp
@@ -193,6 +203,13 @@ impl KernelStack {
             self.pollfds.push(libc::pollfd {
                 fd: slot.socket.as_raw_fd(),
                 events: slot.interest.get(),
+                revents: 0,
+            });
+        }
+        if let Some(fd) = also {
+            self.pollfds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
                 revents: 0,
             });
         }

@@ -77,6 +77,9 @@ fn client(
             short,
             timeout: Duration::from_secs(5),
             bulk,
+            reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
+            idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+            timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
         },
         tx,
         rx,
@@ -89,6 +92,8 @@ fn server<const C: usize>(mode: ServeMode, backlog: usize, max: u64) -> TcpServe
         backlog,
         mode,
         max_clients: Some(max),
+        idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+        timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
     })
 }
 

@@ -55,7 +55,7 @@ pub mod runner;
 pub mod smol;
 
 pub use error::{Error, Result};
-pub use event::{ConnId, Event, Proto, Totals};
+pub use event::{CloseReason, ConnId, Event, Proto, Totals};
 pub use net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
 pub use programs::{Poll, Program};
 
