@@ -98,6 +98,11 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
         }
     }
 
+    /// The settings it runs with.
+    pub fn config(&self) -> TcpServerConfig {
+        self.config
+    }
+
     /// Closes the listener: no new clients, the connected ones go on (rule S7).
     pub fn close_listener(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
         if let State::Serving(Some(listener)) = self.state {
@@ -336,7 +341,9 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
         let idle = self.config.idle_timeout;
         let mut i = 0;
         while let Some(client) = self.clients.get_mut(i) {
-            client.live.observe(stack, client.socket, &client.counter, now);
+            client
+                .live
+                .observe(stack, client.socket, &client.counter, now);
             let served = Self::serve(
                 self.config.mode,
                 stack,
@@ -346,13 +353,16 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                 &mut poll,
                 emit,
             );
-            client.live.observe(stack, client.socket, &client.counter, now);
+            client
+                .live
+                .observe(stack, client.socket, &client.counter, now);
             let served = match served {
                 Ok(()) if client.live.expired(idle, now) => Err(Gone::Expired),
                 Ok(())
                     if self.input_ended
                         && (client.awaiting_reply
-                            || (client.out.is_empty() && stack.tcp_unacked(client.socket) == 0)) =>
+                            || (client.out.is_empty()
+                                && stack.tcp_unacked(client.socket) == 0)) =>
                 {
                     Err(Gone::Ended)
                 }
@@ -442,7 +452,13 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
     fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
         self.close_listener(stack, emit);
         for mut client in core::mem::take(&mut self.clients) {
-            close_client(stack, &mut client, &mut self.buf, CloseReason::Shutdown, emit);
+            close_client(
+                stack,
+                &mut client,
+                &mut self.buf,
+                CloseReason::Shutdown,
+                emit,
+            );
         }
         self.waiting.clear();
         if !matches!(self.state, State::Done(_)) {
