@@ -161,3 +161,24 @@ fn interactive_tcp_server_answers_with_typed_lines() {
         );
     });
 }
+
+#[test]
+fn tcp_server_sigterm_closes_every_client() {
+    in_netns("tcp_server_sigterm_closes_every_client", || {
+        programs::tcp_server_signal_closes_every_client(&SMOLTCP, libc::SIGTERM)
+    });
+}
+
+#[test]
+fn tcp_server_sigint_closes_every_client() {
+    in_netns("tcp_server_sigint_closes_every_client", || {
+        programs::tcp_server_signal_closes_every_client(&SMOLTCP, libc::SIGINT)
+    });
+}
+
+#[test]
+fn tcp_client_reply_timeout_ends_with_timed_out() {
+    in_netns("tcp_client_reply_timeout_ends_with_timed_out", || {
+        programs::tcp_client_reply_timeout(&SMOLTCP)
+    });
+}
