@@ -272,9 +272,26 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` (`libc::SIGTERM`, ...) to the program.
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid, signal) };
+        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
     /// Waits up to `timeout` for the program to exit; returns (success, all stdout lines,
     /// stderr).
-    pub fn finish(mut self, timeout: Duration) -> (bool, Vec<String>, String) {
+    pub fn finish(self, timeout: Duration) -> (bool, Vec<String>, String) {
+        let (status, lines, stderr) = self.finish_status(timeout);
+        (status.success(), lines, stderr)
+    }
+
+    /// [`finish`](Self::finish) with the exit status itself.
+    pub fn finish_status(
+        mut self,
+        timeout: Duration,
+    ) -> (std::process::ExitStatus, Vec<String>, String) {
         let end = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait") {
@@ -286,7 +303,7 @@ impl Proc {
                     .stderr
                     .recv_timeout(Duration::from_secs(2))
                     .unwrap_or_default();
-                return (status.success(), lines, stderr);
+                return (status, lines, stderr);
             }
             if Instant::now() > end {
                 let _ = self.child.kill();

@@ -363,3 +363,100 @@ pub fn bulk_server_sinks(t: &Target) {
     assert!(ok, "{t}: {stderr}");
     report_rate(&format!("std::net -> {t} sink"), took);
 }
+
+/// `signal` (SIGINT or SIGTERM) to `tcp-server` with three connected clients: each client
+/// sees the end of its connection (FIN, or a reset) at once, the server prints each
+/// connection's totals and exits with 128 + the signal (130, 143).
+pub fn tcp_server_signal_closes_every_client(t: &Target, signal: i32) {
+    let mut server = t.smolsock("tcp-server", &[]);
+    server.wait_for("listening", T);
+    let mut streams: Vec<TcpStream> = (0..3)
+        .map(|i| {
+            let mut s = TcpStream::connect_timeout(&t.at(9090).into(), T).unwrap();
+            s.set_read_timeout(Some(T)).unwrap();
+            exchange(&mut s, i, 1);
+            s
+        })
+        .collect();
+    for _ in 0..3 {
+        server.wait_for("accepted", T);
+    }
+    server.signal(signal);
+    for s in &mut streams {
+        // Bounded: a server that leaves its clients hanging fails here.
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("{t}: the client did not see the end of its connection: {other:?}"),
+        }
+    }
+    let (status, lines, stderr) = server.finish_status(T);
+    assert_eq!(
+        status.code(),
+        Some(128 + signal),
+        "{t}: exit status after signal {signal}; stderr: {stderr}"
+    );
+    let name = if signal == libc::SIGINT {
+        "SIGINT"
+    } else {
+        "SIGTERM"
+    };
+    assert!(
+        stderr.contains(&format!("stopped by {name}")),
+        "{t}: {stderr}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("shutting down: closing with"))
+            .count(),
+        3,
+        "{t}: {lines:?}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("closed: in")).count(),
+        3,
+        "{t}: each connection's totals: {lines:?}"
+    );
+}
+
+/// `tcp-client --reply-timeout 1` to a server that takes the message and never answers
+/// nor closes: the client ends with a timed-out error (its --timeout, which bounds the
+/// wait for the server's close, is set far beyond the test's bound).
+pub fn tcp_client_reply_timeout(t: &Target) {
+    let listener = TcpListener::bind(t.peer(9090)).unwrap();
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(T)).unwrap();
+        let mut got = Vec::new();
+        // Reads to the client's FIN, and never answers nor closes: the connection is
+        // handed back open, to be dropped after the client has ended.
+        let _ = conn.read_to_end(&mut got);
+        (got, conn)
+    });
+    let to = t.peer(9090).to_string();
+    let args = t.argv(
+        "tcp-client",
+        &[
+            "--to",
+            &to,
+            "--reply-timeout",
+            "1",
+            "--timeout",
+            "60",
+            "hello",
+        ],
+    );
+    let (code, stdout, stderr) = run_bounded(&args, T);
+    assert_eq!(
+        code,
+        Some(1),
+        "{t}: exit status; stdout {stdout} stderr {stderr}"
+    );
+    assert!(stderr.contains("timed out"), "{t}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{t}: one line: {stderr}");
+    let (got, _conn) = join_within(server, T, "the silent server");
+    assert_eq!(got, b"hello");
+}

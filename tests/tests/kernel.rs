@@ -252,3 +252,25 @@ fn kernel_and_smoltcp_tcp_server_print_the_same_events() {
         },
     );
 }
+
+#[test]
+fn kernel_tcp_server_sigterm_closes_every_client() {
+    in_netns("kernel_tcp_server_sigterm_closes_every_client", || {
+        programs::tcp_server_signal_closes_every_client(&KERNEL, libc::SIGTERM)
+    });
+}
+
+#[test]
+fn kernel_tcp_server_sigint_closes_every_client() {
+    in_netns("kernel_tcp_server_sigint_closes_every_client", || {
+        programs::tcp_server_signal_closes_every_client(&KERNEL, libc::SIGINT)
+    });
+}
+
+#[test]
+fn kernel_tcp_client_reply_timeout_ends_with_timed_out() {
+    in_netns(
+        "kernel_tcp_client_reply_timeout_ends_with_timed_out",
+        || programs::tcp_client_reply_timeout(&KERNEL),
+    );
+}

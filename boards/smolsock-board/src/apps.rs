@@ -6,7 +6,8 @@ use core::net::SocketAddrV4;
 
 use smolsock::DEFAULT_PORT;
 use smolsock::programs::{
-    ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUTS, ServeMode, TcpClient,
+    TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::smol::{TcpBuffers, UdpBuffers};
@@ -72,6 +73,8 @@ pub fn tcp_server<B: Board, const CLIENTS: usize, const SOCKETS: usize, const BU
         backlog: SOCKETS.saturating_sub(CLIENTS).max(1),
         mode: ServeMode::Echo,
         max_clients: None,
+        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        timeouts: DEFAULT_TIMEOUTS,
     };
     run(board, stack, &mut TcpServer::<_, CLIENTS>::new(config), &[])
 }
@@ -96,6 +99,9 @@ pub fn tcp_client<B: Board, const BUF: usize>(
         short: false,
         timeout: Duration::from_secs(10),
         bulk: None,
+        reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),
+        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        timeouts: DEFAULT_TIMEOUTS,
     };
     run(board, stack, &mut TcpClient::new(config, tx, rx), lines)
 }

@@ -83,6 +83,9 @@ pub enum Command {
         /// client retries, as on Linux) or reset (smoltcp's own answer: connection refused) [default: drop]. smoltcp only.
         #[arg(long, value_enum)]
         backlog_full: Option<BacklogFull>,
+        /// Connection lifetime bounds.
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
     },
     /// Connect, send each message, print the replies (the seed's TCP client).
     TcpClient {
@@ -104,6 +107,12 @@ pub enum Command {
         /// Most bytes taken by one recv, like recv(1024).
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
         buf: u32,
+        /// Seconds to wait for the server's answer after each message, like settimeout (0: forever).
+        #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_REPLY_TIMEOUT), value_parser = parse_seconds_or_off)]
+        reply_timeout: f64,
+        /// Connection lifetime bounds.
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
         /// Messages; without any, stdin is read line by line.
         messages: Vec<String>,
     },
@@ -135,6 +144,26 @@ impl Command {
             Command::Demo | Command::Compare { .. } => None,
         }
     }
+}
+
+/// How long a TCP connection may live without traffic, on either stack (0 turns one off).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct TimeoutArgs {
+    /// Seconds without data moving either way before the program closes a connection
+    /// (keep-alive answers and zero-window probes do not count) (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_IDLE_TIMEOUT), value_parser = parse_seconds_or_off)]
+    pub idle_timeout: f64,
+    /// Seconds of silence before a keep-alive probe, and between probes (0: off).
+    #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_KEEPALIVE), value_parser = parse_seconds_or_off)]
+    pub keepalive: f64,
+    /// Seconds the peer may stay silent while we wait for it (our data, probes, our FIN)
+    /// before the connection is aborted as timed out (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_GIVE_UP), value_parser = parse_seconds_or_off)]
+    pub give_up: f64,
+}
+
+fn secs(d: smoltcp::time::Duration) -> f64 {
+    d.total_millis() as f64 / 1000.0
 }
 
 /// What the TCP server does with what it receives.
@@ -310,6 +339,14 @@ pub fn parse_mac(text: &str) -> Result<EthernetAddress, String> {
         ));
     }
     Ok(mac)
+}
+
+/// Parses a number of seconds from 0 (off) to 86400.
+fn parse_seconds_or_off(text: &str) -> Result<f64, String> {
+    text.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86400.0)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds from 0 (off) to 86400"))
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

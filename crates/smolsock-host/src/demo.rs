@@ -220,6 +220,8 @@ fn tcp_scenario(
         backlog: 2,
         mode: ServeMode::Echo,
         max_clients: Some(if short { lines.len() as u64 } else { 1 }),
+        idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+        timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
     });
     let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
     let mut client = TcpClient::new(
@@ -228,6 +230,9 @@ fn tcp_scenario(
             short,
             timeout: Duration::from_secs(5),
             bulk: None,
+            reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
+            idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+            timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
         },
         &mut tx,
         &mut rx,

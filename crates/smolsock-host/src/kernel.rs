@@ -23,7 +23,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 
-use smolsock::net::{Datagram, Phase, Recv, Stack};
+use smolsock::net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
 use smolsock::{Error, Result};
 use smoltcp::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
@@ -194,6 +194,16 @@ impl KernelStack {
     /// Sleeps until an armed socket is ready, `input` (when given) is readable, or
     /// `timeout` passes (`None`: no limit). Returns whether `input` is readable.
     pub fn wait(&mut self, input: Option<RawFd>, timeout: Option<Duration>) -> io::Result<bool> {
+        self.wait_or(input, None, timeout)
+    }
+
+    /// [`wait`](Self::wait), also woken when `also` (a signal's self-pipe) is readable.
+    pub fn wait_or(
+        &mut self,
+        input: Option<RawFd>,
+        also: Option<RawFd>,
+        timeout: Option<Duration>,
+    ) -> io::Result<bool> {
         self.pollfds.clear();
         let armed = self
             .udp
@@ -204,6 +214,13 @@ impl KernelStack {
             self.pollfds.push(libc::pollfd {
                 fd: slot.socket.as_raw_fd(),
                 events: slot.interest.get(),
+                revents: 0,
+            });
+        }
+        if let Some(fd) = also {
+            self.pollfds.push(libc::pollfd {
+                fd,
+                events: libc::POLLIN,
                 revents: 0,
             });
         }
@@ -486,6 +503,38 @@ impl Stack for KernelStack {
         if let Some(slot) = self.tcp.remove(socket.0) {
             // SO_LINGER with a zero timeout turns close(2) into a reset.
             let _ = slot.socket.set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
+
+    /// `SO_KEEPALIVE` with `TCP_KEEPIDLE` = `TCP_KEEPINTVL` = the keep-alive interval and
+    /// `TCP_KEEPCNT` = give-up / interval probes, and `TCP_USER_TIMEOUT` = give-up (which
+    /// also bounds the keep-alive probes): the kernel then fails the connection with
+    /// `ETIMEDOUT`, which the next call reports as [`Error::TimedOut`].
+    fn tcp_set_timeouts(&mut self, socket: KernelTcp, timeouts: TcpTimeouts) {
+        let Ok(slot) = self.tcp.get(socket.0) else {
+            return;
+        };
+        let std_duration = |d: Duration| std::time::Duration::from_micros(d.total_micros());
+        let keepalive = match timeouts.keepalive {
+            Some(interval) => {
+                let mut params = TcpKeepalive::new()
+                    .with_time(std_duration(interval))
+                    .with_interval(std_duration(interval));
+                if let Some(give_up) = timeouts.give_up {
+                    let probes = give_up.total_millis() / interval.total_millis().max(1);
+                    params = params.with_retries(u32::try_from(probes.max(1)).unwrap_or(u32::MAX));
+                }
+                slot.socket.set_tcp_keepalive(&params)
+            }
+            None => slot.socket.set_keepalive(false),
+        };
+        let user_timeout = slot
+            .socket
+            .set_tcp_user_timeout(timeouts.give_up.map(std_duration));
+        for result in [keepalive, user_timeout] {
+            if let Err(e) = result {
+                log::warn!("cannot set the connection's timeouts: {e}");
+            }
         }
     }
 

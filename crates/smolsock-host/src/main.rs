@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use smolsock::programs::{
-    ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
+    ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::smol::{ListenPolicy, StackConfig};
@@ -17,7 +17,8 @@ use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
 
 use smolsock_host::cli::{
-    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind, parse_cidr,
+    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
+    TimeoutArgs, parse_cidr,
 };
 use smolsock_host::driver::{self, RunError};
 use smolsock_host::input::LineInput;
@@ -63,6 +64,10 @@ fn main() -> ExitCode {
             eprintln!("smolsock: {message} (see smolsock --help)");
             ExitCode::from(2)
         }
+        Err(Failure::Stopped(message, status)) => {
+            eprintln!("smolsock: {message}");
+            ExitCode::from(status)
+        }
     }
 }
 
@@ -74,6 +79,8 @@ enum Failure {
     Message(String),
     /// Flags that do not go together, found after parsing (exit status 2, like clap's).
     Usage(String),
+    /// A signal stopped the run: the message and the exit status (128 + the signal).
+    Stopped(String, u8),
 }
 
 impl From<String> for Failure {
@@ -98,6 +105,18 @@ fn input_for(messages: Vec<String>) -> LineInput {
 
 fn seconds(s: f64) -> Duration {
     Duration::from_micros((s * 1e6) as u64)
+}
+
+/// A duration flag where 0 means off.
+fn optional_seconds(s: f64) -> Option<Duration> {
+    (s > 0.0).then(|| seconds(s))
+}
+
+fn tcp_timeouts(args: TimeoutArgs) -> TcpTimeouts {
+    TcpTimeouts {
+        keepalive: optional_seconds(args.keepalive),
+        give_up: optional_seconds(args.give_up),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -231,6 +250,7 @@ fn run_program<L: Launch>(
             backlog,
             mode,
             max_clients,
+            timeouts,
             ..
         } => {
             let mode = match mode {
@@ -243,6 +263,8 @@ fn run_program<L: Launch>(
                 backlog: usize::from(backlog),
                 mode,
                 max_clients,
+                idle_timeout: optional_seconds(timeouts.idle_timeout),
+                timeouts: tcp_timeouts(timeouts),
             };
             let mut program = Box::new(TcpServer::<L::Stack, MAX_CLIENTS>::new(config));
             let input = if mode == ServeMode::Interactive {
@@ -260,6 +282,8 @@ fn run_program<L: Launch>(
             bytes,
             buf,
             messages,
+            reply_timeout,
+            timeouts,
             ..
         } => {
             let mut tx = vec![0u8; 16 * 1024];
@@ -269,6 +293,9 @@ fn run_program<L: Launch>(
                 short,
                 timeout: seconds(timeout),
                 bulk: bytes,
+                reply_timeout: optional_seconds(reply_timeout),
+                idle_timeout: optional_seconds(timeouts.idle_timeout),
+                timeouts: tcp_timeouts(timeouts),
             };
             let input = if bytes.is_some() {
                 LineInput::none()
@@ -285,6 +312,7 @@ fn outcome(result: Result<(), RunError>) -> Result<(), Failure> {
     match result {
         Ok(()) => Ok(()),
         Err(RunError::Program(_)) => Err(Failure::Reported),
+        Err(e @ RunError::Signal(_)) => Err(Failure::Stopped(e.to_string(), e.exit_status())),
         Err(e) => Err(Failure::Message(e.to_string())),
     }
 }

@@ -3,7 +3,7 @@
 use std::io::{BufWriter, Stdout, Write};
 
 use serde_json::{Value, json};
-use smolsock::event::{Event, Quoted};
+use smolsock::event::{CloseReason, Event, Quoted};
 
 /// Prints events to stdout (errors also to stderr), optionally tagged with a side label.
 ///
@@ -139,6 +139,19 @@ pub fn event_json(event: &Event<'_>) -> Value {
             "crc32_in": format!("{:08x}", totals.crc_in),
             "crc32_out": format!("{:08x}", totals.crc_out),
         }),
+        Event::Closing {
+            conn,
+            peer,
+            reason,
+            reset,
+        } => {
+            let (why, idle) = match reason {
+                CloseReason::Idle { secs } => ("idle", Some(secs)),
+                CloseReason::Shutdown => ("shutdown", None),
+            };
+            json!({"event": kind, "proto": "tcp", "conn": conn, "peer": addr(peer),
+                   "reason": why, "idle_secs": idle, "reset": reset})
+        }
         Event::ListenerClosed { port } => json!({"event": kind, "proto": "tcp", "port": port}),
         Event::Lost {
             count,

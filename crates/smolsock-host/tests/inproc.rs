@@ -77,6 +77,9 @@ fn client(
             short,
             timeout: Duration::from_secs(5),
             bulk,
+            reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
+            idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+            timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
         },
         tx,
         rx,
@@ -89,6 +92,8 @@ fn server<const C: usize>(mode: ServeMode, backlog: usize, max: u64) -> TcpServe
         backlog,
         mode,
         max_clients: Some(max),
+        idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+        timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
     })
 }
 
@@ -470,5 +475,405 @@ fn pool_exhaustion_and_port_conflicts_are_errors() {
     assert_eq!(
         pair.client.udp_bind(v, 7000),
         Err(Error::AddrInUse { port: 7000 })
+    );
+}
+
+/// A peer for the lifecycle tests, on the client stack: connects to the server, sends
+/// `sends` pings `every` apart (or, with `flood`, as much as fits on every poll), reads
+/// what comes back unless `deaf`, and finishes once the server has closed (end of stream
+/// or reset).
+struct Peer {
+    socket: Option<smolsock::smol::TcpHandle>,
+    sends: usize,
+    every: Duration,
+    next: smoltcp::time::Instant,
+    flood: bool,
+    deaf: bool,
+    received: Vec<u8>,
+    ended: Option<Result<Recv, Error>>,
+}
+
+impl Peer {
+    fn new(sends: usize, every: Duration) -> Self {
+        Self {
+            socket: None,
+            sends,
+            every,
+            next: smoltcp::time::Instant::ZERO,
+            flood: false,
+            deaf: false,
+            received: Vec::new(),
+            ended: None,
+        }
+    }
+
+    /// Sends as much as the server takes and never reads: a stuck peer.
+    fn stuck() -> Self {
+        Self {
+            flood: true,
+            deaf: true,
+            ..Self::new(0, Duration::ZERO)
+        }
+    }
+}
+
+impl Program<HostStack> for Peer {
+    fn poll(
+        &mut self,
+        stack: &mut HostStack,
+        now: smoltcp::time::Instant,
+        _: &mut dyn FnMut(&Event<'_>),
+    ) -> smolsock::Poll {
+        let mut poll = smolsock::Poll::default();
+        let Some(socket) = self.socket else {
+            self.socket = Some(stack.tcp_connect(server_addr()).unwrap());
+            self.next = now;
+            poll.progressed = true;
+            return poll;
+        };
+        if self.ended.is_some() {
+            return poll;
+        }
+        match stack.tcp_phase(socket) {
+            Phase::Connecting => return poll,
+            Phase::Failed(e) => {
+                self.ended = Some(Err(e));
+                poll.progressed = true;
+                return poll;
+            }
+            Phase::Open => {}
+        }
+        if self.flood {
+            while stack.tcp_send(socket, &[b'f'; 512]).is_ok() {
+                poll.progressed = true;
+            }
+        } else if self.sends > 0 && now >= self.next {
+            stack.tcp_send(socket, b"ping").unwrap();
+            self.sends -= 1;
+            self.next = now + self.every;
+            poll.progressed = true;
+        }
+        if self.sends > 0 {
+            poll.wake_at = Some(self.next);
+        }
+        if !self.deaf {
+            let mut buf = [0u8; 1024];
+            loop {
+                match stack.tcp_recv(socket, &mut buf) {
+                    Ok(Recv::Data(n)) => {
+                        self.received.extend_from_slice(&buf[..n]);
+                        poll.progressed = true;
+                    }
+                    Ok(Recv::Eof) => {
+                        self.ended = Some(Ok(Recv::Eof));
+                        stack.tcp_close(socket);
+                        poll.progressed = true;
+                        break;
+                    }
+                    Err(Error::WouldBlock) => break,
+                    Err(e) => {
+                        self.ended = Some(Err(e));
+                        poll.progressed = true;
+                        break;
+                    }
+                }
+            }
+        }
+        poll
+    }
+
+    fn outcome(&self) -> Option<smolsock::Result<()>> {
+        self.ended.map(|_| Ok(()))
+    }
+}
+
+/// An echo server for one client that closes it after `idle` without data.
+fn idle_server(idle: Duration) -> TcpServer<HostStack, 2> {
+    TcpServer::new(TcpServerConfig {
+        idle_timeout: Some(idle),
+        ..server::<2>(ServeMode::Echo, 1, 1).config()
+    })
+}
+
+#[test]
+fn idle_timeout_closes_an_idle_connection_with_fin() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    let mut srv = idle_server(Duration::from_secs(5));
+    let mut peer = Peer::new(1, Duration::ZERO);
+    let mut log = Log::default();
+    let ending = pair
+        .run(
+            &mut srv,
+            &mut peer,
+            &mut LineInput::none(),
+            &mut LineInput::none(),
+            &mut log,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(ending, Ending::Finished, "{:?}", log.lines);
+    assert_eq!(peer.received, b"ping", "the one message was echoed");
+    assert_eq!(peer.ended, Some(Ok(Recv::Eof)), "the peer sees a FIN");
+    let lines = log.of(Side::Server);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("idle for 5 s (no data moved either way): closing with FIN")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("closed: in 4 bytes")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn idle_timeout_spares_a_connection_with_traffic() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    let mut srv = idle_server(Duration::from_secs(5));
+    // A ping every 3 s for 30 s: never 5 s without data.
+    let mut peer = Peer::new(10, Duration::from_secs(3));
+    let mut log = Log::default();
+    pair.run(
+        &mut srv,
+        &mut peer,
+        &mut LineInput::none(),
+        &mut LineInput::none(),
+        &mut log,
+        Duration::from_secs(90),
+    )
+    .unwrap();
+    assert_eq!(
+        peer.received,
+        b"ping".repeat(10),
+        "every ping was served before the idle close: {:?}",
+        log.of(Side::Server)
+    );
+    // And once the pings stop, the idle rule closes it.
+    assert_eq!(peer.ended, Some(Ok(Recv::Eof)));
+    assert!(
+        log.of(Side::Server)
+            .iter()
+            .any(|l| l.contains("idle for 5 s"))
+    );
+}
+
+#[test]
+fn idle_timeout_resets_a_stuck_peer_that_never_reads() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    let mut srv = idle_server(Duration::from_secs(5));
+    // The peer sends without end and never reads: the echo fills its window, the server
+    // stops reading, and only zero-window probes and their answers move.
+    let mut peer = Peer::stuck();
+    let mut log = Log::default();
+    let ending = pair
+        .run(
+            &mut srv,
+            &mut peer,
+            &mut LineInput::none(),
+            &mut LineInput::none(),
+            &mut log,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+    assert_eq!(ending, Ending::Finished, "{:?}", log.of(Side::Server));
+    assert_eq!(
+        peer.ended,
+        Some(Err(Error::ConnectionReset)),
+        "the peer sees a reset"
+    );
+    let lines = log.of(Side::Server);
+    assert!(
+        lines.iter().any(|l| l.contains("idle for 5 s")
+            && l.contains("closing with RST (unread or unacknowledged data dropped)")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn shutdown_closes_every_connection_with_fin_and_reports_totals() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    let mut srv = TcpServer::<HostStack, 4>::new(TcpServerConfig {
+        max_clients: None,
+        ..server::<4>(ServeMode::Echo, 2, 1).config()
+    });
+    let mut log = Log::default();
+    let mut peers: Vec<Peer> = (0..3).map(|_| Peer::new(1, Duration::ZERO)).collect();
+    // Three peers connect and are echoed while the server runs.
+    for peer in &mut peers {
+        pair.run(
+            &mut srv,
+            peer,
+            &mut LineInput::none(),
+            &mut LineInput::none(),
+            &mut log,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        log.of(Side::Server)
+            .iter()
+            .filter(|l| l.contains("accepted"))
+            .count(),
+        3
+    );
+    srv.shutdown(&mut pair.server, &mut |e| log.event(Side::Server, e));
+    assert_eq!(srv.outcome(), Some(Ok(())), "the server has finished");
+    pair.pump(Duration::from_millis(500));
+    let mut buf = [0u8; 64];
+    for peer in &peers {
+        let socket = peer.socket.unwrap();
+        assert_eq!(peer.received, b"ping", "the echo");
+        assert_eq!(
+            pair.client.tcp_recv(socket, &mut buf),
+            Ok(Recv::Eof),
+            "then a FIN"
+        );
+    }
+    let lines = log.of(Side::Server);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("shutting down: closing with FIN"))
+            .count(),
+        3,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("closed: in 4 bytes crc32") && l.contains("out 4 bytes"))
+            .count(),
+        3,
+        "each connection's totals: {lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("listener on port 9090 closed"))
+    );
+}
+
+#[test]
+fn shutdown_resets_a_connection_with_unread_data() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    // Interactive: after the first message the server waits for a typed reply and reads
+    // nothing more, so the second message stays unread.
+    let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
+    let mut peer = Peer::new(2, Duration::from_millis(200));
+    let mut log = Log::default();
+    pair.run(
+        &mut srv,
+        &mut peer,
+        // stdin that never ends: the server keeps waiting for a line.
+        &mut LineInput::stdin(),
+        &mut LineInput::none(),
+        &mut log,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    assert!(
+        log.of(Side::Server)
+            .iter()
+            .any(|l| l.contains("waiting for a reply"))
+    );
+    srv.shutdown(&mut pair.server, &mut |e| log.event(Side::Server, e));
+    pair.pump(Duration::from_millis(500));
+    let socket = peer.socket.unwrap();
+    assert_eq!(
+        pair.client.tcp_phase(socket),
+        Phase::Failed(Error::ConnectionReset),
+        "the peer sees a reset"
+    );
+    let lines = log.of(Side::Server);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("shutting down: closing with RST")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("closed: in 8 bytes")),
+        "the unread bytes are counted: {lines:?}"
+    );
+}
+
+#[test]
+fn oversized_interactive_reply_is_refused_and_the_server_goes_on() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
+    let mut cli = client(false, None, &mut [0; 1024], &mut [0; 1024]);
+    let big = "x".repeat(2000);
+    let mut log = Log::default();
+    let ending = pair
+        .run(
+            &mut srv,
+            &mut cli,
+            &mut messages(&[&big, "short answer"]),
+            &mut messages(&["question"]),
+            &mut log,
+            Duration::from_secs(30),
+        )
+        .expect("a refused reply does not end the run");
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(srv.outcome(), Some(Ok(())));
+    assert_eq!(cli.outcome(), Some(Ok(())));
+    let lines = log.of(Side::Server);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("message of 2000 bytes is larger than the 1024 bytes that fit"))
+            .count(),
+        1,
+        "{lines:?}"
+    );
+    let replies: Vec<_> = log
+        .received
+        .iter()
+        .filter(|r| r.0 == Side::Client)
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(
+        replies[0].2, b"short answer",
+        "the next line answered the client"
+    );
+}
+
+#[test]
+fn tcp_client_reply_timeout_ends_with_timed_out() {
+    let mut pair = Pair::new(sizing()).unwrap();
+    // An interactive server whose operator never types: no answer, and no close.
+    let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
+    let mut cli = TcpClient::new(
+        TcpClientConfig {
+            to: server_addr(),
+            short: false,
+            // Far beyond the run's limit: only the reply timeout can end the client.
+            timeout: Duration::from_secs(60),
+            bulk: None,
+            reply_timeout: Some(Duration::from_secs(1)),
+            idle_timeout: Some(smolsock::programs::DEFAULT_IDLE_TIMEOUT),
+            timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
+        },
+        Box::leak(Box::new([0u8; 64])),
+        Box::leak(Box::new([0u8; 64])),
+    );
+    let mut log = Log::default();
+    pair.run(
+        &mut srv,
+        &mut cli,
+        // stdin that never ends: the server keeps waiting for a line.
+        &mut LineInput::stdin(),
+        &mut messages(&["hello"]),
+        &mut log,
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(cli.outcome(), Some(Err(Error::TimedOut)), "{:?}", log.lines);
+    assert!(
+        log.of(Side::Client).iter().any(|l| l.contains("timed out")),
+        "{:?}",
+        log.lines
     );
 }

@@ -148,6 +148,19 @@ impl LossCause {
     }
 }
 
+/// Why a program closed a connection by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum CloseReason {
+    /// No data moved either way for the idle timeout, this many seconds.
+    Idle {
+        /// The idle timeout, in whole seconds.
+        secs: u64,
+    },
+    /// The program is ending (a signal, a fatal error, the end of its input).
+    Shutdown,
+}
+
 /// One thing a program did or saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -227,6 +240,18 @@ pub enum Event<'a> {
         /// What went each way.
         totals: Totals,
     },
+    /// The program closes a connection by itself, with a FIN or, where data would be
+    /// lost, a reset; the connection's [`Event::Closed`] follows.
+    Closing {
+        /// Connection number.
+        conn: ConnId,
+        /// The peer.
+        peer: SocketAddrV4,
+        /// Why.
+        reason: CloseReason,
+        /// A reset rather than a FIN: unread or unacknowledged data was dropped.
+        reset: bool,
+    },
     /// The listener was closed; accepted connections go on (rule S7).
     ListenerClosed {
         /// The port it listened on.
@@ -266,6 +291,7 @@ impl Event<'_> {
             Event::AwaitingReply { .. } => "awaiting-reply",
             Event::PeerClosed { .. } => "peer-closed",
             Event::Closed { .. } => "closed",
+            Event::Closing { .. } => "closing",
             Event::ListenerClosed { .. } => "listener-closed",
             Event::Lost { .. } => "lost",
             Event::Error { .. } => "error",
@@ -362,6 +388,25 @@ impl Display for Event<'_> {
                     totals.bytes_out,
                     totals.crc_out
                 )
+            }
+            Event::Closing {
+                conn,
+                peer,
+                reason,
+                reset,
+            } => {
+                write!(f, "tcp #{conn} {peer} ")?;
+                match reason {
+                    CloseReason::Idle { secs } => {
+                        write!(f, "idle for {secs} s (no data moved either way)")?
+                    }
+                    CloseReason::Shutdown => f.write_str("shutting down")?,
+                }
+                if reset {
+                    f.write_str(": closing with RST (unread or unacknowledged data dropped)")
+                } else {
+                    f.write_str(": closing with FIN")
+                }
             }
             Event::ListenerClosed { port } => {
                 write!(f, "tcp listener on port {port} closed")

@@ -55,8 +55,8 @@ pub mod runner;
 pub mod smol;
 
 pub use error::{Error, Result};
-pub use event::{ConnId, Event, LossCause, Proto, Totals};
-pub use net::{Datagram, Phase, Recv, Stack};
+pub use event::{CloseReason, ConnId, Event, LossCause, Proto, Totals};
+pub use net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
 pub use programs::{Poll, Program};
 
 /// The smoltcp version this crate is written against, re-exported so that drivers and

@@ -11,6 +11,8 @@
 use core::fmt::Debug;
 use core::net::SocketAddrV4;
 
+use smoltcp::time::Duration;
+
 use crate::error::Result;
 
 /// One datagram taken from a UDP socket.
@@ -47,6 +49,26 @@ pub enum Phase {
     Open,
     /// The connection is gone: refused or reset before it opened, or reset after.
     Failed(crate::Error),
+}
+
+/// Bounds a stack enforces on one TCP connection by itself, without the program.
+///
+/// Both are off (`None`) unless set; see [`crate::programs::DEFAULT_KEEPALIVE`] and
+/// [`crate::programs::DEFAULT_GIVE_UP`] for what the programs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TcpTimeouts {
+    /// Keep-alive: a probe after this long without traffic, and every this long after
+    /// that while the peer stays silent (`SO_KEEPALIVE` with `TCP_KEEPIDLE` and
+    /// `TCP_KEEPINTVL`; smoltcp's `set_keep_alive`). A peer that answers probes keeps the
+    /// connection open: this finds dead peers, not idle ones.
+    pub keepalive: Option<Duration>,
+    /// Give-up: the connection is aborted once the peer has been silent this long while we
+    /// wait for it (for an acknowledgement of our data, an answer to a keep-alive probe, or
+    /// the acknowledgement of our FIN). The connection then fails with
+    /// [`Error::TimedOut`](crate::Error::TimedOut) (`TCP_USER_TIMEOUT`; smoltcp's
+    /// `set_timeout`).
+    pub give_up: Option<Duration>,
 }
 
 /// A non-blocking, BSD-like socket layer.
@@ -105,6 +127,8 @@ pub trait Stack {
     /// Abortive close: a reset is sent and queued data is dropped. The handle is invalid
     /// after.
     fn tcp_abort(&mut self, socket: Self::Tcp);
+    /// Bounds the stack enforces on one connection by itself (keep-alive, give-up).
+    fn tcp_set_timeouts(&mut self, socket: Self::Tcp, timeouts: TcpTimeouts);
 
     /// Listens on `port` with room for `backlog` connections that complete their handshake
     /// before they are accepted (rules S1, S3, S12).

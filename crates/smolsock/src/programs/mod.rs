@@ -18,16 +18,39 @@ mod tcp_server;
 mod udp_recv;
 mod udp_send;
 
-pub use tcp_client::{TcpClient, TcpClientConfig};
+pub use crate::net::TcpTimeouts;
+pub use tcp_client::{DEFAULT_REPLY_TIMEOUT, TcpClient, TcpClientConfig};
 pub use tcp_server::{RECV_CHUNK, ServeMode, TcpServer, TcpServerConfig};
 pub use udp_recv::{UdpReceiver, UdpReceiverConfig};
 pub use udp_send::{UdpSender, UdpSenderConfig};
 
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::event::Event;
-use crate::net::Stack;
+use crate::event::{Counter, Event};
+use crate::net::{Recv, Stack};
+
+/// Keep-alive of every connection unless configured otherwise: a probe after 30 s without
+/// traffic and every 30 s after. With [`DEFAULT_GIVE_UP`], a peer that vanished without a
+/// word is dropped about a minute after it last answered.
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// Give-up of every connection unless configured otherwise: a connection whose peer has
+/// been silent for 60 s while we wait for it (unacknowledged data, keep-alive probes, our
+/// FIN) is aborted and fails with [`Error::TimedOut`].
+pub const DEFAULT_GIVE_UP: Duration = Duration::from_secs(60);
+
+/// Idle timeout of every connection unless configured otherwise: a connection on which no
+/// data moved either way for 5 minutes is closed by the program. Keep-alive answers and
+/// zero-window probes do not count as data, so a peer that is alive but never sends nor
+/// reads loses its slot too.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The default stack bounds: [`DEFAULT_KEEPALIVE`] and [`DEFAULT_GIVE_UP`].
+pub const DEFAULT_TIMEOUTS: TcpTimeouts = TcpTimeouts {
+    keepalive: Some(DEFAULT_KEEPALIVE),
+    give_up: Some(DEFAULT_GIVE_UP),
+};
 
 /// What one call of [`Program::poll`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +91,89 @@ pub trait Program<S: Stack> {
 
     /// Tells the program no more input will come (end of stdin).
     fn end_input(&mut self) {}
+
+    /// Ends the program now (a signal, a fatal error): closes every connection, with a
+    /// FIN, or a reset where data would be lost (received data not read, or data queued
+    /// and not yet acknowledged), reports each one's closed event with its totals, and
+    /// finishes. The driver then lets the stack send the last segments.
+    fn shutdown(&mut self, _stack: &mut S, _emit: &mut dyn FnMut(&Event<'_>)) {}
+}
+
+/// When data last moved on one connection, for the idle timeout: bytes received, or our
+/// unacknowledged byte count going down. Keep-alive answers and zero-window probes move
+/// neither, so they do not keep a connection alive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Liveness {
+    last: Instant,
+    bytes_in: u64,
+    unacked: usize,
+}
+
+impl Liveness {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            last: now,
+            bytes_in: 0,
+            unacked: 0,
+        }
+    }
+
+    /// Takes the connection's counts at `now`; data moved if more bytes came in or fewer
+    /// are unacknowledged than at the last look.
+    pub(crate) fn observe<S: Stack>(
+        &mut self,
+        stack: &S,
+        socket: S::Tcp,
+        counter: &Counter,
+        now: Instant,
+    ) {
+        let (bytes_in, unacked) = (counter.bytes_in(), stack.tcp_unacked(socket));
+        if bytes_in > self.bytes_in || unacked < self.unacked {
+            self.last = now;
+        }
+        self.bytes_in = bytes_in;
+        self.unacked = unacked;
+    }
+
+    /// When the connection expires without more data (`None`: no idle timeout).
+    pub(crate) fn deadline(&self, idle: Option<Duration>) -> Option<Instant> {
+        idle.map(|idle| self.last + idle)
+    }
+
+    /// Whether no data moved for `idle` up to `now`.
+    pub(crate) fn expired(&self, idle: Option<Duration>, now: Instant) -> bool {
+        self.deadline(idle).is_some_and(|at| now >= at)
+    }
+
+    /// The error a failed connection reports. smoltcp closes a connection whose give-up
+    /// fired as a reset does: a "reset" on a connection where nothing moved for at least
+    /// the give-up is taken as the give-up (the kernel says `ETIMEDOUT` by itself).
+    pub(crate) fn failure(&self, error: Error, give_up: Option<Duration>, now: Instant) -> Error {
+        match (error, give_up) {
+            (Error::ConnectionReset, Some(give_up)) if now >= self.last + give_up => {
+                Error::TimedOut
+            }
+            _ => error,
+        }
+    }
+}
+
+/// Whether closing `socket` now would lose data: received bytes not read yet (one read
+/// tells; what it took is counted in `counter`) or sent bytes not acknowledged yet.
+pub(crate) fn would_lose<S: Stack>(
+    stack: &mut S,
+    socket: S::Tcp,
+    buf: &mut [u8],
+    counter: &mut Counter,
+) -> bool {
+    let unread = match stack.tcp_recv(socket, buf) {
+        Ok(Recv::Data(n)) => {
+            counter.received(buf.get(..n).unwrap_or_default());
+            true
+        }
+        _ => false,
+    };
+    unread || stack.tcp_unacked(socket) > 0
 }
 
 /// Copies `message` to the front of `buf` for sending; returns its length, or

@@ -4,10 +4,14 @@ use core::net::SocketAddrV4;
 
 use smoltcp::time::{Duration, Instant};
 
-use super::{Poll, Program, fill_pattern};
+use super::{Liveness, Poll, Program, fill_pattern, would_lose};
 use crate::error::{Error, Result};
-use crate::event::{ConnId, Counter, Event, Proto};
-use crate::net::{Phase, Recv, Stack};
+use crate::event::{CloseReason, ConnId, Counter, Event, Proto};
+use crate::net::{Phase, Recv, Stack, TcpTimeouts};
+
+/// How long a [`TcpClient`] waits for the server to answer a message unless configured
+/// otherwise, like the tutorial's `settimeout(10)`.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Settings of a [`TcpClient`].
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +26,17 @@ pub struct TcpClientConfig {
     /// Send this many bytes of a fixed pattern instead of messages (a bulk transfer);
     /// what comes back is counted, not printed.
     pub bulk: Option<u64>,
+    /// After a message is sent, the longest wait for the server to answer (any data, or
+    /// its close) before the client fails with [`Error::TimedOut`]; `None`: no limit.
+    /// Bulk transfers expect no answer and ignore it. See [`DEFAULT_REPLY_TIMEOUT`].
+    pub reply_timeout: Option<Duration>,
+    /// Close the connection when no data moved either way for this long (a FIN, or a
+    /// reset when data would be lost) and fail with [`Error::TimedOut`]; `None`: never.
+    /// See [`DEFAULT_IDLE_TIMEOUT`](super::DEFAULT_IDLE_TIMEOUT).
+    pub idle_timeout: Option<Duration>,
+    /// Keep-alive and give-up the stack applies to each connection. See
+    /// [`DEFAULT_TIMEOUTS`](super::DEFAULT_TIMEOUTS).
+    pub timeouts: TcpTimeouts,
 }
 
 #[derive(Clone, Copy)]
@@ -56,6 +71,9 @@ pub struct TcpClient<'b, S: Stack> {
     conn: ConnId,
     counter: Counter,
     state: State<S::Tcp>,
+    live: Liveness,
+    /// When the answer to the last message sent is due.
+    reply_due: Option<Instant>,
 }
 
 impl<'b, S: Stack> TcpClient<'b, S> {
@@ -72,7 +90,70 @@ impl<'b, S: Stack> TcpClient<'b, S> {
             conn: 0,
             counter: Counter::default(),
             state: State::Idle,
+            live: Liveness::new(Instant::ZERO),
+            reply_due: None,
         }
+    }
+
+    /// Fails the connection `socket` with `error` (reset), naming a give-up as such.
+    fn broke(
+        &mut self,
+        stack: &mut S,
+        socket: S::Tcp,
+        error: Error,
+        now: Instant,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
+        stack.tcp_abort(socket);
+        let error = self.live.failure(error, self.config.timeouts.give_up, now);
+        self.fail(error, emit);
+    }
+
+    /// Closes `socket` by the program's own decision: a FIN, or a reset when data would
+    /// be lost; reports why and the totals.
+    fn close_now(
+        &mut self,
+        stack: &mut S,
+        socket: S::Tcp,
+        reason: CloseReason,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
+        let pending = self.pending.is_some_and(|(len, offset)| offset < len);
+        let reset = pending || would_lose(stack, socket, self.rx, &mut self.counter);
+        emit(&Event::Closing {
+            conn: self.conn,
+            peer: self.config.to,
+            reason,
+            reset,
+        });
+        if reset {
+            stack.tcp_abort(socket);
+        } else {
+            stack.tcp_close(socket);
+        }
+        emit(&Event::Closed {
+            proto: Proto::Tcp,
+            conn: Some(self.conn),
+            totals: self.counter.totals(),
+        });
+    }
+
+    /// The idle and reply deadlines of the open connection `socket` at `now`: `Some`
+    /// with the error to end on once one has passed.
+    fn overdue(&mut self, stack: &S, socket: S::Tcp, now: Instant) -> Option<Deadline> {
+        self.live.observe(stack, socket, &self.counter, now);
+        if self.live.expired(self.config.idle_timeout, now) {
+            return Some(Deadline::Idle);
+        }
+        if self.reply_due.is_some_and(|due| now >= due) {
+            return Some(Deadline::Reply);
+        }
+        None
+    }
+
+    fn wake_for_deadlines(&self, poll: &mut Poll) {
+        poll.merge_wake(self.live.deadline(self.config.idle_timeout));
+        poll.merge_wake(self.reply_due);
     }
 
     fn fail(&mut self, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {
@@ -101,6 +182,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 Ok(Recv::Data(n)) => {
                     let data = self.rx.get(..n).unwrap_or_default();
                     self.counter.received(data);
+                    self.reply_due = None;
                     if self.config.bulk.is_none() {
                         emit(&Event::Received {
                             proto: Proto::Tcp,
@@ -113,6 +195,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     poll.progressed = true;
                 }
                 Ok(Recv::Eof) => {
+                    self.reply_due = None;
                     emit(&Event::PeerClosed {
                         conn: self.conn,
                         peer: self.config.to,
@@ -132,6 +215,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
         &mut self,
         stack: &mut S,
         socket: S::Tcp,
+        now: Instant,
         poll: &mut Poll,
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
@@ -181,6 +265,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 to: self.config.to,
                 len,
             });
+            self.reply_due = self.config.reply_timeout.map(|t| now + t);
             self.pending = None;
             poll.progressed = true;
             if self.config.short {
@@ -188,6 +273,28 @@ impl<'b, S: Stack> TcpClient<'b, S> {
             }
         }
         Ok(self.input_ended)
+    }
+
+    /// Handles an overdue deadline of the open connection `socket`.
+    fn expire(
+        &mut self,
+        stack: &mut S,
+        socket: S::Tcp,
+        deadline: Deadline,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) {
+        match deadline {
+            Deadline::Idle => {
+                let secs = self
+                    .config
+                    .idle_timeout
+                    .map_or(0, |d| d.total_millis() / 1000);
+                self.close_now(stack, socket, CloseReason::Idle { secs }, emit);
+            }
+            // No answer: as the tutorial's `settimeout`, the wait ends with an error.
+            Deadline::Reply => stack.tcp_abort(socket),
+        }
+        self.fail(Error::TimedOut, emit);
     }
 
     fn closed(&mut self, stack: &mut S, socket: S::Tcp, emit: &mut dyn FnMut(&Event<'_>)) {
@@ -225,8 +332,11 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 }
                 match stack.tcp_connect(self.config.to) {
                     Ok(socket) => {
+                        stack.tcp_set_timeouts(socket, self.config.timeouts);
                         self.conn += 1;
                         self.counter = Counter::default();
+                        self.live = Liveness::new(now);
+                        self.reply_due = None;
                         self.state = State::Connecting {
                             socket,
                             deadline: now + self.config.timeout,
@@ -244,6 +354,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         local: local.unwrap_or(SocketAddrV4::new([0, 0, 0, 0].into(), 0)),
                         peer: self.config.to,
                     });
+                    self.live = Liveness::new(now);
                     self.state = State::Open { socket };
                     true
                 }
@@ -269,6 +380,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 }
             },
             State::Open { socket } => {
+                self.live.observe(stack, socket, &self.counter, now);
                 match self.receive(stack, socket, poll, emit) {
                     Ok(true) => {
                         // The server closed first (rule S8 seen from the client).
@@ -277,12 +389,18 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        stack.tcp_abort(socket);
-                        self.fail(e, emit);
+                        self.broke(stack, socket, e, now, emit);
                         return true;
                     }
                 }
-                match self.send(stack, socket, poll, emit) {
+                let sent = self.send(stack, socket, now, poll, emit);
+                if let Ok(false) = sent
+                    && let Some(deadline) = self.overdue(stack, socket, now)
+                {
+                    self.expire(stack, socket, deadline, emit);
+                    return true;
+                }
+                match sent {
                     Ok(true) => {
                         stack.tcp_shutdown(socket);
                         self.state = State::Draining {
@@ -291,10 +409,12 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         };
                         true
                     }
-                    Ok(false) => false,
+                    Ok(false) => {
+                        self.wake_for_deadlines(poll);
+                        false
+                    }
                     Err(e) => {
-                        stack.tcp_abort(socket);
-                        self.fail(e, emit);
+                        self.broke(stack, socket, e, now, emit);
                         true
                     }
                 }
@@ -316,19 +436,21 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         poll.merge_wake(Some(now + self.config.timeout));
                         false
                     }
-                    Ok(false) if now >= deadline => {
-                        // The server never closed its side.
+                    Ok(false)
+                        if now >= deadline || self.reply_due.is_some_and(|due| now >= due) =>
+                    {
+                        // The server never answered, or never closed its side.
                         stack.tcp_abort(socket);
                         self.fail(Error::TimedOut, emit);
                         true
                     }
                     Ok(false) => {
                         poll.merge_wake(Some(deadline));
+                        poll.merge_wake(self.reply_due);
                         false
                     }
                     Err(e) => {
-                        stack.tcp_abort(socket);
-                        self.fail(e, emit);
+                        self.broke(stack, socket, e, now, emit);
                         true
                     }
                 }
@@ -379,4 +501,26 @@ impl<S: Stack> Program<S> for TcpClient<'_, S> {
     fn end_input(&mut self) {
         self.input_ended = true;
     }
+
+    fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
+        match self.state {
+            State::Connecting { socket, .. } => stack.tcp_abort(socket),
+            State::Open { socket } | State::Draining { socket, .. } => {
+                self.close_now(stack, socket, CloseReason::Shutdown, emit);
+            }
+            State::Idle | State::Done(_) => {}
+        }
+        if !matches!(self.state, State::Done(_)) {
+            self.state = State::Done(Ok(()));
+        }
+    }
+}
+
+/// Which deadline of an open connection passed.
+#[derive(Clone, Copy)]
+enum Deadline {
+    /// No data moved either way for the idle timeout.
+    Idle,
+    /// The server did not answer the last message in time.
+    Reply,
 }

@@ -4,12 +4,12 @@
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use heapless::{Deque, Vec};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
-use super::{Poll, Program};
+use super::{Liveness, Poll, Program, would_lose};
 use crate::error::{Error, Result};
-use crate::event::{ConnId, Counter, Event, Proto};
-use crate::net::{Recv, Stack};
+use crate::event::{CloseReason, ConnId, Counter, Event, Proto};
+use crate::net::{Recv, Stack, TcpTimeouts};
 
 /// Most bytes one `recv` takes, as in the seed's `recv(1024)` (rule S11).
 pub const RECV_CHUNK: usize = 1024;
@@ -38,6 +38,13 @@ pub struct TcpServerConfig {
     /// Close the listener after accepting this many clients and finish once they are all
     /// done (rule S7); `None` serves forever.
     pub max_clients: Option<u64>,
+    /// Close a connection on which no data moved either way for this long (a FIN, or a
+    /// reset when data would be lost); `None`: never. See
+    /// [`DEFAULT_IDLE_TIMEOUT`](super::DEFAULT_IDLE_TIMEOUT).
+    pub idle_timeout: Option<Duration>,
+    /// Keep-alive and give-up the stack applies to each accepted connection. See
+    /// [`DEFAULT_TIMEOUTS`](super::DEFAULT_TIMEOUTS).
+    pub timeouts: TcpTimeouts,
 }
 
 struct Client<T> {
@@ -50,6 +57,7 @@ struct Client<T> {
     awaiting_reply: bool,
     peer_closed: bool,
     counter: Counter,
+    live: Liveness,
 }
 
 #[derive(Clone, Copy)]
@@ -69,6 +77,10 @@ pub struct TcpServer<S: Stack, const C: usize> {
     waiting: Deque<ConnId, C>,
     accepted: u64,
     buf: [u8; RECV_CHUNK],
+    /// Interactive input has ended: nobody can answer any more.
+    input_ended: bool,
+    /// A reply refused as too long, to report at the next poll: (client, its peer, size).
+    refused: Option<(ConnId, SocketAddrV4, usize)>,
 }
 
 impl<S: Stack, const C: usize> TcpServer<S, C> {
@@ -81,7 +93,14 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
             waiting: Deque::new(),
             accepted: 0,
             buf: [0; RECV_CHUNK],
+            input_ended: false,
+            refused: None,
         }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> TcpServerConfig {
+        self.config
     }
 
     /// Closes the listener: no new clients, the connected ones go on (rule S7).
@@ -99,12 +118,14 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
         &mut self,
         stack: &mut S,
         listener: S::Listener,
+        now: Instant,
         poll: &mut Poll,
         emit: &mut dyn FnMut(&Event<'_>),
     ) {
         while !self.clients.is_full() {
             match stack.tcp_accept(listener) {
                 Ok((socket, peer)) => {
+                    stack.tcp_set_timeouts(socket, self.config.timeouts);
                     self.accepted += 1;
                     let id = ConnId::try_from(self.accepted).unwrap_or(ConnId::MAX);
                     let client = Client {
@@ -116,6 +137,7 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
                         awaiting_reply: false,
                         peer_closed: false,
                         counter: Counter::default(),
+                        live: Liveness::new(now),
                     };
                     if self.clients.push(client).is_err() {
                         // Cannot happen: checked `is_full` above.
@@ -234,10 +256,43 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
 enum Gone {
     Closed,
     Failed(Error),
+    /// No data moved for the idle timeout.
+    Expired,
+    /// Interactive input ended and nothing is left to send.
+    Ended,
+}
+
+/// Closes `client` by the program's own decision (idle, shutdown): a FIN, or a reset when
+/// data would be lost; reports why, then its totals.
+fn close_client<S: Stack>(
+    stack: &mut S,
+    client: &mut Client<S::Tcp>,
+    buf: &mut [u8],
+    reason: CloseReason,
+    emit: &mut dyn FnMut(&Event<'_>),
+) {
+    let reset = client.sent < client.out.len()
+        || would_lose(stack, client.socket, buf, &mut client.counter);
+    emit(&Event::Closing {
+        conn: client.id,
+        peer: client.peer,
+        reason,
+        reset,
+    });
+    if reset {
+        stack.tcp_abort(client.socket);
+    } else {
+        stack.tcp_close(client.socket);
+    }
+    emit(&Event::Closed {
+        proto: Proto::Tcp,
+        conn: Some(client.id),
+        totals: client.counter.totals(),
+    });
 }
 
 impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
-    fn poll(&mut self, stack: &mut S, _now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
+    fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
         if let State::Start = self.state {
             poll.progressed = true;
@@ -260,15 +315,36 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                 }
             }
         }
+        if let Some((conn, peer, len)) = self.refused.take() {
+            // The client still waits: the next line typed answers it.
+            emit(&Event::Error {
+                conn: Some(conn),
+                peer: Some(peer),
+                error: Error::MessageTooLarge {
+                    len,
+                    max: RECV_CHUNK,
+                },
+            });
+            poll.progressed = true;
+        }
+        if self.input_ended {
+            // End of interactive input: no new clients; each one is closed once its
+            // last reply has been acknowledged, or at once when it waits for one.
+            self.close_listener(stack, emit);
+        }
         let State::Serving(listener) = self.state else {
             return poll;
         };
         if let Some(listener) = listener {
-            self.accept(stack, listener, &mut poll, emit);
+            self.accept(stack, listener, now, &mut poll, emit);
         }
+        let idle = self.config.idle_timeout;
         let mut i = 0;
         while let Some(client) = self.clients.get_mut(i) {
-            match Self::serve(
+            client
+                .live
+                .observe(stack, client.socket, &client.counter, now);
+            let served = Self::serve(
                 self.config.mode,
                 stack,
                 client,
@@ -276,8 +352,27 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                 &mut self.waiting,
                 &mut poll,
                 emit,
-            ) {
-                Ok(()) => i += 1,
+            );
+            client
+                .live
+                .observe(stack, client.socket, &client.counter, now);
+            let served = match served {
+                Ok(()) if client.live.expired(idle, now) => Err(Gone::Expired),
+                Ok(())
+                    if self.input_ended
+                        && (client.awaiting_reply
+                            || (client.out.is_empty()
+                                && stack.tcp_unacked(client.socket) == 0)) =>
+                {
+                    Err(Gone::Ended)
+                }
+                other => other,
+            };
+            match served {
+                Ok(()) => {
+                    poll.merge_wake(client.live.deadline(idle));
+                    i += 1;
+                }
                 Err(gone) => {
                     let (id, socket) = (client.id, client.socket);
                     match gone {
@@ -294,8 +389,21 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                             emit(&Event::Error {
                                 conn: Some(id),
                                 peer: Some(client.peer),
-                                error,
+                                error: client.live.failure(
+                                    error,
+                                    self.config.timeouts.give_up,
+                                    now,
+                                ),
                             });
+                        }
+                        Gone::Expired => {
+                            let secs = idle.map_or(0, |d| d.total_millis() / 1000);
+                            let reason = CloseReason::Idle { secs };
+                            close_client(stack, client, &mut self.buf, reason, emit);
+                        }
+                        Gone::Ended => {
+                            let reason = CloseReason::Shutdown;
+                            close_client(stack, client, &mut self.buf, reason, emit);
                         }
                     }
                     self.clients.swap_remove(i);
@@ -312,7 +420,7 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
             && !self.clients.is_full()
             && poll.progressed
         {
-            self.accept(stack, listener, &mut poll, emit);
+            self.accept(stack, listener, now, &mut poll, emit);
         }
         if let State::Serving(None) = self.state
             && self.clients.is_empty()
@@ -333,7 +441,34 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
         !self.waiting.is_empty()
     }
 
-    /// Answers the client that has waited longest for a reply.
+    fn end_input(&mut self) {
+        // End of stdin in interactive mode: nobody can answer any more, so the server
+        // ends (the driver shuts it down). Other modes take no input and go on.
+        if self.config.mode == ServeMode::Interactive {
+            self.input_ended = true;
+        }
+    }
+
+    fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
+        self.close_listener(stack, emit);
+        for mut client in core::mem::take(&mut self.clients) {
+            close_client(
+                stack,
+                &mut client,
+                &mut self.buf,
+                CloseReason::Shutdown,
+                emit,
+            );
+        }
+        self.waiting.clear();
+        if !matches!(self.state, State::Done(_)) {
+            self.state = State::Done(Ok(()));
+        }
+    }
+
+    /// Answers the client that has waited longest for a reply. A reply longer than
+    /// [`RECV_CHUNK`] is refused (reported at the next poll as an error event) and the
+    /// client goes on waiting: the server itself goes on.
     fn input(&mut self, message: &[u8]) -> Result<()> {
         let conn = *self.waiting.front().ok_or(Error::NobodyWaiting)?;
         let client = self
@@ -341,14 +476,13 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
             .iter_mut()
             .find(|c| c.id == conn)
             .ok_or(Error::NobodyWaiting)?;
+        if message.len() > RECV_CHUNK {
+            self.refused = Some((conn, client.peer, message.len()));
+            return Ok(());
+        }
         client.out.clear();
-        client
-            .out
-            .extend_from_slice(message)
-            .map_err(|_| Error::MessageTooLarge {
-                len: message.len(),
-                max: RECV_CHUNK,
-            })?;
+        // Fits: checked just above.
+        let _ = client.out.extend_from_slice(message);
         client.sent = 0;
         client.awaiting_reply = false;
         self.waiting.pop_front();

@@ -159,4 +159,19 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
             _ => None,
         }
     }
+
+    fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
+        if let State::Receiving(socket) = self.state {
+            self.report_losses(stack, socket, emit);
+            stack.udp_close(socket);
+            emit(&Event::Closed {
+                proto: Proto::Udp,
+                conn: None,
+                totals: self.counter.totals(),
+            });
+        }
+        if !matches!(self.state, State::Done(_)) {
+            self.state = State::Done(Ok(()));
+        }
+    }
 }

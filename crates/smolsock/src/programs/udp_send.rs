@@ -163,4 +163,12 @@ impl<S: Stack> Program<S> for UdpSender<'_, S> {
     fn end_input(&mut self) {
         self.input_ended = true;
     }
+
+    fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
+        match self.state {
+            State::Running(socket) => self.finish(stack, socket, Ok(()), emit),
+            State::Done(_) => {}
+            _ => self.state = State::Done(Ok(())),
+        }
+    }
 }

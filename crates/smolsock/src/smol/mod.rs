@@ -964,6 +964,16 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         self.give_back_tcp(socket.0);
     }
 
+    /// smoltcp's keep-alive and socket timeout. The timeout aborts the connection once
+    /// the peer has sent nothing for that long while smoltcp waits for it; smoltcp then
+    /// closes the socket as a reset would, so a program that set a give-up tells the two
+    /// apart by itself (see `programs`).
+    fn tcp_set_timeouts(&mut self, socket: TcpHandle, timeouts: crate::net::TcpTimeouts) {
+        let s = self.tcp_mut(socket.0);
+        s.set_keep_alive(timeouts.keepalive);
+        s.set_timeout(timeouts.give_up);
+    }
+
     fn tcp_listen(&mut self, port: u16, backlog: usize) -> Result<ListenerHandle> {
         if port == 0 {
             return Err(Error::InvalidPort);
