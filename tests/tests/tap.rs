@@ -4,11 +4,12 @@
 //! tests below them are for smoltcp and its devices only.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use smolsock_tests::programs::{self, SMOLTCP};
-use smolsock_tests::{Proc, SMOL_IP, T, exchange, in_netns};
+use smolsock_tests::{KERNEL_IP, Proc, SMOL_IP, T, exchange, in_netns};
 
 #[test]
 fn udp_recv_reports_kernel_datagrams_with_sender_and_truncation() {
@@ -98,6 +99,68 @@ fn missing_tap_gets_a_clear_error() {
         assert!(!ok);
         assert!(stderr.contains("not a TUN device"), "{stderr}");
     });
+}
+
+#[test]
+fn pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture() {
+    in_netns(
+        "pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture",
+        || {
+            let dir = std::env::temp_dir().join(format!("smolsock-pcap-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let send = |text: &[u8]| {
+                let s = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+                s.send_to(text, (SMOL_IP, 9090)).unwrap();
+            };
+            // A regular file: the header, then every frame (ARP and the datagram).
+            let file = dir.join("ok.pcap");
+            let mut recv =
+                Proc::smolsock(&["udp-recv", "--count", "1", "--pcap", file.to_str().unwrap()]);
+            recv.wait_for("bound", T);
+            send(b"captured-payload");
+            let (ok, _, stderr) = recv.finish(T);
+            assert!(ok, "{stderr}");
+            let bytes = std::fs::read(&file).unwrap();
+            assert_eq!(bytes[..4], 0xa1b2c3d4u32.to_ne_bytes(), "pcap magic");
+            assert!(
+                bytes.windows(16).any(|w| w == b"captured-payload"),
+                "the datagram is in the capture"
+            );
+
+            // A FIFO whose reader goes away after the header: the next write gets EPIPE.
+            let fifo = dir.join("fifo.pcap");
+            let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+            // Opened for reading first (non-blocking), so smolsock's open does not block.
+            let mut reader = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let mut recv =
+                Proc::smolsock(&["udp-recv", "--count", "2", "--pcap", fifo.to_str().unwrap()]);
+            recv.wait_for("bound", T);
+            let mut header = [0u8; 24];
+            reader.read_exact(&mut header).unwrap();
+            assert_eq!(header[..4], 0xa1b2c3d4u32.to_ne_bytes());
+            drop(reader);
+            send(b"first");
+            recv.wait_for("\"first\"", T);
+            send(b"second");
+            let (ok, lines, stderr) = recv.finish(T);
+            assert!(ok, "the program goes on: {stderr}");
+            assert!(lines.iter().any(|l| l.contains("\"second\"")), "{lines:?}");
+            let warnings: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("cannot write pcap file"))
+                .collect();
+            assert_eq!(warnings.len(), 1, "one warning line: {stderr}");
+            assert!(warnings[0].contains("capture stops"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            let _ = std::fs::remove_dir_all(&dir);
+        },
+    );
 }
 
 #[test]

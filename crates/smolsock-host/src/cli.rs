@@ -13,7 +13,9 @@ pub struct Cli {
     /// Print events as JSON lines (compare: the table as one JSON document).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Write every frame to this pcap file (for Wireshark).
+    /// Write every frame to this pcap file (for Wireshark). A file that cannot be written
+    /// is an error at start; if a write fails later (disk full), the capture stops with a
+    /// warning and the program goes on.
     #[arg(long, global = true, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// More logging (-v debug, -vv trace); RUST_LOG works too.

@@ -2,7 +2,6 @@
 //! TUN device, on the host kernel's own stack (`--stack kernel`, the std twin), or all of
 //! them at once in-process (`smolsock demo`).
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,7 +12,7 @@ use smolsock::programs::{
 };
 use smolsock::smol::StackConfig;
 use smolsock::{Program, Stack};
-use smoltcp::phy::{PcapMode, PcapWriter};
+use smoltcp::phy::Medium;
 use smoltcp::time::Duration;
 
 use smolsock_host::cli::{
@@ -23,6 +22,7 @@ use smolsock_host::driver::{self, RunError};
 use smolsock_host::input::LineInput;
 use smolsock_host::kernel::KernelStack;
 use smolsock_host::output::Printer;
+use smolsock_host::pcap::{PcapDevice, PcapFile};
 use smolsock_host::setup::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_host::tap::{Kind, TunTap};
 
@@ -323,23 +323,27 @@ impl Launch for OnSmoltcp {
             tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
             ..Sizing::default()
         };
-        let mut device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
-        let result = match self.pcap {
-            Some(path) => {
-                let file = File::create(&path)
-                    .map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))?;
-                let mut device = PcapWriter::new(device, file, PcapMode::Both);
-                let mut stack =
-                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-                driver::run(&mut stack, &mut device, program, &mut input, printer)
-            }
-            None => {
-                let mut stack =
-                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-                driver::run(&mut stack, &mut device, program, &mut input, printer)
-            }
+        let medium = match kind {
+            Kind::Tap => Medium::Ethernet,
+            Kind::Tun => Medium::Ip,
         };
-        outcome(result)
+        let pcap = match self.pcap {
+            Some(path) => Some(
+                PcapFile::create(&path, medium)
+                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        let mut device = PcapDevice::new(device, pcap);
+        let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+        outcome(driver::run(
+            &mut stack,
+            &mut device,
+            program,
+            &mut input,
+            printer,
+        ))
     }
 }
 

@@ -355,16 +355,6 @@ impl HostDevice for TunTap {
     }
 }
 
-impl<S: smoltcp::phy::PcapSink> HostDevice for smoltcp::phy::PcapWriter<TunTap, S> {
-    fn fd(&self) -> RawFd {
-        self.get_ref().fd()
-    }
-
-    fn take_error(&mut self) -> Option<io::Error> {
-        self.get_mut().take_error()
-    }
-}
-
 /// A received frame, borrowed from the device's receive buffer.
 pub struct RxToken<'a> {
     frame: &'a [u8],

@@ -115,6 +115,71 @@ fn bad_input_gets_one_clear_line_and_a_failure() {
     );
 }
 
+/// Asserts a failure with exit status 1 and one line on stderr containing every needle.
+fn fails_once(args: &[&str], needles: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_smolsock"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run smolsock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?}: exit status; {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line, got:\n{stderr}"
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} lacks {needle:?}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn unwritable_pcap_file_is_one_line_and_exit_1_before_any_traffic() {
+    // Checked before the device is opened: no TAP is needed to see these.
+    fails_once(
+        &[
+            "udp-recv",
+            "--pcap",
+            "/dev/full",
+            "--tap",
+            "definitely-missing0",
+        ],
+        &[
+            "smolsock: error: cannot write pcap file /dev/full:",
+            "No space left",
+        ],
+    );
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().unwrap();
+    fails_once(
+        &["--pcap", dir, "tcp-server", "--tap", "definitely-missing0"],
+        &["cannot write pcap file", "directory"],
+    );
+    fails_once(
+        &[
+            "tcp-client",
+            "--to",
+            "192.168.69.100:9090",
+            "--pcap",
+            "/nonexistent-dir/x.pcap",
+            "x",
+        ],
+        &[
+            "cannot write pcap file /nonexistent-dir/x.pcap",
+            "No such file",
+        ],
+    );
+}
+
 #[test]
 fn help_lists_every_program() {
     let out = smolsock(&["--help"]);
