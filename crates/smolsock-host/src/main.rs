@@ -121,6 +121,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     };
     match device.stack {
         StackKind::Smoltcp => {
+            device.check_addresses().map_err(Failure::Usage)?;
             let launcher = OnSmoltcp {
                 device,
                 pcap: cli.pcap,

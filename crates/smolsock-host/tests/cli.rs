@@ -107,12 +107,81 @@ fn bad_input_gets_one_clear_line_and_a_failure() {
         &[
             "udp-recv",
             "--gateway",
-            "10.0.0.1",
+            "192.168.69.254",
             "--tap",
             "definitely-missing0",
         ],
         "does not exist",
     );
+}
+
+#[test]
+fn addresses_a_device_must_not_use_are_usage_errors() {
+    let line = usage_error(
+        &["udp-recv", "--ip", "192.168.69.0/24"],
+        "network or broadcast address of 192.168.69.0/24",
+    );
+    assert!(line.contains("192.168.69.0 is"), "{line}");
+    usage_error(
+        &["udp-recv", "--ip", "192.168.69.255/24"],
+        "network or broadcast",
+    );
+    usage_error(
+        &["tcp-server", "--ip", "10.1.2.3/30"],
+        "network or broadcast",
+    );
+    usage_error(&["udp-recv", "--mac", "00:00:00:00:00:00"], "all-zero");
+    usage_error(&["udp-recv", "--mac", "01:00:5e:00:00:01"], "unicast");
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "192.168.69.1",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "--gateway 192.168.69.1 is the stack's own address",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--ip",
+            "10.0.0.5/24",
+            "--gateway",
+            "10.0.0.5",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "own address",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "10.0.0.1",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "outside the stack's subnet 192.168.69.0/24",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "192.168.69.255",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "broadcast",
+    );
+    // A /31 or a /32 has no network or broadcast address: every address is a host's, and
+    // these get as far as the (missing) device.
+    for ip in ["10.0.0.0/31", "10.0.0.1/31", "10.0.0.0/32"] {
+        fails_with(
+            &["udp-recv", "--ip", ip, "--tap", "definitely-missing0"],
+            "does not exist",
+        );
+    }
 }
 
 /// Asserts a failure with exit status 1 and one line on stderr containing every needle.
