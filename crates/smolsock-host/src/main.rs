@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser as _};
 use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
@@ -33,6 +34,16 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            // No program named: what there is to run, not a one-line error.
+            eprint!("{}", Cli::command().render_help());
+            return ExitCode::from(2);
+        }
         Err(e) => {
             // One line: clap's message without the usage block that follows it.
             let rendered = e.to_string();

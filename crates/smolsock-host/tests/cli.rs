@@ -250,6 +250,30 @@ fn unwritable_pcap_file_is_one_line_and_exit_1_before_any_traffic() {
 }
 
 #[test]
+fn no_subcommand_prints_the_usage_on_stderr_and_exits_2() {
+    for args in [&[][..], &["--json"][..], &["-v", "--pcap", "x.pcap"][..]] {
+        let out = smolsock(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains("Usage: smolsock"), "{args:?}: {stderr}");
+        for cmd in [
+            "udp-recv",
+            "udp-send",
+            "tcp-server",
+            "tcp-client",
+            "demo",
+            "compare",
+        ] {
+            assert!(
+                stderr.contains(cmd),
+                "{args:?}: {cmd} missing from\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
 fn help_lists_every_program() {
     let out = smolsock(&["--help"]);
     assert!(out.status.success());
