@@ -328,7 +328,7 @@ impl Launch for OnSmoltcp {
             mac: args.mac.unwrap_or(DEFAULT_MAC),
             ip,
             gateway: args.gateway,
-            seed: random_seed(),
+            seed: random_seed()?,
         };
         let sizing = Sizing {
             tcp_sockets,
