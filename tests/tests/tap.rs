@@ -236,6 +236,44 @@ fn smoltcp_answers_ping_with_the_same_payload() {
 }
 
 #[test]
+fn udp_send_states_its_largest_datagram_and_it_arrives_whole() {
+    in_netns(
+        "udp_send_states_its_largest_datagram_and_it_arrives_whole",
+        || {
+            let sock = UdpSocket::bind((KERNEL_IP, 9090)).unwrap();
+            sock.set_read_timeout(Some(T)).unwrap();
+            let biggest = "x".repeat(1472);
+            let send = Proc::smolsock(&["udp-send", "--to", "192.168.69.100:9090", &biggest]);
+            let mut buf = [0u8; 65536];
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], biggest.as_bytes(), "1472 bytes arrive whole");
+            let (ok, lines, stderr) = send.finish(T);
+            assert!(ok, "{stderr}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("udp bound") && l.contains("datagrams up to 1472 bytes")),
+                "{lines:?}"
+            );
+            // One byte more is refused with the limit in the message, and nothing leaves.
+            let (ok, lines, stderr) =
+                Proc::smolsock(&["udp-send", "--to", "192.168.69.100:9090", &"y".repeat(1473)])
+                    .finish(T);
+            assert!(!ok);
+            assert!(!lines.iter().any(|l| l.contains("udp sent")), "{lines:?}");
+            assert!(
+                stderr.contains("1473 bytes is larger than the 1472 bytes"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            assert!(sock.recv_from(&mut buf).is_err(), "nothing was sent");
+        },
+    );
+}
+
+#[test]
 fn tun_device_carries_ip_packets() {
     in_netns("tun_device_carries_ip_packets", || {
         smolsock_tests::sh(&["ip", "tuntap", "add", "name", "tun0", "mode", "tun"]);

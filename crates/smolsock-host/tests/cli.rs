@@ -37,7 +37,7 @@ fn demo_runs_all_programs_unprivileged() {
     );
     for needle in [
         "[server] udp received 10 bytes from 192.168.69.2:",
-        "(ephemeral port, bound by the first send)",
+        "(ephemeral port, bound by the first send; datagrams up to 1472 bytes)",
         "── SYN seq=0",
         "◀ SYN,ACK seq=0 ack=1",
         "state SYN-SENT -> ESTABLISHED",
