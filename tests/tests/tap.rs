@@ -4,11 +4,12 @@
 //! tests below them are for smoltcp and its devices only.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use smolsock_tests::programs::{self, SMOLTCP};
-use smolsock_tests::{Proc, SMOL_IP, T, exchange, in_netns};
+use smolsock_tests::{KERNEL_IP, Proc, SMOL_IP, T, exchange, in_netns};
 
 #[test]
 fn udp_recv_reports_kernel_datagrams_with_sender_and_truncation() {
@@ -98,6 +99,400 @@ fn missing_tap_gets_a_clear_error() {
         assert!(!ok);
         assert!(stderr.contains("not a TUN device"), "{stderr}");
     });
+}
+
+#[test]
+fn pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture() {
+    in_netns(
+        "pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture",
+        || {
+            let dir = std::env::temp_dir().join(format!("smolsock-pcap-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let send = |text: &[u8]| {
+                let s = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+                s.send_to(text, (SMOL_IP, 9090)).unwrap();
+            };
+            // A regular file: the header, then every frame (ARP and the datagram).
+            let file = dir.join("ok.pcap");
+            let mut recv =
+                Proc::smolsock(&["udp-recv", "--count", "1", "--pcap", file.to_str().unwrap()]);
+            recv.wait_for("bound", T);
+            send(b"captured-payload");
+            let (ok, _, stderr) = recv.finish(T);
+            assert!(ok, "{stderr}");
+            let bytes = std::fs::read(&file).unwrap();
+            assert_eq!(bytes[..4], 0xa1b2c3d4u32.to_ne_bytes(), "pcap magic");
+            assert!(
+                bytes.windows(16).any(|w| w == b"captured-payload"),
+                "the datagram is in the capture"
+            );
+
+            // A FIFO whose reader goes away after the header: the next write gets EPIPE.
+            let fifo = dir.join("fifo.pcap");
+            let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+            // Opened for reading first (non-blocking), so smolsock's open does not block.
+            let mut reader = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let mut recv =
+                Proc::smolsock(&["udp-recv", "--count", "2", "--pcap", fifo.to_str().unwrap()]);
+            recv.wait_for("bound", T);
+            let mut header = [0u8; 24];
+            reader.read_exact(&mut header).unwrap();
+            assert_eq!(header[..4], 0xa1b2c3d4u32.to_ne_bytes());
+            drop(reader);
+            send(b"first");
+            recv.wait_for("\"first\"", T);
+            send(b"second");
+            let (ok, lines, stderr) = recv.finish(T);
+            assert!(ok, "the program goes on: {stderr}");
+            assert!(lines.iter().any(|l| l.contains("\"second\"")), "{lines:?}");
+            let warnings: Vec<&str> = stderr
+                .lines()
+                .filter(|l| l.contains("cannot write pcap file"))
+                .collect();
+            assert_eq!(warnings.len(), 1, "one warning line: {stderr}");
+            assert!(warnings[0].contains("capture stops"), "{stderr}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            let _ = std::fs::remove_dir_all(&dir);
+        },
+    );
+}
+
+#[test]
+fn smoltcp_answers_ping_with_the_same_payload() {
+    in_netns("smoltcp_answers_ping_with_the_same_payload", || {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet};
+        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+        let mut recv = Proc::smolsock(&["udp-recv", "--count", "1"]);
+        recv.wait_for("bound", T);
+        // A raw ICMP socket (CAP_NET_RAW, which the test has in its namespace): what
+        // `ping` sends, from the kernel side of the TAP.
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let to = SockAddr::from(std::net::SocketAddrV4::new(SMOL_IP, 0));
+        let checksums = ChecksumCapabilities::default();
+        for (seq_no, len) in [(1u16, 56usize), (2, 1400)] {
+            let data: Vec<u8> = (0..len)
+                .map(|i| (i * 7 + usize::from(seq_no)) as u8)
+                .collect();
+            let request = Icmpv4Repr::EchoRequest {
+                ident: 0x5350,
+                seq_no,
+                data: &data,
+            };
+            let mut bytes = vec![0u8; request.buffer_len()];
+            request.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes), &checksums);
+            let end = Instant::now() + T;
+            let mut resend = Instant::now();
+            let reply = loop {
+                assert!(Instant::now() < end, "no echo reply {seq_no} within {T:?}");
+                if Instant::now() >= resend {
+                    socket.send_to(&bytes, &to).unwrap();
+                    resend = Instant::now() + Duration::from_secs(1);
+                }
+                let mut buf = [0u8; 2048];
+                let Ok(n) = (&socket).read(&mut buf) else {
+                    continue;
+                };
+                let Ok(ip) = Ipv4Packet::new_checked(&buf[..n]) else {
+                    continue;
+                };
+                if ip.src_addr() != SMOL_IP {
+                    continue;
+                }
+                let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
+                match Icmpv4Repr::parse(&icmp, &checksums).unwrap() {
+                    Icmpv4Repr::EchoReply {
+                        ident,
+                        seq_no: got,
+                        data: reply,
+                    } if ident == 0x5350 && got == seq_no => break reply.to_vec(),
+                    _ => continue,
+                }
+            };
+            assert_eq!(
+                reply, data,
+                "echo reply {seq_no} carries the request's payload"
+            );
+        }
+        // The program saw none of it and goes on.
+        let udp = UdpSocket::bind((KERNEL_IP, 0)).unwrap();
+        udp.send_to(b"after ping", (SMOL_IP, 9090)).unwrap();
+        let (ok, lines, stderr) = recv.finish(T);
+        assert!(ok, "{stderr}");
+        let received: Vec<&String> = lines.iter().filter(|l| l.contains("received")).collect();
+        assert_eq!(received.len(), 1, "{lines:?}");
+        assert!(received[0].contains("after ping"), "{lines:?}");
+    });
+}
+
+#[test]
+fn udp_send_states_its_largest_datagram_and_it_arrives_whole() {
+    in_netns(
+        "udp_send_states_its_largest_datagram_and_it_arrives_whole",
+        || {
+            let sock = UdpSocket::bind((KERNEL_IP, 9090)).unwrap();
+            sock.set_read_timeout(Some(T)).unwrap();
+            let biggest = "x".repeat(1472);
+            let send = Proc::smolsock(&["udp-send", "--to", "192.168.69.100:9090", &biggest]);
+            let mut buf = [0u8; 65536];
+            let (n, _) = sock.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], biggest.as_bytes(), "1472 bytes arrive whole");
+            let (ok, lines, stderr) = send.finish(T);
+            assert!(ok, "{stderr}");
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("udp bound") && l.contains("datagrams up to 1472 bytes")),
+                "{lines:?}"
+            );
+            // One byte more is refused with the limit in the message, and nothing leaves.
+            let (ok, lines, stderr) =
+                Proc::smolsock(&["udp-send", "--to", "192.168.69.100:9090", &"y".repeat(1473)])
+                    .finish(T);
+            assert!(!ok);
+            assert!(!lines.iter().any(|l| l.contains("udp sent")), "{lines:?}");
+            assert!(
+                stderr.contains("1473 bytes is larger than the 1472 bytes"),
+                "{stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            assert!(sock.recv_from(&mut buf).is_err(), "nothing was sent");
+        },
+    );
+}
+
+/// An `AF_PACKET` socket on `tap0`: what it sends goes to the program attached to the TAP
+/// (forged frames from addresses nobody has); it reads every frame the TAP carries.
+struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl PacketSocket {
+    fn on_tap() -> Self {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let protocol = (libc::ETH_P_ALL as u16).to_be();
+        // SAFETY: a plain socket call; the descriptor is owned right away.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
+        assert!(
+            raw >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        let name = std::ffi::CString::new("tap0").unwrap();
+        // SAFETY: a valid NUL-terminated name.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        assert_ne!(index, 0, "tap0 exists");
+        // SAFETY: all zeroes is a valid `sockaddr_ll`.
+        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_protocol = protocol;
+        addr.sll_ifindex = index as i32;
+        // SAFETY: binds to a `sockaddr_ll` that lives for the call, with its true size.
+        let rc = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                std::ptr::from_ref(&addr).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        // Reads wake up every 100 ms, so a reader thread sees its stop flag.
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        // SAFETY: sets a `timeval` option from a value that lives for the call.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::from_ref(&timeout).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        Self { fd }
+    }
+
+    fn send(&self, frame: &[u8]) {
+        // SAFETY: writes `frame.len()` bytes from a live slice to our own descriptor.
+        let n = unsafe {
+            libc::write(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                frame.as_ptr().cast(),
+                frame.len(),
+            )
+        };
+        assert_eq!(
+            n,
+            frame.len() as isize,
+            "{}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The next frame, or `None` after 100 ms without one.
+    fn recv<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
+        // SAFETY: reads at most `buf.len()` bytes into a live buffer.
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        usize::try_from(n).ok().map(|n| &buf[..n])
+    }
+}
+
+/// Whether `frame` is smoltcp's ARP request for the kernel's address.
+fn smoltcp_asks_for_kernel(frame: &[u8]) -> bool {
+    use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol};
+    let Ok(eth) = EthernetFrame::new_checked(frame) else {
+        return false;
+    };
+    if eth.ethertype() != EthernetProtocol::Arp || eth.src_addr().0 != [2, 0, 0, 0, 0, 1] {
+        return false;
+    }
+    let Ok(arp) = ArpPacket::new_checked(eth.payload()) else {
+        return false;
+    };
+    matches!(
+        ArpRepr::parse(&arp),
+        Ok(ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            target_protocol_addr,
+            ..
+        }) if target_protocol_addr == KERNEL_IP
+    )
+}
+
+/// An ARP request "who has 192.168.69.1" from a forged sender `ip` at `mac`.
+fn forged_arp_request(ip: std::net::Ipv4Addr, mac: [u8; 6]) -> Vec<u8> {
+    use smoltcp::wire::{
+        ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+        EthernetRepr,
+    };
+    let arp = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: EthernetAddress(mac),
+        source_protocol_addr: ip,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: SMOL_IP,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress(mac),
+        dst_addr: EthernetAddress::BROADCAST,
+        ethertype: EthernetProtocol::Arp,
+    };
+    let mut frame = vec![0u8; eth.buffer_len() + arp.buffer_len()];
+    let mut ethernet = EthernetFrame::new_unchecked(&mut frame[..]);
+    eth.emit(&mut ethernet);
+    arp.emit(&mut ArpPacket::new_unchecked(ethernet.payload_mut()));
+    frame
+}
+
+#[test]
+fn arp_flood_from_spoofed_sources_does_not_stall_a_tcp_session() {
+    in_netns(
+        "arp_flood_from_spoofed_sources_does_not_stall_a_tcp_session",
+        || {
+            use std::sync::Arc;
+            use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+            let mut server = Proc::smolsock(&["tcp-server", "--max-clients", "1"]);
+            server.wait_for("listening", T);
+            let mut s = TcpStream::connect_timeout(&(SMOL_IP, 9090).into(), T).unwrap();
+            s.set_read_timeout(Some(T)).unwrap();
+            exchange(&mut s, 0, 5);
+
+            // Watches for smoltcp asking the kernel's MAC again: what it must do once the
+            // kernel's entry has been evicted from its neighbour cache.
+            let stop = Arc::new(AtomicBool::new(false));
+            let watch = {
+                let stop = Arc::clone(&stop);
+                let socket = PacketSocket::on_tap();
+                std::thread::spawn(move || {
+                    let mut asked = 0u32;
+                    let mut buf = vec![0u8; 65536];
+                    let end = Instant::now() + Duration::from_secs(40);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        if socket.recv(&mut buf).is_some_and(smoltcp_asks_for_kernel) {
+                            asked += 1;
+                        }
+                    }
+                    asked
+                })
+            };
+            // Every other address of the /24, each from its own MAC, over and over: far
+            // more senders than smoltcp's default neighbour cache (8 entries) holds.
+            let sent = Arc::new(AtomicU64::new(0));
+            let flood = {
+                let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+                std::thread::spawn(move || {
+                    let injector = PacketSocket::on_tap();
+                    let end = Instant::now() + Duration::from_secs(30);
+                    let mut n: u32 = 0;
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                        for _ in 0..10 {
+                            let host = 2 + (n % 252) as u8; // .2 ..= .253
+                            n += 1;
+                            if host == 100 {
+                                continue;
+                            }
+                            let ip = std::net::Ipv4Addr::new(192, 168, 69, host);
+                            let mac = [0x02, 0xee, (n >> 16) as u8, (n >> 8) as u8, n as u8, host];
+                            injector.send(&forged_arp_request(ip, mac));
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                })
+            };
+            // The session goes on while the flood runs: every reply comes, whole.
+            let start = Instant::now();
+            let mut rounds = 0;
+            while start.elapsed() < Duration::from_secs(3) || sent.load(Ordering::Relaxed) < 2_000 {
+                assert!(start.elapsed() < T, "flood too slow to test anything");
+                exchange(&mut s, rounds, 1);
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            stop.store(true, Ordering::Relaxed);
+            smolsock_tests::join_within(flood, T, "ARP flood");
+            let asked = smolsock_tests::join_within(watch, T, "ARP watch");
+            eprintln!(
+                "{} echo round trips in {:?} during {} forged ARP requests; smoltcp asked \
+                 for the kernel's MAC {asked} times",
+                rounds,
+                start.elapsed(),
+                sent.load(Ordering::Relaxed)
+            );
+            // The talking peer was never evicted: smoltcp never had to ask for it again.
+            assert_eq!(
+                asked, 0,
+                "the kernel's neighbour entry was evicted by the flood"
+            );
+            drop(s);
+            let (ok, _, stderr) = server.finish(T);
+            assert!(ok, "{stderr}");
+        },
+    );
 }
 
 #[test]

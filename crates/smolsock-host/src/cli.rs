@@ -15,7 +15,9 @@ pub struct Cli {
     /// Print events as JSON lines (compare: the table as one JSON document).
     #[arg(long, global = true)]
     pub json: bool,
-    /// Write every frame to this pcap file (for Wireshark).
+    /// Write every frame to this pcap file (for Wireshark). A file that cannot be written
+    /// is an error at start; if a write fails later (disk full), the capture stops with a
+    /// warning and the program goes on.
     #[arg(long, global = true, value_name = "FILE")]
     pub pcap: Option<PathBuf>,
     /// More logging (-v debug, -vv trace); RUST_LOG works too.
@@ -256,7 +258,42 @@ pub struct DeviceArgs {
     pub tcp_buf: Option<u32>,
 }
 
+/// Whether `ip` is the network or the broadcast address of `cidr`'s prefix (a /31 or /32
+/// has neither: every address there is a host's).
+fn network_or_broadcast(cidr: Ipv4Cidr, ip: Ipv4Addr) -> bool {
+    cidr.broadcast().is_some() && (ip == cidr.network().address() || cidr.broadcast() == Some(ip))
+}
+
 impl DeviceArgs {
+    /// Checks the flags that only make sense together: `--gateway` is another host of the
+    /// `--ip` subnet.
+    pub fn check_addresses(&self) -> Result<(), String> {
+        let Some(gateway) = self.gateway else {
+            return Ok(());
+        };
+        let cidr = match self.ip {
+            Some(cidr) => cidr,
+            None => parse_cidr(DEFAULT_IP)?,
+        };
+        if gateway == cidr.address() {
+            Err(format!(
+                "--gateway {gateway} is the stack's own address; give the router's address"
+            ))
+        } else if !cidr.contains_addr(&gateway) {
+            Err(format!(
+                "--gateway {gateway} is outside the stack's subnet {}",
+                cidr.network()
+            ))
+        } else if network_or_broadcast(cidr, gateway) {
+            Err(format!(
+                "--gateway {gateway} is the network or broadcast address of {}",
+                cidr.network()
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// The smoltcp-only flags that were given (they make no sense with `--stack kernel`).
     pub fn smoltcp_flags(&self) -> Vec<&'static str> {
         let given = [
@@ -317,7 +354,14 @@ pub fn parse_cidr(text: &str) -> Result<Ipv4Cidr, String> {
     if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() || ip.is_loopback() {
         return Err(format!("{ip} cannot be the stack's own address"));
     }
-    Ok(Ipv4Cidr::new(ip, len))
+    let cidr = Ipv4Cidr::new(ip, len);
+    if network_or_broadcast(cidr, ip) {
+        return Err(format!(
+            "{ip} is the network or broadcast address of {}; give a host address (a /31 or /32 has neither)",
+            cidr.network()
+        ));
+    }
+    Ok(cidr)
 }
 
 /// Parses a unicast MAC address `xx:xx:xx:xx:xx:xx`.
@@ -333,6 +377,11 @@ pub fn parse_mac(text: &str) -> Result<EthernetAddress, String> {
         return Err(bad());
     }
     let mac = EthernetAddress(bytes);
+    if bytes == [0; 6] {
+        return Err(format!(
+            "{text} is the all-zero address; the stack needs a real unicast one"
+        ));
+    }
     if !mac.is_unicast() {
         return Err(format!(
             "{text} is a multicast or broadcast address; the stack needs a unicast one"
@@ -380,6 +429,12 @@ mod tests {
         assert!(parse_cidr("192.168.69.1/24").is_ok());
         assert!(parse_cidr("192.168.69.1/33").is_err());
         assert!(parse_cidr("192.168.69.1").is_err());
+        assert!(parse_cidr("192.168.69.0/24").is_err());
+        assert!(parse_cidr("192.168.69.255/24").is_err());
+        assert!(parse_cidr("10.0.0.0/31").is_ok());
+        assert!(parse_cidr("10.0.0.1/31").is_ok());
+        assert!(parse_cidr("10.0.0.0/32").is_ok());
+        assert!(parse_mac("00:00:00:00:00:00").is_err());
         assert!(parse_mac("02:00:00:00:00:01").is_ok());
         assert!(parse_mac("01:00:5e:00:00:01").is_err());
         assert!(parse_mac("02:00:00:00:00").is_err());

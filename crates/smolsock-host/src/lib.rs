@@ -8,6 +8,7 @@
 //! - [`inproc`]: two stacks on an in-memory link with a simulated clock (demo and tests);
 //! - [`netns`]: a private network namespace with a ready TAP device (or, without
 //!   `/dev/net/tun`, a [`veth`] pair), made in-process;
+//! - [`pcap`]: `--pcap FILE`, a device wrapper writing every frame, that never panics;
 //! - [`capture`]: packet capture on an interface (`AF_PACKET`) and a frame parser;
 //! - [`compare`]: `smolsock compare`, the seed's rules observed on both stacks;
 //! - [`demo`], [`input`], [`output`], [`cli`].
@@ -27,6 +28,7 @@ pub mod input;
 pub mod kernel;
 pub mod netns;
 pub mod output;
+pub mod pcap;
 pub mod setup;
 pub mod tap;
 pub mod veth;

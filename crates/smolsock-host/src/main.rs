@@ -2,18 +2,18 @@
 //! TUN device, on the host kernel's own stack (`--stack kernel`, the std twin), or all of
 //! them at once in-process (`smolsock demo`).
 
-use std::fs::File;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser as _;
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser as _};
 use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
-use smoltcp::phy::{PcapMode, PcapWriter};
+use smoltcp::phy::Medium;
 use smoltcp::time::Duration;
 
 use smolsock_host::cli::{
@@ -24,6 +24,7 @@ use smolsock_host::driver::{self, RunError};
 use smolsock_host::input::LineInput;
 use smolsock_host::kernel::KernelStack;
 use smolsock_host::output::Printer;
+use smolsock_host::pcap::{PcapDevice, PcapFile};
 use smolsock_host::setup::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_host::tap::{Kind, TunTap};
 
@@ -34,6 +35,16 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => e.exit(),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) =>
+        {
+            // No program named: what there is to run, not a one-line error.
+            eprint!("{}", Cli::command().render_help());
+            return ExitCode::from(2);
+        }
         Err(e) => {
             // One line: clap's message without the usage block that follows it.
             let rendered = e.to_string();
@@ -141,6 +152,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let (policy, policy_flags) = cli.command.listen_policy();
     match device.stack {
         StackKind::Smoltcp => {
+            device.check_addresses().map_err(Failure::Usage)?;
             let launcher = OnSmoltcp {
                 device,
                 pcap: cli.pcap,
@@ -348,32 +360,35 @@ impl Launch for OnSmoltcp {
             mac: args.mac.unwrap_or(DEFAULT_MAC),
             ip,
             gateway: args.gateway,
-            seed: random_seed(),
+            seed: random_seed()?,
         };
         let sizing = Sizing {
             tcp_sockets,
             tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
             ..Sizing::default()
         };
-        let mut device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
-        let result = match self.pcap {
-            Some(path) => {
-                let file = File::create(&path)
-                    .map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))?;
-                let mut device = PcapWriter::new(device, file, PcapMode::Both);
-                let mut stack =
-                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-                stack.set_listen_policy(self.policy);
-                driver::run(&mut stack, &mut device, program, &mut input, printer)
-            }
-            None => {
-                let mut stack =
-                    build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
-                stack.set_listen_policy(self.policy);
-                driver::run(&mut stack, &mut device, program, &mut input, printer)
-            }
+        let medium = match kind {
+            Kind::Tap => Medium::Ethernet,
+            Kind::Tun => Medium::Ip,
         };
-        outcome(result)
+        let pcap = match self.pcap {
+            Some(path) => Some(
+                PcapFile::create(&path, medium)
+                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        let mut device = PcapDevice::new(device, pcap);
+        let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+        stack.set_listen_policy(self.policy);
+        outcome(driver::run(
+            &mut stack,
+            &mut device,
+            program,
+            &mut input,
+            printer,
+        ))
     }
 }
 

@@ -84,8 +84,16 @@ fn addr(a: impl ToString) -> Value {
 pub fn event_json(event: &Event<'_>) -> Value {
     let kind = event.kind();
     match *event {
-        Event::Bound { local, auto } => {
-            json!({"event": kind, "proto": "udp", "local": addr(local), "auto": auto})
+        Event::Bound {
+            local,
+            auto,
+            max_send,
+        } => {
+            let mut v = json!({"event": kind, "proto": "udp", "local": addr(local), "auto": auto});
+            if let Some(max) = max_send {
+                v["max_send"] = json!(max);
+            }
+            v
         }
         Event::Listening { local, backlog } => {
             json!({"event": kind, "proto": "tcp", "local": addr(local), "backlog": backlog})

@@ -3,9 +3,6 @@
 //! A board keeps socket buffers in `static`s; the host allocates them once per process and
 //! leaks them, which gives the `'static` lifetime the stack wants with no `unsafe`.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-
 use smolsock::smol::{SmolStack, StackConfig};
 use smoltcp::iface::SocketStorage;
 use smoltcp::phy::Device;
@@ -49,11 +46,21 @@ fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
     Box::leak(vec![value; len].into_boxed_slice())
 }
 
-/// A seed that differs between runs (std's randomly keyed hasher).
-pub fn random_seed() -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
-    hasher.finish()
+/// What [`seed_error`] says when the operating system gives no random numbers.
+pub const NO_SEED: &str = "the operating system gave no random numbers for the stack's seed";
+
+/// 64 bits from the operating system's random source (`getrandom(2)`), for the stack's seed:
+/// TCP initial sequence numbers and ephemeral ports come from it, and guessable ones make
+/// forged segments easy.
+pub fn random_seed() -> Result<u64, String> {
+    getrandom::u64().map_err(|e| {
+        format!("cannot seed TCP sequence numbers and ephemeral ports: {NO_SEED} ({e})")
+    })
+}
+
+/// [`random_seed`] where errors are [`smolsock::Error`] values.
+pub fn seed_or_config_error() -> smolsock::Result<u64> {
+    random_seed().map_err(|_| smolsock::Error::InvalidConfig(NO_SEED))
 }
 
 /// Creates a stack on `device` with the given addresses and pools.
@@ -82,4 +89,16 @@ pub fn build_stack<D: Device + ?Sized>(
         )?;
     }
     Ok(stack)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_come_from_the_operating_system_and_differ() {
+        let seeds: Vec<u64> = (0..4).map(|_| random_seed().unwrap()).collect();
+        // Four equal 64-bit draws from a working random source do not happen.
+        assert!(seeds.windows(2).any(|w| w[0] != w[1]), "{seeds:?}");
+    }
 }

@@ -385,20 +385,6 @@ impl HostDevice for TunTap {
     }
 }
 
-impl<S: smoltcp::phy::PcapSink> HostDevice for smoltcp::phy::PcapWriter<TunTap, S> {
-    fn fd(&self) -> RawFd {
-        self.get_ref().fd()
-    }
-
-    fn take_error(&mut self) -> Option<io::Error> {
-        self.get_mut().take_error()
-    }
-
-    fn queue_drops(&self) -> Option<u64> {
-        self.get_ref().queue_drops()
-    }
-}
-
 /// A received frame, borrowed from the device's receive buffer.
 pub struct RxToken<'a> {
     frame: &'a [u8],

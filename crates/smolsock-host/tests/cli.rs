@@ -37,7 +37,7 @@ fn demo_runs_all_programs_unprivileged() {
     );
     for needle in [
         "[server] udp received 10 bytes from 192.168.69.2:",
-        "(ephemeral port, bound by the first send)",
+        "(ephemeral port, bound by the first send; datagrams up to 1472 bytes)",
         "── SYN seq=0",
         "◀ SYN,ACK seq=0 ack=1",
         "state SYN-SENT -> ESTABLISHED",
@@ -107,12 +107,170 @@ fn bad_input_gets_one_clear_line_and_a_failure() {
         &[
             "udp-recv",
             "--gateway",
-            "10.0.0.1",
+            "192.168.69.254",
             "--tap",
             "definitely-missing0",
         ],
         "does not exist",
     );
+}
+
+#[test]
+fn addresses_a_device_must_not_use_are_usage_errors() {
+    let line = usage_error(
+        &["udp-recv", "--ip", "192.168.69.0/24"],
+        "network or broadcast address of 192.168.69.0/24",
+    );
+    assert!(line.contains("192.168.69.0 is"), "{line}");
+    usage_error(
+        &["udp-recv", "--ip", "192.168.69.255/24"],
+        "network or broadcast",
+    );
+    usage_error(
+        &["tcp-server", "--ip", "10.1.2.3/30"],
+        "network or broadcast",
+    );
+    usage_error(&["udp-recv", "--mac", "00:00:00:00:00:00"], "all-zero");
+    usage_error(&["udp-recv", "--mac", "01:00:5e:00:00:01"], "unicast");
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "192.168.69.1",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "--gateway 192.168.69.1 is the stack's own address",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--ip",
+            "10.0.0.5/24",
+            "--gateway",
+            "10.0.0.5",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "own address",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "10.0.0.1",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "outside the stack's subnet 192.168.69.0/24",
+    );
+    usage_error(
+        &[
+            "udp-recv",
+            "--gateway",
+            "192.168.69.255",
+            "--tap",
+            "definitely-missing0",
+        ],
+        "broadcast",
+    );
+    // A /31 or a /32 has no network or broadcast address: every address is a host's, and
+    // these get as far as the (missing) device.
+    for ip in ["10.0.0.0/31", "10.0.0.1/31", "10.0.0.0/32"] {
+        fails_with(
+            &["udp-recv", "--ip", ip, "--tap", "definitely-missing0"],
+            "does not exist",
+        );
+    }
+}
+
+/// Asserts a failure with exit status 1 and one line on stderr containing every needle.
+fn fails_once(args: &[&str], needles: &[&str]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_smolsock"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run smolsock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{args:?}: exit status; {stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "{args:?}: one line, got:\n{stderr}"
+    );
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: {stderr:?} lacks {needle:?}"
+        );
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn unwritable_pcap_file_is_one_line_and_exit_1_before_any_traffic() {
+    // Checked before the device is opened: no TAP is needed to see these.
+    fails_once(
+        &[
+            "udp-recv",
+            "--pcap",
+            "/dev/full",
+            "--tap",
+            "definitely-missing0",
+        ],
+        &[
+            "smolsock: error: cannot write pcap file /dev/full:",
+            "No space left",
+        ],
+    );
+    let dir = std::env::temp_dir();
+    let dir = dir.to_str().unwrap();
+    fails_once(
+        &["--pcap", dir, "tcp-server", "--tap", "definitely-missing0"],
+        &["cannot write pcap file", "directory"],
+    );
+    fails_once(
+        &[
+            "tcp-client",
+            "--to",
+            "192.168.69.100:9090",
+            "--pcap",
+            "/nonexistent-dir/x.pcap",
+            "x",
+        ],
+        &[
+            "cannot write pcap file /nonexistent-dir/x.pcap",
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn no_subcommand_prints_the_usage_on_stderr_and_exits_2() {
+    for args in [&[][..], &["--json"][..], &["-v", "--pcap", "x.pcap"][..]] {
+        let out = smolsock(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(stderr.contains("Usage: smolsock"), "{args:?}: {stderr}");
+        for cmd in [
+            "udp-recv",
+            "udp-send",
+            "tcp-server",
+            "tcp-client",
+            "demo",
+            "compare",
+        ] {
+            assert!(
+                stderr.contains(cmd),
+                "{args:?}: {cmd} missing from\n{stderr}"
+            );
+        }
+    }
 }
 
 #[test]

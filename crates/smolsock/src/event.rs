@@ -171,6 +171,10 @@ pub enum Event<'a> {
         local: SocketAddrV4,
         /// Bound by the first send rather than by `bind`.
         auto: bool,
+        /// For a sender: the largest datagram payload a send takes. Larger messages are
+        /// refused, never cut; smoltcp sends each datagram in one frame (no IP
+        /// fragmentation), so on a 1500-byte MTU this is 1472 bytes.
+        max_send: Option<usize>,
     },
     /// A TCP listener is up (rules S1, S3).
     Listening {
@@ -335,12 +339,21 @@ impl Display for Who {
 impl Display for Event<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         match *self {
-            Event::Bound { local, auto } => {
+            Event::Bound {
+                local,
+                auto,
+                max_send,
+            } => {
                 write!(f, "udp bound {local}")?;
-                if auto {
-                    f.write_str(" (ephemeral port, bound by the first send)")?;
+                match (auto, max_send) {
+                    (true, Some(max)) => write!(
+                        f,
+                        " (ephemeral port, bound by the first send; datagrams up to {max} bytes)"
+                    ),
+                    (true, None) => f.write_str(" (ephemeral port, bound by the first send)"),
+                    (false, Some(max)) => write!(f, " (datagrams up to {max} bytes)"),
+                    (false, None) => Ok(()),
                 }
-                Ok(())
             }
             Event::Listening { local, backlog } => {
                 write!(f, "tcp listening {local} backlog {backlog}")

@@ -19,7 +19,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 use crate::driver::wait_readable;
 use crate::kernel::{KernelStack, KernelTcp};
-use crate::setup::random_seed;
+use crate::setup::seed_or_config_error;
 use crate::tap::{HostDevice, TunTap};
 
 /// The kernel's address on the namespace's TAP: the peer of the smoltcp subject.
@@ -247,7 +247,7 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
             mac: EthernetAddress([0x02, 0, 0, 0, 0, last]),
             ip: Ipv4Cidr::new(ip, 24),
             gateway: None,
-            seed: random_seed(),
+            seed: seed_or_config_error()?,
         };
         // Frames the kernel queued on the TAP while no stack was attached belong to
         // earlier scenarios: a fresh stack starts from a quiet link.

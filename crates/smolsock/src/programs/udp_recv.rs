@@ -87,7 +87,11 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
             return self.fail(e, emit);
         }
         if let Some(local) = stack.udp_local(socket) {
-            emit(&Event::Bound { local, auto: false });
+            emit(&Event::Bound {
+                local,
+                auto: false,
+                max_send: None,
+            });
         }
         self.state = State::Receiving(socket);
     }

@@ -100,7 +100,11 @@ impl<S: Stack> Program<S> for UdpSender<'_, S> {
             match stack.udp_send_to(socket, data, self.config.to) {
                 Ok(()) => {
                     if !was_bound && let Some(local) = stack.udp_local(socket) {
-                        emit(&Event::Bound { local, auto: true });
+                        emit(&Event::Bound {
+                            local,
+                            auto: true,
+                            max_send: Some(stack.udp_max_payload(socket)),
+                        });
                     }
                     self.counter.sent(data);
                     emit(&Event::Sent {

@@ -203,6 +203,11 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 if !config.mac.is_unicast() {
                     return Err(Error::InvalidConfig("the MAC address must be unicast"));
                 }
+                if config.mac == EthernetAddress([0; 6]) {
+                    return Err(Error::InvalidConfig(
+                        "the MAC address must not be 00:00:00:00:00:00",
+                    ));
+                }
                 (HardwareAddress::Ethernet(config.mac), ETHERNET_HEADER)
             }
             Medium::Ip => (HardwareAddress::Ip, 0),
@@ -217,6 +222,20 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         if !usable_destination(ip) || ip.is_loopback() {
             return Err(Error::InvalidConfig(
                 "the interface address must be a unicast address",
+            ));
+        }
+        // The first and last address of a prefix name the network and its broadcast; a /31
+        // (RFC 3021) and a /32 have neither, so there every address is a host's.
+        if config.ip.broadcast().is_some()
+            && (ip == config.ip.network().address() || config.ip.broadcast() == Some(ip))
+        {
+            return Err(Error::InvalidConfig(
+                "the interface address must not be its subnet's network or broadcast address",
+            ));
+        }
+        if config.gateway == Some(ip) {
+            return Err(Error::InvalidConfig(
+                "the gateway must be another host than the interface itself",
             ));
         }
         if let Some(gateway) = config.gateway
