@@ -1,11 +1,15 @@
 //! Forged frames on the test TAP: an attacker (or a peer the tests play by hand) next to the
 //! smoltcp stack.
 //!
-//! [`Wire`] is an `AF_PACKET` raw socket bound to [`TAP`] in the test's namespace. A frame it
-//! sends goes out of the kernel's side of the TAP, so the program reading the TAP (smolsock's
-//! smoltcp stack, MAC [`SMOL_MAC`], IP [`SMOL_IP`]) receives it as if a host on the link had
-//! sent it; the socket also reads every frame the stack sends (SYN-ACKs, resets, ARP
-//! requests) and, marked [`Frame::outgoing`], the frames the kernel itself sends to it.
+//! [`Wire::open`] is an `AF_PACKET` raw socket bound to [`TAP`] in the test's namespace. A
+//! frame it sends goes out of the kernel's side of the TAP, so the program reading the TAP
+//! (smolsock's smoltcp stack, MAC [`SMOL_MAC`], IP [`SMOL_IP`]) receives it as if a host on
+//! the link had sent it; the socket also reads every frame the stack sends (SYN-ACKs,
+//! resets, ARP requests) and the frames the kernel itself sends it.
+//!
+//! [`Wire::kernel`] plays the same part for the kernel's own stack (`--stack kernel`): it
+//! attaches to the TAP's device side (`/dev/net/tun`), so what it writes the kernel receives
+//! on tap0 (at [`KERNEL_IP`]) and what the kernel sends there it reads.
 //!
 //! Frames are built and parsed with `smoltcp::wire` (the reprs fill in the IPv4 and TCP
 //! checksums). Spoofed sources are addresses nobody on the link has, such as
@@ -26,7 +30,7 @@ use smoltcp::wire::{
     TcpSeqNumber,
 };
 
-use crate::{SMOL_IP, TAP};
+use crate::{KERNEL_IP, SMOL_IP, TAP};
 
 /// The smoltcp stack's MAC address (the `smolsock` default).
 pub const SMOL_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
@@ -231,7 +235,7 @@ pub fn show(frames: &[Frame]) -> String {
         .filter_map(|f| match &f.content {
             Content::Tcp(seg) => Some(format!(
                 "{} {seg}\n",
-                if f.outgoing { "kernel " } else { "smoltcp" }
+                if f.from_stack { "stack" } else { "peer " }
             )),
             Content::Arp {
                 request,
@@ -239,7 +243,7 @@ pub fn show(frames: &[Frame]) -> String {
                 target,
             } => Some(format!(
                 "{} ARP {} {sender} -> {target}\n",
-                if f.outgoing { "kernel " } else { "smoltcp" },
+                if f.from_stack { "stack" } else { "peer " },
                 if *request { "who-has" } else { "reply" }
             )),
             Content::Other => None,
@@ -326,19 +330,25 @@ pub fn parse(bytes: &[u8]) -> Content {
 /// A frame read from the TAP.
 #[derive(Clone, Debug)]
 pub struct Frame {
-    /// Sent by the kernel's side of the TAP (the kernel's own stack; our own frames are
-    /// not read back), else by the program on the TAP (the smoltcp stack).
-    pub outgoing: bool,
+    /// Sent by the stack under test (smoltcp, or the kernel for [`Wire::kernel`]); else by
+    /// someone else on the link (the kernel's own clients; our own frames are not read back).
+    pub from_stack: bool,
     /// What it holds.
     pub content: Content,
 }
 
-/// An `AF_PACKET` socket on the namespace's TAP: sends frames to the smoltcp stack, reads
-/// the frames on the link.
+/// A raw link to the stack under test: sends it frames, reads the frames on the link.
 pub struct Wire {
     fd: OwnedFd,
+    /// Attached to the TAP's device side (frames to and from the kernel), else an
+    /// `AF_PACKET` socket on it (frames to and from the smoltcp stack).
+    device_side: bool,
     /// The MAC address of the kernel's side of the TAP (the kernel's own stack).
     pub kernel_mac: [u8; 6],
+    /// The MAC address of the stack under test.
+    pub stack_mac: [u8; 6],
+    /// The IP address of the stack under test.
+    pub stack_ip: Ipv4Addr,
 }
 
 fn check(ret: libc::c_int, what: &str) {
@@ -404,13 +414,56 @@ impl Wire {
             let data = req.ifr_ifru.ifru_hwaddr.sa_data;
             [0, 1, 2, 3, 4, 5].map(|i| data[i] as u8)
         };
-        Wire { fd, kernel_mac }
+        Wire {
+            fd,
+            device_side: false,
+            kernel_mac,
+            stack_mac: SMOL_MAC,
+            stack_ip: SMOL_IP,
+        }
+    }
+
+    /// Attaches to [`TAP`]'s device side, to forge frames to the kernel's own stack (no
+    /// program may hold the TAP meanwhile).
+    pub fn kernel() -> Wire {
+        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+        const IFF_TAP: libc::c_short = 0x0002;
+        const IFF_NO_PI: libc::c_short = 0x1000;
+        let kernel_mac = Self::on(TAP).kernel_mac;
+        // SAFETY: open(2) of a constant path; the ifreq is zeroed and holds the name.
+        let fd = unsafe {
+            let raw = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR);
+            check(raw, "cannot open /dev/net/tun");
+            let fd = OwnedFd::from_raw_fd(raw);
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (dst, &src) in req.ifr_name.iter_mut().zip(TAP.as_bytes()) {
+                *dst = src as libc::c_char;
+            }
+            req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI;
+            check(
+                libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req),
+                "cannot attach to the TAP",
+            );
+            fd
+        };
+        Wire {
+            fd,
+            device_side: true,
+            kernel_mac,
+            stack_mac: kernel_mac,
+            stack_ip: KERNEL_IP,
+        }
+    }
+
+    /// The address `smolsock tcp-server` listens on, on the stack under test.
+    pub fn server(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.stack_ip, SERVER_PORT)
     }
 
     /// Sends one Ethernet frame onto the link (to the smoltcp stack).
     pub fn send(&self, frame: &[u8]) {
         // SAFETY: `frame` is a valid buffer of the given length.
-        let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
+        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
         assert!(
             n == frame.len() as isize,
             "cannot send a frame on the TAP: {}",
@@ -418,24 +471,25 @@ impl Wire {
         );
     }
 
-    /// Sends `segment` from `src_mac` to the smoltcp stack's MAC.
+    /// Sends `segment` from `src_mac` to the stack's MAC.
     pub fn send_segment(&self, segment: &Segment, src_mac: [u8; 6]) {
-        self.send(&segment.frame(src_mac, SMOL_MAC));
+        self.send(&segment.frame(src_mac, self.stack_mac));
     }
 
-    /// Tells the smoltcp stack that `ip` is at `mac` (an ARP reply aimed at it, which it
-    /// puts in its neighbour cache), so that it sends that spoofed address its answers.
+    /// Tells the stack that `ip` is at `mac` (an ARP request from it for the stack's own
+    /// address: smoltcp and Linux both put the asker in their neighbour cache), so that it
+    /// sends that spoofed address its answers.
     pub fn announce(&self, ip: Ipv4Addr, mac: [u8; 6]) {
         let arp = ArpRepr::EthernetIpv4 {
-            operation: ArpOperation::Reply,
+            operation: ArpOperation::Request,
             source_hardware_addr: EthernetAddress(mac),
             source_protocol_addr: ip,
-            target_hardware_addr: EthernetAddress(SMOL_MAC),
-            target_protocol_addr: SMOL_IP,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: self.stack_ip,
         };
         let eth = EthernetRepr {
             src_addr: EthernetAddress(mac),
-            dst_addr: EthernetAddress(SMOL_MAC),
+            dst_addr: EthernetAddress([0xff; 6]),
             ethertype: EthernetProtocol::Arp,
         };
         let mut buf = vec![0u8; eth.buffer_len() + arp.buffer_len()];
@@ -463,14 +517,18 @@ impl Wire {
         let (n, addr) = unsafe {
             let mut addr: libc::sockaddr_ll = std::mem::zeroed();
             let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            let n = libc::recvfrom(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-                (&mut addr as *mut libc::sockaddr_ll).cast(),
-                &mut len,
-            );
+            let n = if self.device_side {
+                libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
+            } else {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    (&mut addr as *mut libc::sockaddr_ll).cast(),
+                    &mut len,
+                )
+            };
             (n, addr)
         };
         if n < 0 {
@@ -478,7 +536,7 @@ impl Wire {
         }
         buf.truncate(n as usize);
         Some(Frame {
-            outgoing: addr.sll_pkttype == libc::PACKET_OUTGOING,
+            from_stack: self.device_side || addr.sll_pkttype != libc::PACKET_OUTGOING,
             content: parse(&buf),
         })
     }
@@ -516,7 +574,7 @@ impl Wire {
                 continue;
             };
             if let Content::Tcp(seg) = &frame.content
-                && !frame.outgoing
+                && frame.from_stack
                 && want(seg)
             {
                 return (Some(seg.clone()), before);
@@ -531,29 +589,24 @@ impl Wire {
     }
 }
 
-/// The segments in `frames` the smoltcp stack sent (not the kernel).
+/// The segments in `frames` the stack under test sent.
 pub fn from_stack(frames: &[Frame]) -> impl Iterator<Item = &Segment> {
     frames
         .iter()
-        .filter_map(|f| match (&f.content, f.outgoing) {
-            (Content::Tcp(seg), false) => Some(seg),
-            _ => None,
-        })
-}
-
-/// The segments in `frames` the kernel sent.
-pub fn from_kernel(frames: &[Frame]) -> impl Iterator<Item = &Segment> {
-    frames
-        .iter()
-        .filter_map(|f| match (&f.content, f.outgoing) {
+        .filter_map(|f| match (&f.content, f.from_stack) {
             (Content::Tcp(seg), true) => Some(seg),
             _ => None,
         })
 }
 
-/// The server's address on the smoltcp stack.
-pub fn server() -> SocketAddrV4 {
-    SocketAddrV4::new(SMOL_IP, SERVER_PORT)
+/// The segments in `frames` others sent the stack under test (the kernel's clients).
+pub fn to_stack(frames: &[Frame]) -> impl Iterator<Item = &Segment> {
+    frames
+        .iter()
+        .filter_map(|f| match (&f.content, f.from_stack) {
+            (Content::Tcp(seg), false) => Some(seg),
+            _ => None,
+        })
 }
 
 /// A client played by hand from a spoofed address: its own handshake, data and reset.
@@ -586,8 +639,10 @@ impl<'w> FakeClient<'w> {
     /// Sends the SYN and waits up to `timeout` for the SYN-ACK; returns it (or `None`, with
     /// what came instead).
     pub fn syn(&mut self, timeout: Duration) -> Result<Segment, Vec<Frame>> {
-        self.wire
-            .send_segment(&Segment::syn(self.addr, server(), self.seq), self.mac);
+        self.wire.send_segment(
+            &Segment::syn(self.addr, self.wire.server(), self.seq),
+            self.mac,
+        );
         let me = self.addr;
         match self
             .wire
@@ -600,7 +655,7 @@ impl<'w> FakeClient<'w> {
             }
             (Some(seg), mut before) => {
                 before.push(Frame {
-                    outgoing: false,
+                    from_stack: true,
                     content: Content::Tcp(seg),
                 });
                 Err(before)
@@ -611,7 +666,7 @@ impl<'w> FakeClient<'w> {
 
     /// Sends an ACK carrying `payload` and advances the sequence number.
     pub fn send(&mut self, payload: &[u8]) {
-        let seg = Segment::ack(self.addr, server(), self.seq, self.ack, payload);
+        let seg = Segment::ack(self.addr, self.wire.server(), self.seq, self.ack, payload);
         self.wire.send_segment(&seg, self.mac);
         self.seq = self.seq.wrapping_add(payload.len() as u32);
     }
@@ -645,7 +700,9 @@ impl<'w> FakeClient<'w> {
 
     /// Resets the connection (so the server frees its socket).
     pub fn reset(&self) {
-        self.wire
-            .send_segment(&Segment::rst(self.addr, server(), self.seq), self.mac);
+        self.wire.send_segment(
+            &Segment::rst(self.addr, self.wire.server(), self.seq),
+            self.mac,
+        );
     }
 }

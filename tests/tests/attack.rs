@@ -14,10 +14,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use smolsock_tests::forge::{
-    self, Content, FakeClient, Frame, Segment, Wire, fake_mac, server, spoofed_ip,
+    self, Content, FakeClient, Frame, Segment, Wire, fake_mac, spoofed_ip,
 };
 use smolsock_tests::programs::{KERNEL, SMOLTCP, Target};
-use smolsock_tests::{Proc, T, in_netns, join_within};
+use smolsock_tests::{Proc, SMOL_IP, T, in_netns, join_within};
 
 /// The bound on one probe client's connect, and on its echo.
 const PROBE: Duration = Duration::from_secs(3);
@@ -82,6 +82,11 @@ impl Rng {
     }
 }
 
+/// The echo server on smoltcp.
+fn server() -> SocketAddrV4 {
+    SocketAddrV4::new(SMOL_IP, 9090)
+}
+
 /// Resets sent by the stack to any of `peers`.
 fn resets_to<'a>(frames: &'a [Frame], peers: &[SocketAddrV4]) -> Vec<&'a Segment> {
     forge::from_stack(frames)
@@ -89,34 +94,49 @@ fn resets_to<'a>(frames: &'a [Frame], peers: &[SocketAddrV4]) -> Vec<&'a Segment
         .collect()
 }
 
-#[test]
-fn half_open_connections_do_not_lock_out_the_listener() {
-    in_netns("half_open_connections_do_not_lock_out_the_listener", || {
-        let _server = start_server(&SMOLTCP, &[]);
-        let wire = Wire::open();
-        // Eight clients (the default backlog) that get their SYN-ACK and never answer it.
-        let mut attackers = Vec::new();
-        for i in 0..8 {
-            let addr = SocketAddrV4::new(spoofed_ip(i), 40000 + i as u16);
-            let mut fake = FakeClient::new(&wire, addr, fake_mac(i as u8), 1000 * i as u32);
-            if let Err(frames) = fake.syn(T) {
-                panic!("no SYN-ACK for half-open client {i} ({addr}); frames: {frames:#?}");
-            }
-            attackers.push(addr);
-        }
-        // Every listening socket is half-open now: a real client must still be served.
-        let served = echo_once(server(), b"real client", T);
-        let frames = wire.collect(Duration::from_millis(200));
-        let served = served.unwrap_or_else(|e| {
+/// Eight clients (the default backlog) that get their SYN-ACK and never answer it, then a
+/// real client: it must be served.
+fn half_open_connections_do_not_lock_out_the_listener(t: &Target, wire: impl FnOnce() -> Wire) {
+    let _server = start_server(t, &[]);
+    let wire = wire();
+    let mut attackers = Vec::new();
+    for i in 0..8 {
+        let addr = SocketAddrV4::new(spoofed_ip(i), 40000 + i as u16);
+        let mut fake = FakeClient::new(&wire, addr, fake_mac(i as u8), 1000 * i as u32);
+        if let Err(frames) = fake.syn(T) {
             panic!(
-                "with 8 half-open connections a real client was not served: {e}\nframes:\n{}",
+                "no SYN-ACK for half-open client {i} ({addr}); frames:\n{}",
                 forge::show(&frames)
-            )
-        });
-        drop(served);
-        // Making room is silent: no reset goes to the (spoofed) half-open peers.
-        let resets = resets_to(&frames, &attackers);
-        assert!(resets.is_empty(), "resets to spoofed peers: {resets:#?}");
+            );
+        }
+        attackers.push(addr);
+    }
+    // Every listening socket is half-open now: a real client must still be served.
+    let served = echo_once(wire.server(), b"real client", T);
+    let frames = wire.collect(Duration::from_millis(200));
+    let served = served.unwrap_or_else(|e| {
+        panic!(
+            "with 8 half-open connections a real client was not served: {e}\nframes:\n{}",
+            forge::show(&frames)
+        )
+    });
+    drop(served);
+    // Making room is silent: no reset goes to the (spoofed) half-open peers.
+    let resets = resets_to(&frames, &attackers);
+    assert!(resets.is_empty(), "resets to spoofed peers: {resets:#?}");
+}
+
+#[test]
+fn half_open_connections_do_not_lock_out_smoltcp() {
+    in_netns("half_open_connections_do_not_lock_out_smoltcp", || {
+        half_open_connections_do_not_lock_out_the_listener(&SMOLTCP, Wire::open)
+    });
+}
+
+#[test]
+fn half_open_connections_do_not_lock_out_the_kernel() {
+    in_netns("half_open_connections_do_not_lock_out_the_kernel", || {
+        half_open_connections_do_not_lock_out_the_listener(&KERNEL, Wire::kernel)
     });
 }
 
@@ -211,7 +231,7 @@ fn forged_syns_do_not_reset_a_live_connection() {
             // The client's next sequence number, from what the kernel sent last.
             let frames = wire.collect(Duration::from_millis(100));
             log.extend(frames.iter().cloned());
-            let next = forge::from_kernel(&log)
+            let next = forge::to_stack(&log)
                 .filter(|seg| seg.src == me)
                 .last()
                 .map(|seg| seg.seq.wrapping_add(seg.len()))
