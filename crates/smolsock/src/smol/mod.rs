@@ -11,33 +11,56 @@
 //! - **ephemeral ports** for clients and for UDP sockets that send before binding (S2, S10).
 //!
 //! A socket in TIME-WAIT still counts as closing; when the pool runs dry the oldest such
-//! socket is reused, as `tcp_tw_reuse` lets Linux do.
+//! socket is reused, as `tcp_tw_reuse` lets Linux do, and failing that the oldest socket
+//! still closing (a FIN to a peer that vanished), as Linux kills orphaned sockets under
+//! pressure. A closed connection gets [`CLOSE_GIVE_UP`] to finish its close.
+//!
+//! ## What the layer guards against
+//! Every frame passes an ingress gate (`gate.rs`) before smoltcp sees it:
+//! - a SYN carrying a live or half-open connection's address/port pair never reaches a
+//!   listening socket (RFC 5961): it is dropped, so a forged SYN cannot reset a connection;
+//! - a SYN for a listener with no socket free takes the place of the oldest half-open
+//!   connection, or, when every socket holds an established connection not yet accepted,
+//!   is dropped so that the client retries (or reset, with [`WhenFull::Reset`]);
+//! - half-open connections expire after [`ListenPolicy::syn_timeout`], silently;
+//! - a UDP datagram that a full socket buffer cannot take is counted
+//!   ([`SmolStack::udp_dropped`]).
+//!
+//! What the gate did is counted in [`GateCounters`].
 
+mod gate;
+mod listener;
 mod ports;
 mod storage;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use heapless::Vec;
-use smoltcp::iface::{
-    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet, SocketStorage,
-};
-use smoltcp::phy::{Device, Medium};
+use heapless::{LinearMap, Vec};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken};
 use smoltcp::socket::{Socket, tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Cidr,
 };
 
+pub use listener::{DEFAULT_SYN_TIMEOUT, ListenPolicy, WhenFull};
 pub use ports::{EPHEMERAL_FIRST, EPHEMERAL_LAST, EphemeralPorts};
 pub use storage::{TcpBuffers, UdpBuffers};
 
 use crate::error::{Error, Result};
 use crate::fmt::{debug, trace};
 use crate::net::{Datagram, Phase, Recv, Stack};
+use gate::{Inbound, OneFrame};
+use listener::{Listener, Member};
 
 /// How many listeners one stack can have at once.
 pub const MAX_LISTENERS: usize = 2;
+
+/// How long a connection the program has closed may take to finish closing (FIN sent and
+/// acknowledged, the peer's FIN received) while the peer stays silent, before its socket
+/// is dropped. Linux's `tcp_fin_timeout` is 60 s too.
+pub const CLOSE_GIVE_UP: Duration = Duration::from_secs(60);
 
 /// Size of the IPv4 and UDP headers in front of a datagram's payload.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
@@ -86,11 +109,23 @@ pub struct TcpSnapshot {
     pub remote: Option<SocketAddrV4>,
 }
 
-#[derive(Debug)]
-struct Listener<const N: usize> {
-    port: u16,
-    backlog: usize,
-    pool: Vec<SocketHandle, N>,
+/// What the ingress gate and the pool did, since the stack was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GateCounters {
+    /// SYNs dropped because every socket of their listener held an established connection
+    /// not yet accepted ([`WhenFull::Drop`]).
+    pub syn_dropped_full: u32,
+    /// SYNs dropped because they carried a live or half-open connection's address/port pair.
+    pub syn_dropped_live: u32,
+    /// Half-open connections dropped to make room for a new SYN.
+    pub half_open_evicted: u32,
+    /// Half-open connections dropped after [`ListenPolicy::syn_timeout`].
+    pub half_open_expired: u32,
+    /// Closing sockets (TIME-WAIT, or a FIN unanswered) reused because the pool ran dry.
+    pub closing_reclaimed: u32,
+    /// UDP datagrams dropped because the socket's receive buffer was full.
+    pub udp_dropped: u32,
 }
 
 /// A smoltcp interface, its sockets, and the pools that make it a BSD-like [`Stack`].
@@ -99,6 +134,10 @@ struct Listener<const N: usize> {
 pub struct SmolStack<'a, const N: usize = 16> {
     iface: Interface,
     sockets: SocketSet<'a>,
+    caps: DeviceCapabilities,
+    policy: ListenPolicy,
+    counters: GateCounters,
+    udp_drops: LinearMap<SocketHandle, u64, N>,
     capacity: usize,
     added: usize,
     cidr: Ipv4Cidr,
@@ -212,6 +251,10 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         Ok(Self {
             iface,
             sockets: SocketSet::new(storage),
+            caps,
+            policy: ListenPolicy::default(),
+            counters: GateCounters::default(),
+            udp_drops: LinearMap::new(),
             capacity,
             added: 0,
             cidr: config.ip,
@@ -284,37 +327,212 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         self.add_udp(rx_meta, rx, tx_meta, tx)
     }
 
-    /// Moves packets between the device and the sockets, then recycles closed sockets and
-    /// refills listeners. Returns whether any socket may have changed.
-    pub fn poll<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
-        let changed = self.iface.poll(now, device, &mut self.sockets);
-        self.maintain();
-        changed == PollResult::SocketStateChanged
+    /// Sets the rules every listener follows (half-open timeout, what a SYN gets when the
+    /// backlog is full). Applies to listeners made before and after.
+    pub fn set_listen_policy(&mut self, policy: ListenPolicy) {
+        self.policy = policy;
     }
 
-    /// Takes in at most one received frame (after the stack's timers ran). Returns whether
-    /// a frame was processed. A board with small socket buffers alternates this with its
-    /// program's `poll`, so a burst of frames is not dropped before the program reads.
+    /// What the ingress gate and the pool did so far.
+    pub fn counters(&self) -> GateCounters {
+        self.counters
+    }
+
+    /// Moves every waiting frame in (each through the ingress gate) and everything queued
+    /// out. Returns whether anything moved.
+    pub fn poll<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
+        let mut moved = false;
+        while self.poll_ingress_one(now, device) {
+            moved = true;
+        }
+        while self.poll_egress(now, device) {
+            moved = true;
+        }
+        moved
+    }
+
+    /// Takes in at most one received frame (after the stack's timers ran), through the
+    /// ingress gate. Returns whether a frame was taken. A board with small socket buffers
+    /// alternates this with its program's `poll`, so a burst of frames is not dropped
+    /// before the program reads.
     pub fn poll_ingress_one<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
         self.iface.poll_maintenance(now);
-        let result = self
-            .iface
-            .poll_ingress_single(now, device, &mut self.sockets);
-        self.maintain();
-        result != PollIngressSingleResult::None
+        let Some((rx, tx)) = device.receive(now) else {
+            self.maintain(now);
+            return false;
+        };
+        let meta = rx.meta();
+        rx.consume(|frame| {
+            let udp_to = match gate::peek(self.caps.medium, frame) {
+                Inbound::Syn { remote, local } => {
+                    if !self.admit_syn(remote, local, frame) {
+                        return;
+                    }
+                    None
+                }
+                Inbound::Udp { local, port, len } if len > 0 && local == self.cidr.address() => {
+                    self.udp_bound_to(port)
+                }
+                _ => None,
+            };
+            let queued_before = udp_to.map(|h| self.udp(h).recv_queue());
+            let mut one = OneFrame {
+                frame: Some(frame),
+                meta,
+                tx: Some(tx),
+                caps: self.caps.clone(),
+            };
+            self.iface
+                .poll_ingress_single(now, &mut one, &mut self.sockets);
+            if let (Some(handle), Some(before)) = (udp_to, queued_before)
+                && self.udp(handle).recv_queue() == before
+                && gate::udp_checksum_ok(self.caps.medium, frame)
+            {
+                self.count_udp_drop(handle);
+            }
+        });
+        self.maintain(now);
+        true
+    }
+
+    /// The ingress gate's rule for a SYN from `remote` to `local`: whether smoltcp may have
+    /// it. It may make room first by dropping the listener's oldest half-open connection.
+    fn admit_syn(&mut self, remote: SocketAddrV4, local: SocketAddrV4, frame: &[u8]) -> bool {
+        if local.ip() != &self.cidr.address() {
+            return true;
+        }
+        let Some(slot) = self
+            .listeners
+            .iter()
+            .position(|l| l.as_ref().is_some_and(|l| l.port == local.port()))
+        else {
+            // Nobody listens: smoltcp resets, as Linux does for a closed port.
+            return true;
+        };
+        let (remote_ep, port) = (endpoint(remote), local.port());
+        // A SYN for a connection that exists (live, half-open or closing) never reaches a
+        // listening socket: RFC 5961 lets us drop it; a live connection stays unharmed.
+        let existing = self
+            .sockets
+            .iter()
+            .find_map(|(handle, socket)| match socket {
+                Socket::Tcp(s)
+                    if !matches!(s.state(), tcp::State::Closed | tcp::State::Listen)
+                        && s.remote_endpoint() == Some(remote_ep)
+                        && s.local_endpoint().is_some_and(|e| e.port == port) =>
+                {
+                    Some((handle, s.state()))
+                }
+                _ => None,
+            });
+        match existing {
+            Some((handle, _))
+                if self.tcp_closing.contains(&handle)
+                    && gate::tcp_checksum_ok(self.caps.medium, frame) =>
+            {
+                // The program closed that connection (TIME-WAIT, or its FIN unanswered): a
+                // new connection from the same pair, as after a client reboots, replaces it
+                // (Linux accepts a SYN in TIME-WAIT, and answers one in FIN-WAIT with an ACK
+                // whose reset from the peer clears the old connection).
+                self.tcp_mut(handle).abort();
+            }
+            Some(_) => {
+                trace!("gate: SYN for an existing connection dropped");
+                self.counters.syn_dropped_live += 1;
+                return false;
+            }
+            None => {}
+        }
+        let Some(Some(listener)) = self.listeners.get(slot) else {
+            return true;
+        };
+        let sockets = &self.sockets;
+        let listening = listener
+            .pool
+            .iter()
+            .any(|m| sockets.get::<tcp::Socket>(m.handle).state() == tcp::State::Listen);
+        if listening {
+            return true;
+        }
+        if let Some(oldest) = listener.oldest_half_open() {
+            if !gate::tcp_checksum_ok(self.caps.medium, frame) {
+                return false;
+            }
+            debug!("gate: every listening socket is half-open; the oldest gives way");
+            self.relisten(oldest, port);
+            self.counters.half_open_evicted += 1;
+            return true;
+        }
+        match self.policy.when_full {
+            WhenFull::Reset => true,
+            WhenFull::Drop => {
+                trace!("gate: backlog full, SYN dropped");
+                self.counters.syn_dropped_full += 1;
+                false
+            }
+        }
+    }
+
+    /// Drops a half-open connection silently (no reset: its peer may be forged) and lets
+    /// its socket listen on `port` again.
+    fn relisten(&mut self, handle: SocketHandle, port: u16) {
+        self.tcp_mut(handle).abort();
+        let renewed = self.fresh(handle);
+        // `listen` resets the socket, so the abort's reset is never sent.
+        let _ = self.tcp_mut(renewed).listen(port);
+        for listener in self.listeners.iter_mut().flatten() {
+            for member in listener.pool.iter_mut().filter(|m| m.handle == handle) {
+                member.handle = renewed;
+                member.half_open_since = None;
+            }
+        }
+    }
+
+    /// The UDP socket bound to `port`, if any.
+    fn udp_bound_to(&self, port: u16) -> Option<SocketHandle> {
+        self.sockets
+            .iter()
+            .find_map(|(handle, socket)| match socket {
+                Socket::Udp(s) if s.is_open() && s.endpoint().port == port => Some(handle),
+                _ => None,
+            })
+    }
+
+    fn count_udp_drop(&mut self, handle: SocketHandle) {
+        self.counters.udp_dropped = self.counters.udp_dropped.saturating_add(1);
+        let count = self.udp_drops.get(&handle).copied().unwrap_or(0);
+        // Cannot overflow: at most N UDP sockets are added.
+        let _ = self.udp_drops.insert(handle, count.saturating_add(1));
+    }
+
+    /// Datagrams that arrived for `socket` and were dropped because its receive buffer was
+    /// full (the program did not read fast enough), since it was opened.
+    pub fn udp_dropped(&self, socket: UdpHandle) -> u64 {
+        self.udp_drops.get(&socket.0).copied().unwrap_or(0)
     }
 
     /// Sends what the sockets have queued. Returns whether any socket may have changed.
     pub fn poll_egress<D: Device + ?Sized>(&mut self, now: Instant, device: &mut D) -> bool {
         let changed = self.iface.poll_egress(now, device, &mut self.sockets);
-        self.maintain();
+        self.maintain(now);
         changed == PollResult::SocketStateChanged
     }
 
     /// How long the stack may sleep before it must be polled again (`None`: until a packet
-    /// arrives).
+    /// arrives): smoltcp's own timers, and the expiry of the oldest half-open connection.
     pub fn poll_delay(&mut self, now: Instant) -> Option<Duration> {
-        self.iface.poll_delay(now, &self.sockets)
+        let timeout = self.policy.syn_timeout;
+        let expiry = self
+            .listeners
+            .iter()
+            .flatten()
+            .filter_map(|l| l.next_expiry(timeout))
+            .min()
+            .map(|at| if at > now { at - now } else { Duration::ZERO });
+        match (self.iface.poll_delay(now, &self.sockets), expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether nothing is left to send: every TCP socket is closed, listening or in
@@ -374,20 +592,38 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         usable_destination(ip) && (self.cidr.contains_addr(&ip) || self.gateway.is_some())
     }
 
-    /// Takes a TCP socket from the pool, reusing one in TIME-WAIT when none is free.
+    /// Takes a TCP socket from the pool. When none is free it reuses the oldest socket in
+    /// TIME-WAIT, and failing that the oldest one still closing: a connection the program
+    /// has closed must not keep a new one out because its peer vanished.
     fn take_tcp(&mut self) -> Option<SocketHandle> {
         if let Some(handle) = self.tcp_free.pop() {
-            return Some(handle);
+            return Some(self.fresh(handle));
         }
         let sockets = &self.sockets;
         let pos = self
             .tcp_closing
             .iter()
-            .position(|&h| sockets.get::<tcp::Socket>(h).state() == tcp::State::TimeWait)?;
-        let handle = self.tcp_closing.swap_remove(pos);
-        debug!("reusing a socket in TIME-WAIT");
+            .position(|&h| sockets.get::<tcp::Socket>(h).state() == tcp::State::TimeWait)
+            .or_else(|| (!self.tcp_closing.is_empty()).then_some(0))?;
+        // `remove` keeps the rest in the order they closed, oldest first.
+        let handle = self.tcp_closing.remove(pos);
+        debug!("reusing a closing socket");
+        self.counters.closing_reclaimed = self.counters.closing_reclaimed.saturating_add(1);
         self.tcp_mut(handle).abort();
-        Some(handle)
+        Some(self.fresh(handle))
+    }
+
+    /// Clears what a closed socket's last connection left behind: the give-up timeout and
+    /// keep-alive (smoltcp's `reset` keeps them), and the interface's note that the socket
+    /// waits for a neighbour, which would hold a new connection's first segment back for a
+    /// second when the old peer never answered ARP (a spoofed SYN's, or a vanished peer's).
+    /// The socket is taken out of the set and put back; its handle may change.
+    fn fresh(&mut self, handle: SocketHandle) -> SocketHandle {
+        let socket = self.tcp_mut(handle);
+        socket.set_timeout(None);
+        socket.set_keep_alive(None);
+        let socket = self.sockets.remove(handle);
+        self.sockets.add(socket)
     }
 
     fn give_back_tcp(&mut self, handle: SocketHandle) {
@@ -397,7 +633,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         }
     }
 
-    fn maintain(&mut self) {
+    fn maintain(&mut self, now: Instant) {
         let sockets = &self.sockets;
         let free = &mut self.tcp_free;
         self.tcp_closing.retain(|&h| {
@@ -410,7 +646,36 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             }
         });
         for slot in 0..MAX_LISTENERS {
+            self.expire_half_open(slot, now);
             self.refill_listener(slot);
+        }
+    }
+
+    /// Notes when each of a listener's sockets became half-open, and drops those that have
+    /// been half-open for longer than the policy allows.
+    fn expire_half_open(&mut self, slot: usize, now: Instant) {
+        let timeout = self.policy.syn_timeout;
+        let Some(Some(listener)) = self.listeners.get_mut(slot) else {
+            return;
+        };
+        let port = listener.port;
+        let mut expired: Vec<SocketHandle, N> = Vec::new();
+        for member in listener.pool.iter_mut() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(member.handle);
+            if socket.state() != tcp::State::SynReceived {
+                member.half_open_since = None;
+                continue;
+            }
+            let since = *member.half_open_since.get_or_insert(now);
+            if now >= since + timeout {
+                debug!("tcp: a half-open connection expired");
+                socket.abort();
+                expired.push(member.handle).ok();
+                self.counters.half_open_expired = self.counters.half_open_expired.saturating_add(1);
+            }
+        }
+        for handle in expired {
+            self.relisten(handle, port);
         }
     }
 
@@ -419,8 +684,8 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             return;
         };
         let (port, backlog) = (listener.port, listener.backlog);
-        for &handle in listener.pool.iter() {
-            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        for member in listener.pool.iter() {
+            let socket = self.sockets.get_mut::<tcp::Socket>(member.handle);
             if socket.state() == tcp::State::Closed {
                 // A handshake that was reset: listen again.
                 let _ = socket.listen(port);
@@ -435,7 +700,10 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 break;
             }
             if let Some(Some(listener)) = self.listeners.get_mut(slot) {
-                let _ = listener.pool.push(handle);
+                let _ = listener.pool.push(Member {
+                    handle,
+                    half_open_since: None,
+                });
             }
         }
     }
@@ -629,7 +897,10 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
     }
 
     fn tcp_close(&mut self, socket: TcpHandle) {
-        self.tcp_mut(socket.0).close();
+        let s = self.tcp_mut(socket.0);
+        s.close();
+        // A closing socket waits for the peer's ACK and FIN; bound that wait.
+        s.set_timeout(Some(CLOSE_GIVE_UP));
         self.give_back_tcp(socket.0);
     }
 
@@ -665,11 +936,7 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
             return Err(Error::NoFreeSocket);
         }
         if let Some(entry) = self.listeners.get_mut(slot) {
-            *entry = Some(Listener {
-                port,
-                backlog,
-                pool: Vec::new(),
-            });
+            *entry = Some(Listener::new(port, backlog));
         }
         self.refill_listener(slot);
         debug!("tcp: listening on port {} with backlog {}", port, backlog);
@@ -681,16 +948,17 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
             return Err(Error::NotConnected);
         };
         let sockets = &self.sockets;
-        let pos = slot.pool.iter().position(|&h| {
+        let pos = slot.pool.iter().position(|m| {
             !matches!(
-                sockets.get::<tcp::Socket>(h).state(),
+                sockets.get::<tcp::Socket>(m.handle).state(),
                 tcp::State::Listen | tcp::State::SynReceived | tcp::State::Closed
             )
         });
         let Some(pos) = pos else {
             return Err(Error::WouldBlock);
         };
-        let handle = slot.pool.swap_remove(pos);
+        // `remove`, not `swap_remove`: connections are accepted in the order they came.
+        let handle = slot.pool.remove(pos).handle;
         self.refill_listener(listener.0);
         match self.tcp(handle).remote_endpoint().and_then(v4) {
             Some(peer) => Ok((TcpHandle(handle), peer)),
@@ -709,11 +977,14 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         let Some(slot) = entry.take() else {
             return;
         };
-        for handle in slot.pool {
+        for member in slot.pool {
             // A socket still listening closes quietly; a connection that was never accepted
             // gets a reset, as Linux does for its accept queue.
-            self.tcp_mut(handle).abort();
-            self.give_back_tcp(handle);
+            self.tcp_mut(member.handle).abort();
+            self.give_back_tcp(member.handle);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

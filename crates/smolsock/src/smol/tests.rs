@@ -1,0 +1,427 @@
+//! The socket layer's defences, on the in-memory link with a simulated clock: a server
+//! stack, a client stack, and frames forged onto the wire as an attacker would.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::iface::SocketStorage;
+use smoltcp::phy::{ChecksumCapabilities, Device, TxToken};
+use smoltcp::socket::udp;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Cidr, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, UdpPacket,
+    UdpRepr,
+};
+
+use super::*;
+use crate::link::Link;
+use crate::net::{Phase, Recv, Stack};
+
+const SERVER: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
+const CLIENT: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 2);
+const SERVER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+const PORT: u16 = 9090;
+
+type TestStack = SmolStack<'static, 16>;
+
+fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
+    std::boxed::Box::leak(std::vec![value; len].into_boxed_slice())
+}
+
+fn stack<D: Device>(
+    device: &mut D,
+    ip: Ipv4Addr,
+    mac: u8,
+    tcp: usize,
+    udp_buf: usize,
+) -> TestStack {
+    let storage: &'static mut [SocketStorage<'static>] = std::boxed::Box::leak(
+        (0..tcp + 1)
+            .map(|_| SocketStorage::EMPTY)
+            .collect::<std::vec::Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let config = StackConfig {
+        mac: EthernetAddress([2, 0, 0, 0, 0, mac]),
+        ip: Ipv4Cidr::new(ip, 24),
+        gateway: None,
+        seed: u64::from(mac) * 7919,
+    };
+    let mut stack = SmolStack::new(config, device, storage, Instant::ZERO).expect("stack");
+    for _ in 0..tcp {
+        stack
+            .add_tcp(leak(0u8, 4096), leak(0u8, 4096))
+            .expect("tcp socket");
+    }
+    stack
+        .add_udp(
+            leak(udp::PacketMetadata::EMPTY, 4),
+            leak(0u8, udp_buf),
+            leak(udp::PacketMetadata::EMPTY, 4),
+            leak(0u8, 2048),
+        )
+        .expect("udp socket");
+    stack
+}
+
+/// A server stack at .1 and a client stack at .2 on one link, and a clock.
+struct Net {
+    link: std::boxed::Box<Link<64>>,
+    server: TestStack,
+    client: TestStack,
+    now: Instant,
+}
+
+impl Net {
+    fn new(server_sockets: usize) -> Self {
+        let mut link = std::boxed::Box::new(Link::<64>::new());
+        let server = stack(&mut link.a(), SERVER, 1, server_sockets, 2048);
+        let client = stack(&mut link.b(), CLIENT, 2, 8, 2048);
+        Net {
+            link,
+            server,
+            client,
+            now: Instant::ZERO,
+        }
+    }
+
+    /// Moves every frame until nothing moves, then lets `ms` milliseconds pass in steps.
+    fn run(&mut self, ms: u64) {
+        let end = self.now + Duration::from_millis(ms);
+        loop {
+            loop {
+                let a = self.server.poll(self.now, &mut self.link.a());
+                let b = self.client.poll(self.now, &mut self.link.b());
+                if !(a || b) {
+                    break;
+                }
+            }
+            if self.now >= end {
+                return;
+            }
+            self.now += Duration::from_millis(10);
+        }
+    }
+
+    /// Puts `frame` on the wire towards the server, as if the client side sent it.
+    fn inject(&mut self, frame: &[u8]) {
+        let mut end = self.link.b();
+        let tx = end.transmit(self.now).expect("room on the link");
+        tx.consume(frame.len(), |buf| buf.copy_from_slice(frame));
+    }
+
+    /// Connects the client to the server and has the server accept it.
+    fn connected(&mut self, listener: ListenerHandle) -> (TcpHandle, TcpHandle, SocketAddrV4) {
+        let client = self
+            .client
+            .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+            .expect("connect");
+        self.run(50);
+        assert_eq!(self.client.tcp_phase(client), Phase::Open);
+        let (server, peer) = self.server.tcp_accept(listener).expect("accept");
+        (client, server, peer)
+    }
+
+    /// Sends `data` from client to server and back; true when it came back whole.
+    fn echo(&mut self, client: TcpHandle, server: TcpHandle, data: &[u8]) -> bool {
+        if self.client.tcp_send(client, data) != Ok(data.len()) {
+            return false;
+        }
+        self.run(50);
+        let mut buf = [0u8; 256];
+        let Ok(Recv::Data(n)) = self.server.tcp_recv(server, &mut buf) else {
+            return false;
+        };
+        if self
+            .server
+            .tcp_send(server, buf.get(..n).unwrap_or_default())
+            != Ok(n)
+        {
+            return false;
+        }
+        self.run(50);
+        let mut back = [0u8; 256];
+        matches!(self.client.tcp_recv(client, &mut back), Ok(Recv::Data(m)) if back.get(..m) == Some(data))
+    }
+}
+
+/// An Ethernet frame carrying one TCP segment to the server.
+fn tcp_to_server(from: SocketAddrV4, control: TcpControl, seq: u32) -> std::vec::Vec<u8> {
+    let tcp = TcpRepr {
+        src_port: from.port(),
+        dst_port: PORT,
+        control,
+        seq_number: TcpSeqNumber(seq as i32),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    frame(
+        *from.ip(),
+        IpProtocol::Tcp,
+        tcp.buffer_len(),
+        |payload, src, dst| {
+            let caps = ChecksumCapabilities::default();
+            tcp.emit(&mut TcpPacket::new_unchecked(payload), &src, &dst, &caps);
+        },
+    )
+}
+
+/// An Ethernet frame carrying one UDP datagram to the server's `port`.
+fn udp_to_server(from: SocketAddrV4, port: u16, data: &[u8]) -> std::vec::Vec<u8> {
+    let udp = UdpRepr {
+        src_port: from.port(),
+        dst_port: port,
+    };
+    frame(
+        *from.ip(),
+        IpProtocol::Udp,
+        8 + data.len(),
+        |payload, src, dst| {
+            let caps = ChecksumCapabilities::default();
+            udp.emit(
+                &mut UdpPacket::new_unchecked(payload),
+                &src,
+                &dst,
+                data.len(),
+                |buf| buf.copy_from_slice(data),
+                &caps,
+            );
+        },
+    )
+}
+
+fn frame(
+    from: Ipv4Addr,
+    proto: IpProtocol,
+    len: usize,
+    emit: impl FnOnce(&mut [u8], IpAddress, IpAddress),
+) -> std::vec::Vec<u8> {
+    let ip = Ipv4Repr {
+        src_addr: from,
+        dst_addr: SERVER,
+        next_header: proto,
+        payload_len: len,
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([2, 0, 0, 0, 0, 0x66]),
+        dst_addr: SERVER_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let mut buf = std::vec![0u8; 14 + 20 + len];
+    let mut eth_frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut eth_frame);
+    let mut packet = Ipv4Packet::new_unchecked(eth_frame.payload_mut());
+    ip.emit(&mut packet, &ChecksumCapabilities::default());
+    emit(
+        packet.payload_mut(),
+        IpAddress::Ipv4(from),
+        IpAddress::Ipv4(SERVER),
+    );
+    buf
+}
+
+/// A spoofed source nobody answers for: the server's SYN-ACK never leaves (no ARP reply).
+fn spoofed(i: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 200 + (i % 50) as u8), 1000 + i)
+}
+
+fn half_open(stack: &TestStack) -> usize {
+    stack
+        .tcp_snapshots()
+        .filter(|s| s.state == tcp::State::SynReceived)
+        .count()
+}
+
+#[test]
+fn half_open_connections_give_way_to_a_real_client() {
+    let mut net = Net::new(8);
+    let listener = net.server.tcp_listen(PORT, 4).expect("listen");
+    for i in 0..4 {
+        net.inject(&tcp_to_server(spoofed(i), TcpControl::Syn, 1));
+    }
+    net.run(20);
+    assert_eq!(
+        half_open(&net.server),
+        4,
+        "every listening socket is half-open"
+    );
+    let (client, server, _) = net.connected(listener);
+    assert!(net.echo(client, server, b"still served"));
+    assert_eq!(net.server.counters().half_open_evicted, 1);
+}
+
+#[test]
+fn half_open_connections_expire_silently() {
+    let mut net = Net::new(8);
+    let _listener = net.server.tcp_listen(PORT, 4).expect("listen");
+    net.server.set_listen_policy(ListenPolicy {
+        syn_timeout: Duration::from_secs(2),
+        ..ListenPolicy::default()
+    });
+    for i in 0..3 {
+        net.inject(&tcp_to_server(spoofed(i), TcpControl::Syn, 1));
+    }
+    net.run(1000);
+    assert_eq!(half_open(&net.server), 3);
+    // The stack's own deadline brings the driver back in time.
+    let delay = net.server.poll_delay(net.now).expect("a deadline");
+    assert!(delay <= Duration::from_secs(1), "{delay}");
+    net.run(1100);
+    assert_eq!(half_open(&net.server), 0);
+    assert_eq!(net.server.counters().half_open_expired, 3);
+    let listening = net
+        .server
+        .tcp_snapshots()
+        .filter(|s| s.state == tcp::State::Listen)
+        .count();
+    assert_eq!(listening, 4, "the expired sockets listen again");
+}
+
+#[test]
+fn a_flood_of_syns_never_locks_the_listener() {
+    let mut net = Net::new(8);
+    let listener = net.server.tcp_listen(PORT, 4).expect("listen");
+    for round in 0..20u16 {
+        for i in 0..50 {
+            net.inject(&tcp_to_server(spoofed(round * 50 + i), TcpControl::Syn, 1));
+        }
+        net.run(10);
+        let (client, server, _) = net.connected(listener);
+        assert!(
+            net.echo(client, server, b"served during the flood"),
+            "round {round}"
+        );
+        net.client.tcp_abort(client);
+        net.server.tcp_abort(server);
+        net.run(10);
+    }
+    assert!(net.server.counters().half_open_evicted >= 900);
+}
+
+#[test]
+fn a_forged_syn_never_resets_a_live_connection() {
+    let mut net = Net::new(8);
+    let listener = net.server.tcp_listen(PORT, 4).expect("listen");
+    let (client, server, peer) = net.connected(listener);
+    for seq in [0, 1, 0x7fff_ffff, 0x8000_0000, 0xffff_ffff, 12345] {
+        net.inject(&tcp_to_server(peer, TcpControl::Syn, seq));
+        net.run(20);
+        assert_eq!(net.client.tcp_phase(client), Phase::Open, "seq {seq}");
+        assert!(net.echo(client, server, b"unharmed"), "seq {seq}");
+    }
+    assert_eq!(net.server.counters().syn_dropped_live, 6);
+}
+
+#[test]
+fn a_full_backlog_drops_the_syn_and_the_client_gets_in_later() {
+    let mut net = Net::new(8);
+    let listener = net.server.tcp_listen(PORT, 1).expect("listen");
+    let first = net
+        .client
+        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+        .expect("connect");
+    net.run(50);
+    let second = net
+        .client
+        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+        .expect("connect");
+    net.run(50);
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+    assert_eq!(
+        net.client.tcp_phase(second),
+        Phase::Connecting,
+        "not refused"
+    );
+    assert!(net.server.counters().syn_dropped_full >= 1);
+    net.server.tcp_accept(listener).expect("first accepted");
+    // The client's SYN retransmission (smoltcp: after 1 s) finds a listening socket.
+    net.run(3000);
+    assert_eq!(net.client.tcp_phase(second), Phase::Open);
+    assert!(net.server.tcp_accept(listener).is_ok());
+}
+
+#[test]
+fn the_reset_policy_refuses_when_the_backlog_is_full() {
+    let mut net = Net::new(8);
+    net.server.set_listen_policy(ListenPolicy {
+        when_full: WhenFull::Reset,
+        ..ListenPolicy::default()
+    });
+    let _listener = net.server.tcp_listen(PORT, 1).expect("listen");
+    let first = net
+        .client
+        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+        .expect("connect");
+    net.run(50);
+    let second = net
+        .client
+        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+        .expect("connect");
+    net.run(50);
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+    assert!(matches!(net.client.tcp_phase(second), Phase::Failed(_)));
+}
+
+#[test]
+fn closing_sockets_make_room_when_the_pool_runs_dry() {
+    // Three sockets: one listens, two serve clients that then vanish.
+    let mut net = Net::new(3);
+    let listener = net.server.tcp_listen(PORT, 1).expect("listen");
+    let (c1, s1, _) = net.connected(listener);
+    let (c2, s2, _) = net.connected(listener);
+    // The clients vanish: a new host takes the client's place on the wire (at another
+    // address), so the server's FINs go unanswered.
+    let _ = (c1, c2);
+    net.client = stack(
+        &mut net.link.b(),
+        Ipv4Addr::new(192, 168, 69, 3),
+        3,
+        8,
+        2048,
+    );
+    net.server.tcp_close(s1);
+    net.server.tcp_close(s2);
+    net.run(100);
+    // Both FINs go unanswered (and the listening socket was taken to accept); a new client
+    // still gets a socket: the oldest closing one is reused.
+    let (c3, s3, _) = net.connected(listener);
+    assert!(net.echo(c3, s3, b"room was made"));
+    assert!(net.server.counters().closing_reclaimed >= 1);
+}
+
+#[test]
+fn udp_datagrams_a_full_buffer_drops_are_counted() {
+    let mut net = Net::new(2);
+    let socket = net.server.udp_open().expect("udp");
+    net.server.udp_bind(socket, 5000).expect("bind");
+    let from = SocketAddrV4::new(CLIENT, 4000);
+    // Four metadata slots: the fifth datagram and later find the buffer full.
+    for i in 0..10u8 {
+        net.inject(&udp_to_server(from, 5000, &[i; 100]));
+        net.run(0);
+    }
+    let mut buf = [0u8; 200];
+    let mut got = 0;
+    while net.server.udp_recv_from(socket, &mut buf).is_ok() {
+        got += 1;
+    }
+    assert_eq!(got, 4);
+    assert_eq!(net.server.udp_dropped(socket), 6);
+    // A datagram with a wrong checksum is smoltcp's to drop, not a buffer overflow.
+    let mut bad = udp_to_server(from, 5000, &[9; 100]);
+    if let Some(last) = bad.last_mut() {
+        *last ^= 0xff;
+    }
+    for _ in 0..5 {
+        net.inject(&bad);
+    }
+    net.run(0);
+    assert_eq!(net.server.udp_dropped(socket), 6);
+}
