@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use smolsock_tests::forge::{
     self, Content, FakeClient, Frame, Segment, Wire, fake_mac, spoofed_ip,
 };
-use smolsock_tests::programs::{KERNEL, SMOLTCP, Target};
+use smolsock_tests::programs::{KERNEL, SMOLTCP, Stack, Target};
 use smolsock_tests::{Proc, SMOL_IP, T, in_netns, join_within};
 
 /// The bound on one probe client's connect, and on its echo.
@@ -37,7 +37,8 @@ fn echo_once(to: SocketAddrV4, msg: &[u8], timeout: Duration) -> Result<TcpStrea
         .map_err(|e| format!("connect after {:?}: {e}", start.elapsed()))?;
     s.set_read_timeout(Some(timeout)).unwrap();
     s.set_write_timeout(Some(timeout)).unwrap();
-    round_trip(&mut s, msg)?;
+    let local = s.local_addr().unwrap();
+    round_trip(&mut s, msg).map_err(|e| format!("{local}: {e}"))?;
     Ok(s)
 }
 
@@ -331,11 +332,32 @@ fn burst(to: SocketAddrV4, n: usize) -> Vec<String> {
 
 fn back_to_back_connects_are_all_served(t: &Target) {
     let _server = start_server(t, &[]);
+    // On smoltcp, what went over the wire, to show when a client fails.
+    let wire = (t.stack == Stack::Smoltcp).then(Wire::open);
     let failed = burst(t.at(9090), 32);
+    let frames = wire
+        .map(|w| w.collect(Duration::from_millis(200)))
+        .unwrap_or_default();
+    let failed_ports: Vec<String> = failed
+        .iter()
+        .filter_map(|e| e.split(": ").nth(1))
+        .filter_map(|a| a.rsplit_once(':').map(|(_, p)| format!(":{p} ")))
+        .collect();
+    let on_failed: Vec<Frame> = frames
+        .into_iter()
+        .filter(|f| match &f.content {
+            Content::Tcp(seg) => {
+                let line = format!("{seg} ");
+                failed_ports.iter().any(|p| line.contains(p.as_str()))
+            }
+            _ => false,
+        })
+        .collect();
     assert!(
         failed.is_empty(),
-        "{} of 32 back-to-back clients not served: {failed:#?}",
-        failed.len()
+        "{} of 32 back-to-back clients not served: {failed:#?}\nsegments of the failed clients:\n{}",
+        failed.len(),
+        forge::show(&on_failed)
     );
 }
 
