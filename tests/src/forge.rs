@@ -18,10 +18,14 @@
 //!
 //! Errors panic with a clear message (this is test code); every wait is bounded.
 
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Barrier};
+use std::thread;
 use std::time::{Duration, Instant};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
@@ -705,4 +709,92 @@ impl<'w> FakeClient<'w> {
             self.mac,
         );
     }
+}
+
+/// A pseudo-random number (xorshift), seeded from the clock: sequence numbers an attacker
+/// guesses.
+pub struct Rng(u64);
+
+impl Rng {
+    /// Seeded from the clock.
+    pub fn from_clock() -> Rng {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        Rng(nanos | 1)
+    }
+
+    /// The next number.
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 16) as u32
+    }
+}
+
+/// `count` SYNs from spoofed sources (nobody answers ARP for them, so the stack's SYN-ACKs
+/// never leave) to the stack's server, paced at `rate` a second from `start` (late ones
+/// catch up).
+pub fn syn_flood(wire: &Wire, count: usize, rate: u32, start: Instant) {
+    let mut rng = Rng::from_clock();
+    let mac = fake_mac(0xee);
+    for i in 0..count {
+        let due = start + Duration::from_secs(1) * i as u32 / rate;
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let src = SocketAddrV4::new(spoofed_ip(i), 1024 + (i * 31 % 60000) as u16);
+        wire.send_segment(&Segment::syn(src, wire.server(), rng.next_u32()), mac);
+    }
+}
+
+/// A kernel client: connects to `to` within `timeout`, sends `msg` and reads it back within
+/// `timeout`. Returns the connected stream, or what went wrong.
+pub fn echo_once(to: SocketAddrV4, msg: &[u8], timeout: Duration) -> Result<TcpStream, String> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(to), timeout)
+        .map_err(|e| format!("connect after {:?}: {e}", start.elapsed()))?;
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    let local = s.local_addr().unwrap();
+    round_trip(&mut s, msg).map_err(|e| format!("{local}: {e}"))?;
+    Ok(s)
+}
+
+/// Sends `msg` on `s` and reads it back.
+pub fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Result<(), String> {
+    s.write_all(msg).map_err(|e| format!("send: {e}"))?;
+    let mut back = vec![0u8; msg.len()];
+    s.read_exact(&mut back)
+        .map_err(|e| format!("echo of {} bytes: {e}", msg.len()))?;
+    if back != msg {
+        return Err(format!("echo {back:?} for {msg:?}"));
+    }
+    Ok(())
+}
+
+/// Fires `n` connects at once at `to`; each client then does an echo round trip. Returns
+/// what went wrong for each client that failed.
+pub fn burst(to: SocketAddrV4, n: usize) -> Vec<String> {
+    let go = Arc::new(Barrier::new(n));
+    let clients: Vec<_> = (0..n)
+        .map(|i| {
+            let go = go.clone();
+            thread::spawn(move || {
+                go.wait();
+                echo_once(to, format!("client {i}").as_bytes(), crate::T).map(|s| {
+                    s.shutdown(Shutdown::Write).ok();
+                })
+            })
+        })
+        .collect();
+    clients
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, h)| {
+            crate::join_within(h, crate::T + crate::T, "a client")
+                .err()
+                .map(|e| format!("client {i}: {e}"))
+        })
+        .collect()
 }

@@ -7,14 +7,14 @@
 //! What a user checks: a real client is served (connects and gets its echo) while, and
 //! right after, the attack goes on, and a live connection is never reset by a forged SYN.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
-use std::sync::{Arc, Barrier};
+use std::io::Read;
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use smolsock_tests::forge::{
-    self, Content, FakeClient, Frame, Segment, Wire, fake_mac, spoofed_ip,
+    self, Content, FakeClient, Frame, Rng, Segment, Wire, burst, echo_once, fake_mac, round_trip,
+    spoofed_ip, syn_flood,
 };
 use smolsock_tests::programs::{KERNEL, SMOLTCP, Stack, Target};
 use smolsock_tests::{Proc, SMOL_IP, T, in_netns, join_within};
@@ -29,58 +29,12 @@ fn start_server(t: &Target, extra: &[&str]) -> Proc {
     server
 }
 
-/// A kernel client: connects to `to` within `timeout`, sends `msg` and reads it back within
-/// `timeout`. Returns the connected stream, or what went wrong.
-fn echo_once(to: SocketAddrV4, msg: &[u8], timeout: Duration) -> Result<TcpStream, String> {
-    let start = Instant::now();
-    let mut s = TcpStream::connect_timeout(&SocketAddr::V4(to), timeout)
-        .map_err(|e| format!("connect after {:?}: {e}", start.elapsed()))?;
-    s.set_read_timeout(Some(timeout)).unwrap();
-    s.set_write_timeout(Some(timeout)).unwrap();
-    let local = s.local_addr().unwrap();
-    round_trip(&mut s, msg).map_err(|e| format!("{local}: {e}"))?;
-    Ok(s)
-}
-
-/// Sends `msg` on `s` and reads it back.
-fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Result<(), String> {
-    s.write_all(msg).map_err(|e| format!("send: {e}"))?;
-    let mut back = vec![0u8; msg.len()];
-    s.read_exact(&mut back)
-        .map_err(|e| format!("echo of {} bytes: {e}", msg.len()))?;
-    if back != msg {
-        return Err(format!("echo {back:?} for {msg:?}"));
-    }
-    Ok(())
-}
-
 /// A probe: a whole echo round trip on a fresh connection, the connection then closed.
 fn probe(to: SocketAddrV4, id: usize) -> Result<(), String> {
     let msg = format!("probe {id}");
     let s = echo_once(to, msg.as_bytes(), PROBE)?;
     s.shutdown(Shutdown::Both).ok();
     Ok(())
-}
-
-/// A pseudo-random number (xorshift), seeded from the clock: sequence numbers an attacker
-/// guesses.
-struct Rng(u64);
-
-impl Rng {
-    fn new() -> Rng {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        Rng(nanos | 1)
-    }
-
-    fn next(&mut self) -> u32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 >> 16) as u32
-    }
 }
 
 /// The echo server on smoltcp.
@@ -174,14 +128,7 @@ fn syn_flood_leaves_room_for_real_clients() {
         // 2,000 SYNs at 500/s (4 s) from 101 spoofed addresses nobody answers ARP for.
         let flood = thread::spawn(move || {
             let wire = Wire::open();
-            let mut rng = Rng::new();
-            let mac = fake_mac(0xee);
-            for i in 0..SYNS {
-                let due = start + Duration::from_secs(1) * i as u32 / RATE;
-                thread::sleep(due.saturating_duration_since(Instant::now()));
-                let src = SocketAddrV4::new(spoofed_ip(i), 1024 + (i * 31 % 60000) as u16);
-                wire.send_segment(&Segment::syn(src, server(), rng.next()), mac);
-            }
+            syn_flood(&wire, SYNS, RATE, start);
             Instant::now()
         });
         // Ten probes during the flood, one every 350 ms from 0.3 s, each in its own thread so
@@ -226,7 +173,7 @@ fn forged_syns_do_not_reset_a_live_connection() {
         let SocketAddr::V4(me) = s.local_addr().unwrap() else {
             panic!("an IPv4 client");
         };
-        let mut rng = Rng::new();
+        let mut rng = Rng::from_clock();
         let mut log = Vec::new();
         for round in 0..8 {
             // The client's next sequence number, from what the kernel sent last.
@@ -241,7 +188,7 @@ fn forged_syns_do_not_reset_a_live_connection() {
                 0 => ("the next sequence number", next),
                 1 => ("in window", next.wrapping_add(1000)),
                 2 => ("out of window", next.wrapping_add(1 << 31)),
-                _ => ("random", rng.next()),
+                _ => ("random", rng.next_u32()),
             };
             wire.send_segment(&Segment::syn(me, server(), seq), wire.kernel_mac);
             let frames = wire.collect(Duration::from_millis(300));
@@ -302,32 +249,6 @@ fn forged_syn_during_a_handshake_does_not_break_it() {
         assert_eq!(echo, b"still here", "{seen:#?}");
         fake.reset();
     });
-}
-
-/// Fires `n` connects at once at `to`; each client then does an echo round trip. Returns
-/// what went wrong for each client that failed.
-fn burst(to: SocketAddrV4, n: usize) -> Vec<String> {
-    let go = Arc::new(Barrier::new(n));
-    let clients: Vec<_> = (0..n)
-        .map(|i| {
-            let go = go.clone();
-            thread::spawn(move || {
-                go.wait();
-                echo_once(to, format!("client {i}").as_bytes(), T).map(|s| {
-                    s.shutdown(Shutdown::Write).ok();
-                })
-            })
-        })
-        .collect();
-    clients
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, h)| {
-            join_within(h, T + T, "a client")
-                .err()
-                .map(|e| format!("client {i}: {e}"))
-        })
-        .collect()
 }
 
 fn back_to_back_connects_are_all_served(t: &Target) {
