@@ -4,6 +4,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use smolsock::smol::{ListenPolicy, WhenFull};
+use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 /// The socket programs of a classic tutorial on the smoltcp TCP/IP stack.
@@ -73,6 +75,14 @@ pub enum Command {
         /// Stop accepting after this many clients, exit when they are done.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_clients: Option<u64>,
+        /// Seconds a half-open connection (SYN received, handshake not completed) may hold a
+        /// listening socket; when all are half-open the oldest gives way to a new SYN [default: 3]. smoltcp only.
+        #[arg(long, value_parser = parse_seconds)]
+        syn_timeout: Option<f64>,
+        /// What a SYN gets when the backlog is full of connections not yet accepted: drop (the
+        /// client retries, as on Linux) or reset (smoltcp's own answer: connection refused) [default: drop]. smoltcp only.
+        #[arg(long, value_enum)]
+        backlog_full: Option<BacklogFull>,
     },
     /// Connect, send each message, print the replies (the seed's TCP client).
     TcpClient {
@@ -136,6 +146,43 @@ pub enum Mode {
     Interactive,
     /// Count and discard.
     Sink,
+}
+
+/// What a SYN gets when a listener's backlog is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BacklogFull {
+    /// Dropped: the client retransmits it and gets in once there is room.
+    Drop,
+    /// Answered with a reset: the client's connect is refused.
+    Reset,
+}
+
+impl Command {
+    /// The listener rules for the smoltcp stack, and the flags that set them (they make no
+    /// sense with `--stack kernel`, whose rules are the kernel's sysctls).
+    pub fn listen_policy(&self) -> (ListenPolicy, Vec<&'static str>) {
+        let mut policy = ListenPolicy::default();
+        let mut given = Vec::new();
+        if let Command::TcpServer {
+            syn_timeout,
+            backlog_full,
+            ..
+        } = self
+        {
+            if let Some(seconds) = syn_timeout {
+                policy.syn_timeout = Duration::from_micros((seconds * 1e6) as u64);
+                given.push("--syn-timeout");
+            }
+            if let Some(full) = backlog_full {
+                policy.when_full = match full {
+                    BacklogFull::Drop => WhenFull::Drop,
+                    BacklogFull::Reset => WhenFull::Reset,
+                };
+                given.push("--backlog-full");
+            }
+        }
+        (policy, given)
+    }
 }
 
 /// Which TCP/IP stack runs a program.

@@ -11,7 +11,7 @@ use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
-use smolsock::smol::StackConfig;
+use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
 use smoltcp::phy::{PcapMode, PcapWriter};
 use smoltcp::time::Duration;
@@ -119,16 +119,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
         return smolsock_host::demo::run(&mut printer)
             .map_err(|e| Failure::Message(format!("demo failed: {e}")));
     };
+    let (policy, policy_flags) = cli.command.listen_policy();
     match device.stack {
         StackKind::Smoltcp => {
             let launcher = OnSmoltcp {
                 device,
                 pcap: cli.pcap,
+                policy,
             };
             run_program(launcher, cli.command, &mut printer)
         }
         StackKind::Kernel => {
-            let flags = device.smoltcp_flags();
+            let mut flags = device.smoltcp_flags();
+            flags.extend(policy_flags);
             if let Some(flag) = flags.first() {
                 return Err(Failure::Usage(format!(
                     "{flag} configures the smoltcp stack; with --stack kernel the program uses \
@@ -290,6 +293,7 @@ fn outcome(result: Result<(), RunError>) -> Result<(), Failure> {
 struct OnSmoltcp {
     device: DeviceArgs,
     pcap: Option<PathBuf>,
+    policy: ListenPolicy,
 }
 
 impl Launch for OnSmoltcp {
@@ -331,11 +335,13 @@ impl Launch for OnSmoltcp {
                 let mut device = PcapWriter::new(device, file, PcapMode::Both);
                 let mut stack =
                     build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+                stack.set_listen_policy(self.policy);
                 driver::run(&mut stack, &mut device, program, &mut input, printer)
             }
             None => {
                 let mut stack =
                     build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+                stack.set_listen_policy(self.policy);
                 driver::run(&mut stack, &mut device, program, &mut input, printer)
             }
         };

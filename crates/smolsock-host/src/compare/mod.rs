@@ -131,8 +131,15 @@ pub const SCENARIOS: &[Scenario] = &[
         "backlog",
         "S12",
         "listen(2), no accept; 5 clients connect one after another",
-        "Linux queues backlog+1 finished handshakes and drops further SYNs (the client retries); smolsock has `backlog` listening sockets and smoltcp resets a SYN no socket takes",
+        "both drop a SYN the backlog has no room for, and the client's retransmission gets in once the server accepts; Linux queues backlog+1 finished handshakes, smolsock `backlog` (its listening sockets)",
         scenarios::backlog
+    ),
+    scenario!(
+        "backlog-reset",
+        "S12",
+        "the same with reset on overflow: Linux tcp_abort_on_overflow=1, smolsock --backlog-full reset",
+        "smolsock then answers a SYN no listening socket takes with RST, as plain smoltcp always does; Linux still drops the SYN when its queue is full and resets only a handshake that completes into a full queue",
+        scenarios::backlog_reset
     ),
     scenario!(
         "udp-closed-port-in",

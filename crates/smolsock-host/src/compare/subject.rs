@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use smolsock::net::Stack;
-use smolsock::smol::{SmolStack, StackConfig};
+use smolsock::smol::{ListenPolicy, SmolStack, StackConfig, WhenFull};
 use smoltcp::iface::SocketStorage;
 use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
@@ -60,6 +60,10 @@ pub trait Subject {
     /// How long the connection from local port `port`, closed actively a moment ago, stays
     /// in TIME-WAIT: `Ok(None)` if it is not in TIME-WAIT at all.
     fn time_wait(&mut self, port: u16) -> Result<Option<Duration>, String>;
+    /// Makes a full backlog answer with a reset (`true`) or stay silent (`false`, both
+    /// stacks' default): Linux's `tcp_abort_on_overflow` sysctl in this namespace, smolsock's
+    /// `--backlog-full reset`.
+    fn reset_when_backlog_full(&mut self, on: bool) -> Result<(), String>;
 }
 
 fn smol_duration(d: Duration) -> SmolDuration {
@@ -108,8 +112,16 @@ pub(crate) fn proc_time_wait(table: &str, port: u16) -> Option<Duration> {
     })
 }
 
+/// Linux's switch for answering an accept-queue overflow with a reset (per namespace).
+const ABORT_ON_OVERFLOW: &str = "/proc/sys/net/ipv4/tcp_abort_on_overflow";
+
 impl Subject for KernelSubject {
     type S = KernelStack;
+
+    fn reset_when_backlog_full(&mut self, on: bool) -> Result<(), String> {
+        std::fs::write(ABORT_ON_OVERFLOW, if on { "1" } else { "0" })
+            .map_err(|e| format!("cannot set {ABORT_ON_OVERFLOW}: {e}"))
+    }
 
     fn name(&self) -> &'static str {
         "kernel"
@@ -288,6 +300,15 @@ impl<'a> Subject for SmolSubject<'a, '_> {
 
     fn stack(&mut self) -> &mut SubjectStack<'a> {
         &mut self.stack
+    }
+
+    fn reset_when_backlog_full(&mut self, on: bool) -> Result<(), String> {
+        let when_full = if on { WhenFull::Reset } else { WhenFull::Drop };
+        self.stack.set_listen_policy(ListenPolicy {
+            when_full,
+            ..ListenPolicy::default()
+        });
+        Ok(())
     }
 
     fn addr(&self) -> Ipv4Addr {

@@ -144,6 +144,18 @@ pub fn listener_close<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 
 /// S12: more connects than the backlog while the server does not accept.
 pub fn backlog<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
+    connects_beyond_backlog(t, cx)
+}
+
+/// S12 with each stack's switch to reset a SYN (or handshake) the backlog has no room for.
+pub fn backlog_reset<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
+    t.reset_when_backlog_full(true)?;
+    let seen = connects_beyond_backlog(t, cx);
+    t.reset_when_backlog_full(false)?;
+    seen
+}
+
+fn connects_beyond_backlog<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     const CLIENTS: usize = 5;
     const BACKLOG: usize = 2;
     let (listener, at) = listen(t, cx, BACKLOG)?;

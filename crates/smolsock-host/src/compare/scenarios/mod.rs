@@ -29,7 +29,9 @@ mod ports;
 mod udp;
 
 pub use close::{client_closes, close_unread, half_close, handshake, server_closes, time_wait};
-pub use connect::{accept, backlog, connect_listening, connect_refused, listener_close};
+pub use connect::{
+    accept, backlog, backlog_reset, connect_listening, connect_refused, listener_close,
+};
 pub use keepalive::keepalive;
 pub use ports::{client_port, udp_sender_port};
 pub use udp::{ARP_DATAGRAMS, arp, udp_closed_port_in, udp_closed_port_out, udp_truncate};
