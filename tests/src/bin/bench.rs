@@ -207,10 +207,7 @@ fn attacks() {
     };
     println!();
     println!("tcp-server under attack, mean of {rounds} runs");
-    println!(
-        "{:<44} {:>10} {:>10}  {}",
-        "what", "value", "ratio", "detail"
-    );
+    println!("{:<44} {:>10} {:>10}  detail", "what", "value", "ratio");
     let (sf, kf) = (rate(&smol_flood), rate(&kern_flood));
     println!(
         "{:<44} {:>10.2} {:>10.3}  served/tried {}",
