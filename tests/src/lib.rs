@@ -8,9 +8,13 @@
 //! test body. [`Proc`] runs a program with bounded waits on its output and is always
 //! killed when dropped.
 //!
+//! [`forge`] sends forged frames to the smoltcp stack and reads what it answers (the
+//! attack tests, tests/attack.rs).
+//!
 //! [`programs`] holds the scenarios shared by the smoltcp (tests/tap.rs) and kernel-stack
 //! (tests/kernel.rs) tests, each written once against a [`programs::Target`].
 
+pub mod forge;
 pub mod programs;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

@@ -5,12 +5,19 @@
 //! smoltcp (`tcp-server --mode sink`) and smoltcp -> kernel (`tcp-client --bytes`), and the
 //! same two with the programs on the kernel's own stack (`--stack kernel`, the std twin). The
 //! figures are for a shared, noisy machine: compare ratios, not absolute numbers.
+//!
+//! Then `tcp-server` under attack, smoltcp against the kernel's own stack in the same run:
+//! legitimate clients served per second during a flood of 2,000 spoofed SYNs at 500/s
+//! (one probe after another, each an echo round trip, at most 3 s), and the time to serve
+//! 32 connects fired back to back at an idle server (default backlog). `bench attacks` runs
+//! these rows only.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use smolsock_tests::forge::{Wire, burst, echo_once, syn_flood};
 use smolsock_tests::{Proc, SMOL_IP, pattern, receive_all, reexec_in_netns, send_all};
 
 const SIZE: usize = 64 * 1024 * 1024;
@@ -127,6 +134,112 @@ fn std_twin_to_kernel(crc: u32) -> Duration {
     elapsed
 }
 
+/// `tcp-server` on the smoltcp stack (`--tap tap0`) or the kernel's (`--stack kernel`).
+fn attacked_server(kernel: bool) -> Proc {
+    let stack: &[&str] = if kernel {
+        &["--stack", "kernel"]
+    } else {
+        &["--tap", "tap0"]
+    };
+    let mut server = Proc::smolsock(&[&["tcp-server"], stack].concat());
+    server.wait_for("listening", T);
+    server
+}
+
+/// Probes served per second of a 2,000-SYN flood at 500/s, and how many were tried.
+fn flood_probes(kernel: bool) -> (f64, usize, usize) {
+    let _server = attacked_server(kernel);
+    let wire = if kernel { Wire::kernel() } else { Wire::open() };
+    let to = wire.server();
+    let start = Instant::now();
+    let flood = thread::spawn(move || {
+        syn_flood(&wire, 2000, 500, start);
+        Instant::now()
+    });
+    let (mut served, mut tried) = (0, 0);
+    while !flood.is_finished() {
+        tried += 1;
+        let msg = format!("probe {tried}");
+        if echo_once(to, msg.as_bytes(), Duration::from_secs(3)).is_ok() {
+            served += 1;
+        }
+    }
+    let end = flood.join().unwrap();
+    (served as f64 / (end - start).as_secs_f64(), served, tried)
+}
+
+/// Time to serve 32 back-to-back connects, and how many failed.
+fn burst_time(kernel: bool) -> (Duration, usize) {
+    let server = attacked_server(kernel);
+    let to = if kernel {
+        SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090)
+    } else {
+        SocketAddrV4::new(SMOL_IP, 9090)
+    };
+    let start = Instant::now();
+    let failed = burst(to, 32).len();
+    let took = start.elapsed();
+    drop(server);
+    (took, failed)
+}
+
+fn attacks() {
+    let rounds = ROUNDS;
+    let smol_flood: Vec<_> = (0..rounds).map(|_| flood_probes(false)).collect();
+    let kern_flood: Vec<_> = (0..rounds).map(|_| flood_probes(true)).collect();
+    let smol_burst: Vec<_> = (0..rounds).map(|_| burst_time(false)).collect();
+    let kern_burst: Vec<_> = (0..rounds).map(|_| burst_time(true)).collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let rate = |v: &[(f64, usize, usize)]| mean(&v.iter().map(|r| r.0).collect::<Vec<_>>());
+    let secs =
+        |v: &[(Duration, usize)]| mean(&v.iter().map(|r| r.0.as_secs_f64()).collect::<Vec<_>>());
+    let tally = |v: &[(f64, usize, usize)]| {
+        v.iter()
+            .map(|r| format!("{}/{}", r.1, r.2))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let fails = |v: &[(Duration, usize)]| {
+        v.iter()
+            .map(|r| r.1.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!("tcp-server under attack, mean of {rounds} runs");
+    println!("{:<44} {:>10} {:>10}  detail", "what", "value", "ratio");
+    let (sf, kf) = (rate(&smol_flood), rate(&kern_flood));
+    println!(
+        "{:<44} {:>10.2} {:>10.3}  served/tried {}",
+        "probes/s during a SYN flood, smoltcp",
+        sf,
+        sf / kf,
+        tally(&smol_flood)
+    );
+    println!(
+        "{:<44} {:>10.2} {:>10.3}  served/tried {}",
+        "probes/s during a SYN flood, kernel (base)",
+        kf,
+        1.0,
+        tally(&kern_flood)
+    );
+    let (sb, kb) = (secs(&smol_burst), secs(&kern_burst));
+    println!(
+        "{:<44} {:>10.3} {:>10.3}  clients failed {}",
+        "32 back-to-back connects, smoltcp (s)",
+        sb,
+        kb / sb,
+        fails(&smol_burst)
+    );
+    println!(
+        "{:<44} {:>10.3} {:>10.3}  clients failed {}",
+        "32 back-to-back connects, kernel (s, base)",
+        kb,
+        1.0,
+        fails(&kern_burst)
+    );
+}
+
 fn best(mut f: impl FnMut() -> Duration) -> Duration {
     (0..ROUNDS).map(|_| f()).min().unwrap()
 }
@@ -134,6 +247,11 @@ fn best(mut f: impl FnMut() -> Duration) -> Duration {
 fn main() {
     if let Some(code) = reexec_in_netns() {
         std::process::exit(code);
+    }
+    // `bench attacks`: the attack rows only.
+    if std::env::args().nth(1).as_deref() == Some("attacks") {
+        attacks();
+        return;
     }
     let (data, crc) = pattern(SIZE);
     let base = best(|| kernel_loopback(&data));
@@ -159,4 +277,5 @@ fn main() {
             base.as_secs_f64() / d.as_secs_f64()
         );
     }
+    attacks();
 }
