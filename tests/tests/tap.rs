@@ -579,9 +579,6 @@ fn tcp_client_reply_timeout_ends_with_timed_out() {
 }
 
 #[test]
-#[ignore = "needs the socket layer to reclaim pool sockets stuck in FIN-WAIT to a vanished peer \
-            (the idle close sends a FIN nobody acknowledges; without reclamation the give-up, \
-            60 s by default, frees them)"]
 fn vanished_clients_free_their_slots() {
     in_netns("vanished_clients_free_their_slots", || {
         // 40 clients from a second kernel address fill every slot (32 served, 8 in the

@@ -57,6 +57,12 @@ use listener::{Listener, Member};
 /// How many listeners one stack can have at once.
 pub const MAX_LISTENERS: usize = 2;
 
+/// How long the fragments of an incomplete IPv4 datagram are kept (with the `fragmentation`
+/// feature) before they are dropped. smoltcp keeps them 60 s, Linux 30 s (`ipfrag_time`);
+/// a device with a few reassembly buffers cannot let one lost fragment block it that long.
+#[cfg(feature = "fragmentation")]
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a connection the program has closed may take to finish closing (FIN sent and
 /// acknowledged, the peer's FIN received) while the peer stays silent, before its socket
 /// is dropped. Linux's `tcp_fin_timeout` is 60 s too.
@@ -257,6 +263,8 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         let mut iface_config = Config::new(hardware);
         iface_config.random_seed = config.seed;
         let mut iface = Interface::new(iface_config, device, now);
+        #[cfg(feature = "fragmentation")]
+        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         let mut added = true;
         iface.update_ip_addrs(|addrs| added = addrs.push(IpCidr::Ipv4(config.ip)).is_ok());
         if !added {
