@@ -165,3 +165,98 @@ fn qemu_tcp_client_talks_to_kernel_echo_server() {
         }
     });
 }
+
+/// The board's MAC (boards/qemu-lm3s6965).
+const BOARD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
+
+/// One echo round trip with the board's `tcp-server` from a new kernel client, each step
+/// bounded by `wait`.
+fn board_echo(msg: &[u8], wait: Duration) -> Result<(), String> {
+    smolsock_tests::forge::echo_once(board(), msg, wait).map(drop)
+}
+
+#[test]
+fn qemu_tcp_server_serves_during_and_after_a_syn_flood() {
+    in_netns(
+        "qemu_tcp_server_serves_during_and_after_a_syn_flood",
+        || {
+            let mut fw = Proc::qemu("tcp-server");
+            fw.wait_for("listening", T);
+            board_echo(b"before", T).expect("served before the flood");
+            // 1,000 SYNs at 250/s (4 s) from spoofed addresses nobody answers ARP for: every
+            // one becomes a half-open connection on the board (4 listening sockets, 4 more
+            // for clients), unless the socket layer lets the oldest give way.
+            let start = std::time::Instant::now();
+            let flood = thread::spawn(move || {
+                let mut wire = smolsock_tests::forge::Wire::open();
+                wire.stack_mac = BOARD_MAC;
+                wire.stack_ip = smolsock_tests::BOARD_IP;
+                smolsock_tests::forge::syn_flood(&wire, 1000, 250, start);
+            });
+            thread::sleep(Duration::from_millis(1500));
+            let during = board_echo(b"during the flood", T);
+            smolsock_tests::join_within(flood, T + T, "the flood");
+            during.expect("a client served during the flood");
+            for i in 0..3 {
+                board_echo(format!("after {i}").as_bytes(), T).expect("served after the flood");
+            }
+        },
+    );
+}
+
+#[test]
+fn qemu_tcp_server_frees_the_slots_of_vanished_clients() {
+    in_netns(
+        "qemu_tcp_server_frees_the_slots_of_vanished_clients",
+        || {
+            // 8 clients from a second kernel address take every socket of the board (4 served,
+            // 4 in the backlog), then vanish without FIN or RST: the address is deleted, so the
+            // kernel can neither send for it nor answer for it. The board's default give-up
+            // (60 s without a word from the peer while keep-alive probes it every 30 s) frees
+            // the served ones; the backlog is then accepted and given the same bounds.
+            smolsock_tests::sh(&["ip", "addr", "add", "192.168.69.101/24", "dev", "tap0"]);
+            smolsock_tests::sh(&[
+                "ip",
+                "route",
+                "add",
+                "192.168.69.3/32",
+                "dev",
+                "tap0",
+                "src",
+                "192.168.69.101",
+            ]);
+            let mut fw = Proc::qemu("tcp-server");
+            fw.wait_for("listening", T);
+            let mut vanished = Vec::new();
+            for i in 0..8 {
+                let mut s = TcpStream::connect_timeout(&board().into(), T).expect("connect");
+                s.set_read_timeout(Some(T)).unwrap();
+                assert_eq!(s.local_addr().unwrap().ip().to_string(), "192.168.69.101");
+                if i < 4 {
+                    smolsock_tests::exchange(&mut s, i, 1);
+                }
+                vanished.push(s);
+            }
+            smolsock_tests::sh(&["ip", "addr", "del", "192.168.69.101/24", "dev", "tap0"]);
+            let _ = std::process::Command::new("ip")
+                .args(["route", "del", "192.168.69.3/32"])
+                .output();
+            let start = std::time::Instant::now();
+            let limit = Duration::from_secs(100);
+            loop {
+                match board_echo(b"a new client", Duration::from_secs(3)) {
+                    Ok(()) => break,
+                    Err(e) if start.elapsed() > limit => {
+                        panic!("no new client served within {limit:?} of the vanishing: {e}")
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(500)),
+                }
+            }
+            eprintln!(
+                "a new client served {:.1} s after 8 clients vanished",
+                start.elapsed().as_secs_f64()
+            );
+            drop(vanished);
+        },
+    );
+}

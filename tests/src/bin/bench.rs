@@ -11,6 +11,10 @@
 //! (one probe after another, each an echo round trip, at most 3 s), and the time to serve
 //! 32 connects fired back to back at an idle server (default backlog). `bench attacks` runs
 //! these rows only.
+//!
+//! Then `udp-recv` under a blast of 200,000 datagrams sent as fast as a kernel socket can:
+//! how many it printed, and how many it reported lost (its socket buffer, the TAP's queue),
+//! smoltcp against the kernel stack in the same run. `bench udp` runs these rows only.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -240,6 +244,79 @@ fn attacks() {
     );
 }
 
+/// Datagrams in one blast at `udp-recv`.
+const BLAST: usize = 200_000;
+
+/// What `udp-recv` printed for one blast: received, lost in its socket, lost in the device.
+fn udp_blast(kernel: bool) -> (usize, u64, u64) {
+    let (args, to): (&[&str], SocketAddrV4) = if kernel {
+        (
+            &["udp-recv", "--stack", "kernel", "--port", "9191"],
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9191),
+        )
+    } else {
+        (
+            &["udp-recv", "--tap", "tap0", "--port", "9191"],
+            SocketAddrV4::new(SMOL_IP, 9191),
+        )
+    };
+    let mut receiver = Proc::smolsock(args);
+    receiver.wait_for("udp bound", T);
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    let payload = [0x5au8; 100];
+    for _ in 0..BLAST {
+        // A full queue on the sending side is the blast's own loss, not the receiver's.
+        let _ = sock.send_to(&payload, to);
+    }
+    // What the receiver still has in hand arrives, and its loss report is due (once a
+    // second while datagrams come).
+    thread::sleep(Duration::from_millis(1500));
+    receiver.signal(libc::SIGTERM);
+    let (_, lines, _) = receiver.finish(T);
+    let received = lines.iter().filter(|l| l.contains(" received ")).count();
+    let lost = |who: &str| -> u64 {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(who))
+            .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+            .sum()
+    };
+    (received, lost("udp lost"), lost("device lost"))
+}
+
+fn udp() {
+    let smol: Vec<_> = (0..ROUNDS).map(|_| udp_blast(false)).collect();
+    let kern: Vec<_> = (0..ROUNDS).map(|_| udp_blast(true)).collect();
+    let mean = |v: &[(usize, u64, u64)]| v.iter().map(|r| r.0 as f64).sum::<f64>() / v.len() as f64;
+    let detail = |v: &[(usize, u64, u64)]| {
+        v.iter()
+            .map(|r| format!("{}+{}+{}", r.0, r.1, r.2))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!();
+    println!("udp-recv under a blast of {BLAST} datagrams of 100 bytes, mean of {ROUNDS} runs");
+    println!(
+        "{:<44} {:>10} {:>10}  received+lost(socket)+lost(device)",
+        "what", "received", "ratio"
+    );
+    let (s, k) = (mean(&smol), mean(&kern));
+    println!(
+        "{:<44} {:>10.0} {:>10.3}  {}",
+        "smoltcp on a TAP",
+        s,
+        s / k,
+        detail(&smol)
+    );
+    println!(
+        "{:<44} {:>10.0} {:>10.3}  {}",
+        "kernel stack (base)",
+        k,
+        1.0,
+        detail(&kern)
+    );
+}
+
 fn best(mut f: impl FnMut() -> Duration) -> Duration {
     (0..ROUNDS).map(|_| f()).min().unwrap()
 }
@@ -249,9 +326,10 @@ fn main() {
         std::process::exit(code);
     }
     // `bench attacks`: the attack rows only.
-    if std::env::args().nth(1).as_deref() == Some("attacks") {
-        attacks();
-        return;
+    match std::env::args().nth(1).as_deref() {
+        Some("attacks") => return attacks(),
+        Some("udp") => return udp(),
+        _ => {}
     }
     let (data, crc) = pattern(SIZE);
     let base = best(|| kernel_loopback(&data));
@@ -278,4 +356,5 @@ fn main() {
         );
     }
     attacks();
+    udp();
 }
