@@ -23,7 +23,7 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 
-use smolsock::net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
+use smolsock::net::{Datagram, Phase, Recv, Stack, TcpTimeouts, UdpLosses};
 use smolsock::{Error, Result};
 use smoltcp::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
@@ -368,9 +368,9 @@ impl Stack for KernelStack {
         }
     }
 
-    fn udp_dropped(&self, socket: KernelUdp) -> u64 {
+    fn udp_losses(&self, socket: KernelUdp) -> UdpLosses {
         let Ok(slot) = self.udp.get(socket.0) else {
-            return 0;
+            return UdpLosses::default();
         };
         // The kernel counts a socket's drops (`sk_drops`, also what SO_RXQ_OVFL reports) in
         // the last column of /proc/net/udp, found by the socket's inode.
@@ -385,7 +385,11 @@ impl Stack for KernelStack {
                 .ok()
         });
         let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
-        inode.and_then(|i| proc_udp_drops(&table, i)).unwrap_or(0)
+        UdpLosses {
+            buffer_full: inode.and_then(|i| proc_udp_drops(&table, i)).unwrap_or(0),
+            // The kernel counts reassembly failures per namespace only (ReasmFails).
+            incomplete: 0,
+        }
     }
 
     fn udp_close(&mut self, socket: KernelUdp) {
@@ -607,7 +611,7 @@ mod tests {
         while stack.udp_recv_from(socket, &mut buf).is_ok() {
             got += 1;
         }
-        let dropped = stack.udp_dropped(socket);
+        let dropped = stack.udp_losses(socket).buffer_full;
         assert!(dropped > 0, "nothing counted as dropped");
         assert_eq!(got + dropped, 200, "received {got}, dropped {dropped}");
     }

@@ -112,6 +112,8 @@ pub enum LossCause {
     /// The device's queue was full before the stack read it (on a host: the kernel's queue
     /// of the TAP or TUN device, its `tx_dropped` counter).
     DeviceQueue,
+    /// A fragmented datagram whose fragments never all arrived: reassembly gave up.
+    Fragments,
 }
 
 impl LossCause {
@@ -120,6 +122,7 @@ impl LossCause {
         match self {
             LossCause::SocketBuffer => "socket-buffer",
             LossCause::DeviceQueue => "device-queue",
+            LossCause::Fragments => "fragments",
         }
     }
 
@@ -128,13 +131,14 @@ impl LossCause {
         match self {
             LossCause::SocketBuffer => "the socket's receive buffer was full",
             LossCause::DeviceQueue => "the queue in front of the stack was full",
+            LossCause::Fragments => "some of their fragments never arrived",
         }
     }
 
     /// Who lost them, as the text line starts.
     pub fn who(self) -> &'static str {
         match self {
-            LossCause::SocketBuffer => "udp",
+            LossCause::SocketBuffer | LossCause::Fragments => "udp",
             LossCause::DeviceQueue => "device",
         }
     }
@@ -142,7 +146,7 @@ impl LossCause {
     /// What was lost: datagrams (a socket's) or frames (any, a device's).
     pub fn unit(self) -> &'static str {
         match self {
-            LossCause::SocketBuffer => "datagrams",
+            LossCause::SocketBuffer | LossCause::Fragments => "datagrams",
             LossCause::DeviceQueue => "frames",
         }
     }

@@ -56,7 +56,7 @@ pub mod smol;
 
 pub use error::{Error, Result};
 pub use event::{CloseReason, ConnId, Event, LossCause, Proto, Totals};
-pub use net::{Datagram, Phase, Recv, Stack, TcpTimeouts};
+pub use net::{Datagram, Phase, Recv, Stack, TcpTimeouts, UdpLosses};
 pub use programs::{Poll, Program};
 
 /// The smoltcp version this crate is written against, re-exported so that drivers and

@@ -28,6 +28,19 @@ pub struct Datagram {
     pub from: SocketAddrV4,
 }
 
+/// Datagrams a UDP socket lost before the program read them, by cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UdpLosses {
+    /// Dropped because the socket's receive buffer was full: the program did not read them
+    /// fast enough.
+    pub buffer_full: u64,
+    /// Fragmented datagrams whose fragments never all arrived (given up after the
+    /// reassembly timeout). The kernel's stack counts these only per namespace
+    /// (`ReasmFails`), so it reports 0 here.
+    pub incomplete: u64,
+}
+
 /// What a TCP receive gave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -101,9 +114,9 @@ pub trait Stack {
     fn udp_recv_from(&mut self, socket: Self::Udp, buf: &mut [u8]) -> Result<Datagram>;
     /// Closes the socket and frees its port.
     fn udp_close(&mut self, socket: Self::Udp);
-    /// Datagrams that arrived for this socket and were dropped because its receive buffer
-    /// was full (the program did not read them fast enough), since it was bound.
-    fn udp_dropped(&self, socket: Self::Udp) -> u64;
+    /// Datagrams for this socket that the stack dropped before the program could read
+    /// them, since it was bound.
+    fn udp_losses(&self, socket: Self::Udp) -> UdpLosses;
 
     /// Starts connecting to `to` from an ephemeral local port (rules S2, S4).
     fn tcp_connect(&mut self, to: SocketAddrV4) -> Result<Self::Tcp>;

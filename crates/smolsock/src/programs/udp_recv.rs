@@ -5,7 +5,7 @@ use smoltcp::time::{Duration, Instant};
 use super::{Poll, Program};
 use crate::error::{Error, Result};
 use crate::event::{Counter, Event, LossCause, Proto};
-use crate::net::Stack;
+use crate::net::{Stack, UdpLosses};
 
 /// Settings of a [`UdpReceiver`].
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +34,7 @@ pub struct UdpReceiver<'b, S: Stack> {
     buf: &'b mut [u8],
     state: State<S::Udp>,
     counter: Counter,
-    lost: u64,
+    lost: UdpLosses,
     next_loss_check: Instant,
     /// Datagrams arrived since the last check: drops may have come with them, so the
     /// program wakes for the next check even if nothing else arrives.
@@ -49,7 +49,7 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
             buf,
             state: State::Start,
             counter: Counter::default(),
-            lost: 0,
+            lost: UdpLosses::default(),
             next_loss_check: Instant::ZERO,
             check_due: false,
         }
@@ -57,15 +57,24 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
 
     /// Reports datagrams the stack dropped for `socket` since the last report.
     fn report_losses(&mut self, stack: &S, socket: S::Udp, emit: &mut dyn FnMut(&Event<'_>)) {
-        let total = stack.udp_dropped(socket);
-        if total > self.lost {
-            emit(&Event::Lost {
-                count: total - self.lost,
-                total,
-                cause: LossCause::SocketBuffer,
-            });
-            self.lost = total;
+        let now = stack.udp_losses(socket);
+        for (total, reported, cause) in [
+            (
+                now.buffer_full,
+                self.lost.buffer_full,
+                LossCause::SocketBuffer,
+            ),
+            (now.incomplete, self.lost.incomplete, LossCause::Fragments),
+        ] {
+            if total > reported {
+                emit(&Event::Lost {
+                    count: total - reported,
+                    total,
+                    cause,
+                });
+            }
         }
+        self.lost = now;
     }
 
     fn fail(&mut self, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {

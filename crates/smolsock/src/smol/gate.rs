@@ -36,6 +36,17 @@ pub(crate) enum Inbound {
         /// Payload length.
         len: usize,
     },
+    /// A fragment of a UDP datagram to `local`.
+    UdpFragment {
+        /// The sender.
+        src: Ipv4Addr,
+        /// Destination address.
+        local: Ipv4Addr,
+        /// The datagram's identification, shared by its fragments.
+        ident: u16,
+        /// The UDP destination port, in the first fragment only.
+        port: Option<u16>,
+    },
     /// Anything else: smoltcp handles it as it is.
     Other,
 }
@@ -61,10 +72,23 @@ pub(crate) fn peek(medium: Medium, frame: &[u8]) -> Inbound {
     let Ok(packet) = Ipv4Packet::new_checked(ip) else {
         return Inbound::Other;
     };
-    if packet.more_frags() || packet.frag_offset() != 0 {
-        return Inbound::Other;
-    }
     let (src, dst) = (packet.src_addr(), packet.dst_addr());
+    if packet.more_frags() || packet.frag_offset() != 0 {
+        if packet.next_header() != IpProtocol::Udp {
+            return Inbound::Other;
+        }
+        // The first fragment starts with the UDP header: the port is its bytes 2 and 3.
+        let port = (packet.frag_offset() == 0)
+            .then(|| packet.payload().get(2..4))
+            .flatten()
+            .and_then(|b| Some(u16::from_be_bytes([*b.first()?, *b.get(1)?])));
+        return Inbound::UdpFragment {
+            src,
+            local: dst,
+            ident: packet.ident(),
+            port,
+        };
+    }
     match packet.next_header() {
         IpProtocol::Tcp => match TcpPacket::new_checked(packet.payload()) {
             Ok(tcp) if tcp.syn() && !tcp.ack() && !tcp.rst() => Inbound::Syn {

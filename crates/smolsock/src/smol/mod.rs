@@ -23,11 +23,12 @@
 //!   connection, or, when every socket holds an established connection not yet accepted,
 //!   is dropped so that the client retries (or reset, with [`WhenFull::Reset`]);
 //! - half-open connections expire after [`ListenPolicy::syn_timeout`], silently;
-//! - a UDP datagram that a full socket buffer cannot take is counted
-//!   ([`Stack::udp_dropped`]).
+//! - a UDP datagram that a full socket buffer cannot take is counted, and so is a
+//!   fragmented one whose fragments never all arrive ([`Stack::udp_losses`]).
 //!
 //! What the gate did is counted in [`GateCounters`].
 
+mod fragments;
 mod gate;
 mod listener;
 mod ports;
@@ -50,7 +51,7 @@ pub use storage::{TcpBuffers, UdpBuffers};
 
 use crate::error::{Error, Result};
 use crate::fmt::{debug, trace};
-use crate::net::{Datagram, Phase, Recv, Stack};
+use crate::net::{Datagram, Phase, Recv, Stack, UdpLosses};
 use gate::{Inbound, OneFrame};
 use listener::{Listener, Member};
 
@@ -58,9 +59,10 @@ use listener::{Listener, Member};
 pub const MAX_LISTENERS: usize = 2;
 
 /// How long the fragments of an incomplete IPv4 datagram are kept (with the `fragmentation`
-/// feature) before they are dropped. smoltcp keeps them 60 s, Linux 30 s (`ipfrag_time`);
-/// a device with a few reassembly buffers cannot let one lost fragment block it that long.
-#[cfg(feature = "fragmentation")]
+/// feature) before they are dropped, and the datagram reported lost. smoltcp keeps them
+/// 60 s, Linux 30 s (`ipfrag_time`); a device with a few reassembly buffers cannot let one
+/// lost fragment block it that long. (Without the feature smoltcp drops every fragment,
+/// and each fragmented datagram is reported lost after this time.)
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a connection the program has closed may take to finish closing (FIN sent and
@@ -134,6 +136,8 @@ pub struct GateCounters {
     pub closing_reclaimed: u32,
     /// UDP datagrams dropped because the socket's receive buffer was full.
     pub udp_dropped: u32,
+    /// Fragmented UDP datagrams given up before all their fragments arrived.
+    pub fragments_lost: u32,
 }
 
 /// A smoltcp interface, its sockets, and the pools that make it a BSD-like [`Stack`].
@@ -145,7 +149,8 @@ pub struct SmolStack<'a, const N: usize = 16> {
     caps: DeviceCapabilities,
     policy: ListenPolicy,
     counters: GateCounters,
-    udp_drops: LinearMap<SocketHandle, u64, N>,
+    udp_losses: LinearMap<SocketHandle, UdpLosses, N>,
+    reassembly: fragments::Reassembly,
     capacity: usize,
     added: usize,
     cidr: Ipv4Cidr,
@@ -283,7 +288,8 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             caps,
             policy: ListenPolicy::default(),
             counters: GateCounters::default(),
-            udp_drops: LinearMap::new(),
+            udp_losses: LinearMap::new(),
+            reassembly: fragments::Reassembly::default(),
             capacity,
             added: 0,
             cidr: config.ip,
@@ -392,7 +398,8 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         };
         let meta = rx.meta();
         rx.consume(|frame| {
-            let udp_to = match gate::peek(self.caps.medium, frame) {
+            let inbound = gate::peek(self.caps.medium, frame);
+            let udp_to = match inbound {
                 Inbound::Syn { remote, local } => {
                     if !self.admit_syn(remote, local, frame) {
                         return;
@@ -404,6 +411,16 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 }
                 _ => None,
             };
+            let fragment = match inbound {
+                Inbound::UdpFragment {
+                    src,
+                    local,
+                    ident,
+                    port,
+                } if local == self.cidr.address() => self.fragment_seen(src, ident, port, now),
+                _ => None,
+            };
+            let udp_to = udp_to.or(fragment.and_then(|(_, _, socket)| socket));
             let queued_before = udp_to.map(|h| self.udp(h).recv_queue());
             let mut one = OneFrame {
                 frame: Some(frame),
@@ -413,11 +430,22 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             };
             self.iface
                 .poll_ingress_single(now, &mut one, &mut self.sockets);
-            if let (Some(handle), Some(before)) = (udp_to, queued_before)
-                && self.udp(handle).recv_queue() == before
-                && gate::udp_checksum_ok(self.caps.medium, frame)
-            {
-                self.count_udp_drop(handle);
+            let grew = match (udp_to, queued_before) {
+                (Some(handle), Some(before)) => self.udp(handle).recv_queue() != before,
+                _ => false,
+            };
+            match fragment {
+                // The fragment that completed the datagram: it reached its socket.
+                Some((src, ident, _)) if grew => self.reassembly.done(src, ident),
+                Some(_) => {}
+                None => {
+                    if let Some(handle) = udp_to
+                        && !grew
+                        && gate::udp_checksum_ok(self.caps.medium, frame)
+                    {
+                        self.count_udp_loss(handle, false);
+                    }
+                }
             }
         });
         self.maintain(now);
@@ -565,11 +593,57 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             })
     }
 
-    fn count_udp_drop(&mut self, handle: SocketHandle) {
-        self.counters.udp_dropped = self.counters.udp_dropped.saturating_add(1);
-        let count = self.udp_drops.get(&handle).copied().unwrap_or(0);
+    /// Counts one datagram lost for socket `handle` (and for the stack).
+    fn count_udp_loss(&mut self, handle: SocketHandle, incomplete: bool) {
+        let mut losses = self.udp_losses.get(&handle).copied().unwrap_or_default();
+        if incomplete {
+            self.counters.fragments_lost = self.counters.fragments_lost.saturating_add(1);
+            losses.incomplete = losses.incomplete.saturating_add(1);
+        } else {
+            self.counters.udp_dropped = self.counters.udp_dropped.saturating_add(1);
+            losses.buffer_full = losses.buffer_full.saturating_add(1);
+        }
         // Cannot overflow: at most N UDP sockets are added.
-        let _ = self.udp_drops.insert(handle, count.saturating_add(1));
+        let _ = self.udp_losses.insert(handle, losses);
+    }
+
+    /// Notes a fragment of datagram `ident` from `src` addressed to the stack. Returns the
+    /// datagram's key and the socket it is for, when that socket is known and bound; `None`
+    /// when it is not followed (it goes to a port nobody is bound to).
+    fn fragment_seen(
+        &mut self,
+        src: Ipv4Addr,
+        ident: u16,
+        port: Option<u16>,
+        now: Instant,
+    ) -> Option<(Ipv4Addr, u16, Option<SocketHandle>)> {
+        let given_up = self.reassembly.seen(src, ident, port, now);
+        if let Some(lost) = given_up {
+            self.fragments_lost(lost.port);
+        }
+        let port = self.reassembly.port_of(src, ident);
+        let socket = match port {
+            Some(port) => match self.udp_bound_to(port) {
+                Some(socket) => Some(socket),
+                None => {
+                    // Nobody is bound there: smoltcp answers, it is no loss of ours.
+                    self.reassembly.done(src, ident);
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some((src, ident, socket))
+    }
+
+    /// Counts a fragmented datagram given up, for the socket bound to `port` when known.
+    fn fragments_lost(&mut self, port: Option<u16>) {
+        match port.and_then(|p| self.udp_bound_to(p)) {
+            Some(socket) => self.count_udp_loss(socket, true),
+            None => {
+                self.counters.fragments_lost = self.counters.fragments_lost.saturating_add(1);
+            }
+        }
     }
 
     /// Sends what the sockets have queued. Returns whether any socket may have changed.
@@ -588,6 +662,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             .iter()
             .flatten()
             .filter_map(|l| l.next_expiry(timeout))
+            .chain(self.reassembly.next_expiry(REASSEMBLY_TIMEOUT))
             .min()
             .map(|at| if at > now { at - now } else { Duration::ZERO });
         match (self.iface.poll_delay(now, &self.sockets), expiry) {
@@ -695,6 +770,14 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     }
 
     fn maintain(&mut self, now: Instant) {
+        let mut lost: Vec<Option<u16>, { fragments::TRACKED }> = Vec::new();
+        self.reassembly.expire(now, REASSEMBLY_TIMEOUT, &mut |p| {
+            lost.push(p.port).unwrap_or(())
+        });
+        for port in lost {
+            debug!("udp: a fragmented datagram never completed");
+            self.fragments_lost(port);
+        }
         let sockets = &self.sockets;
         let free = &mut self.tcp_free;
         self.tcp_closing.retain(|&h| {
@@ -892,12 +975,12 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         })
     }
 
-    fn udp_dropped(&self, socket: UdpHandle) -> u64 {
-        self.udp_drops.get(&socket.0).copied().unwrap_or(0)
+    fn udp_losses(&self, socket: UdpHandle) -> UdpLosses {
+        self.udp_losses.get(&socket.0).copied().unwrap_or_default()
     }
 
     fn udp_close(&mut self, socket: UdpHandle) {
-        self.udp_drops.remove(&socket.0);
+        self.udp_losses.remove(&socket.0);
         self.udp_mut(socket.0).close();
         if !self.udp_free.contains(&socket.0) {
             let _ = self.udp_free.push(socket.0);

@@ -462,7 +462,7 @@ fn udp_datagrams_a_full_buffer_drops_are_counted() {
         got += 1;
     }
     assert_eq!(got, 4);
-    assert_eq!(net.server.udp_dropped(socket), 6);
+    assert_eq!(net.server.udp_losses(socket).buffer_full, 6);
     // A datagram with a wrong checksum is smoltcp's to drop, not a buffer overflow.
     let mut bad = udp_to_server(from, 5000, &[9; 100]);
     if let Some(last) = bad.last_mut() {
@@ -472,5 +472,110 @@ fn udp_datagrams_a_full_buffer_drops_are_counted() {
         net.inject(&bad);
     }
     net.run(0);
-    assert_eq!(net.server.udp_dropped(socket), 6);
+    assert_eq!(net.server.udp_losses(socket).buffer_full, 6);
+}
+
+/// The Ethernet frames of one UDP datagram of `len` bytes to the server's `port`, cut into
+/// IPv4 fragments of at most `piece` bytes of IP payload (a multiple of 8).
+fn udp_fragments(
+    from: SocketAddrV4,
+    port: u16,
+    ident: u16,
+    len: usize,
+    piece: usize,
+) -> std::vec::Vec<std::vec::Vec<u8>> {
+    let data: std::vec::Vec<u8> = (0..len).map(|i| i as u8).collect();
+    // The whole datagram as one IP payload, then cut.
+    let whole = udp_to_server(from, port, &data);
+    let udp = whole.get(34..).unwrap_or_default().to_vec();
+    udp.chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let offset = i * piece;
+            let more = offset + chunk.len() < udp.len();
+            let mut buf = std::vec![0u8; 14 + 20 + chunk.len()];
+            buf[..14].copy_from_slice(&whole[..14]);
+            let mut packet = Ipv4Packet::new_unchecked(&mut buf[14..]);
+            packet.set_version(4);
+            packet.set_header_len(20);
+            packet.set_total_len((20 + chunk.len()) as u16);
+            packet.set_ident(ident);
+            packet.clear_flags();
+            packet.set_more_frags(more);
+            packet.set_frag_offset(offset as u16);
+            packet.set_hop_limit(64);
+            packet.set_next_header(IpProtocol::Udp);
+            packet.set_src_addr(*from.ip());
+            packet.set_dst_addr(SERVER);
+            packet.fill_checksum();
+            packet.payload_mut().copy_from_slice(chunk);
+            buf
+        })
+        .collect()
+}
+
+#[test]
+fn a_fragmented_datagram_that_never_completes_is_reported_lost() {
+    let mut net = Net::new(2);
+    let socket = net.server.udp_open().expect("udp");
+    net.server.udp_bind(socket, 5000).expect("bind");
+    let from = SocketAddrV4::new(CLIENT, 4000);
+    // Only the first of three fragments arrives.
+    let frames = udp_fragments(from, 5000, 77, 1200, 480);
+    assert_eq!(frames.len(), 3);
+    net.inject(&frames[0]);
+    net.run(1000);
+    assert_eq!(net.server.udp_losses(socket).incomplete, 0, "not yet");
+    // The stack's deadline brings the driver back when the datagram expires.
+    assert!(
+        net.server
+            .poll_delay(net.now)
+            .is_some_and(|d| d <= REASSEMBLY_TIMEOUT)
+    );
+    net.run(REASSEMBLY_TIMEOUT.total_millis());
+    assert_eq!(net.server.udp_losses(socket).incomplete, 1);
+    assert_eq!(net.server.counters().fragments_lost, 1);
+    // Fragments for a port nobody is bound to are not this stack's loss.
+    net.inject(&udp_fragments(from, 5001, 78, 1200, 480)[0]);
+    net.run(REASSEMBLY_TIMEOUT.total_millis() + 100);
+    assert_eq!(net.server.counters().fragments_lost, 1);
+}
+
+/// Needs smoltcp's reassembly (the `fragmentation` feature; `cargo test --workspace` turns it
+/// on through the host crate).
+#[cfg(feature = "fragmentation")]
+#[test]
+fn a_lost_fragment_does_not_block_the_datagrams_after_it() {
+    let mut net = Net::new(2);
+    let socket = net.server.udp_open().expect("udp");
+    net.server.udp_bind(socket, 5000).expect("bind");
+    let from = SocketAddrV4::new(CLIENT, 4000);
+    // Datagram 1 loses its middle fragment; datagram 2 comes whole, in fragments.
+    let first = udp_fragments(from, 5000, 1, 1200, 480);
+    net.inject(&first[0]);
+    net.inject(&first[2]);
+    for frame in udp_fragments(from, 5000, 2, 1000, 480) {
+        net.inject(&frame);
+    }
+    net.run(100);
+    let mut buf = [0u8; 2000];
+    let got = net
+        .server
+        .udp_recv_from(socket, &mut buf)
+        .expect("datagram 2");
+    assert_eq!(got.size, 1000);
+    assert!(
+        buf.iter()
+            .take(1000)
+            .enumerate()
+            .all(|(i, &b)| b == i as u8)
+    );
+    net.run(REASSEMBLY_TIMEOUT.total_millis() + 100);
+    assert_eq!(
+        net.server.udp_losses(socket),
+        crate::net::UdpLosses {
+            buffer_full: 0,
+            incomplete: 1
+        }
+    );
 }
