@@ -144,18 +144,6 @@ impl Liveness {
     pub(crate) fn expired(&self, idle: Option<Duration>, now: Instant) -> bool {
         self.deadline(idle).is_some_and(|at| now >= at)
     }
-
-    /// The error a failed connection reports. smoltcp closes a connection whose give-up
-    /// fired as a reset does: a "reset" on a connection where nothing moved for at least
-    /// the give-up is taken as the give-up (the kernel says `ETIMEDOUT` by itself).
-    pub(crate) fn failure(&self, error: Error, give_up: Option<Duration>, now: Instant) -> Error {
-        match (error, give_up) {
-            (Error::ConnectionReset, Some(give_up)) if now >= self.last + give_up => {
-                Error::TimedOut
-            }
-            _ => error,
-        }
-    }
 }
 
 /// Whether closing `socket` now would lose data: received bytes not read yet (one read

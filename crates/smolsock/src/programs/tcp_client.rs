@@ -95,17 +95,15 @@ impl<'b, S: Stack> TcpClient<'b, S> {
         }
     }
 
-    /// Fails the connection `socket` with `error` (reset), naming a give-up as such.
+    /// Fails the connection `socket` with `error` (the stack tells a reset from a give-up).
     fn broke(
         &mut self,
         stack: &mut S,
         socket: S::Tcp,
         error: Error,
-        now: Instant,
         emit: &mut dyn FnMut(&Event<'_>),
     ) {
         stack.tcp_abort(socket);
-        let error = self.live.failure(error, self.config.timeouts.give_up, now);
         self.fail(error, emit);
     }
 
@@ -389,7 +387,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     }
                     Ok(false) => {}
                     Err(e) => {
-                        self.broke(stack, socket, e, now, emit);
+                        self.broke(stack, socket, e, emit);
                         return true;
                     }
                 }
@@ -414,7 +412,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         false
                     }
                     Err(e) => {
-                        self.broke(stack, socket, e, now, emit);
+                        self.broke(stack, socket, e, emit);
                         true
                     }
                 }
@@ -450,7 +448,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         false
                     }
                     Err(e) => {
-                        self.broke(stack, socket, e, now, emit);
+                        self.broke(stack, socket, e, emit);
                         true
                     }
                 }

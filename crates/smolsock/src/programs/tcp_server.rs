@@ -389,11 +389,7 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                             emit(&Event::Error {
                                 conn: Some(id),
                                 peer: Some(client.peer),
-                                error: client.live.failure(
-                                    error,
-                                    self.config.timeouts.give_up,
-                                    now,
-                                ),
+                                error,
                             });
                         }
                         Gone::Expired => {

@@ -36,6 +36,13 @@ pub(crate) enum Inbound {
         /// Payload length.
         len: usize,
     },
+    /// A TCP reset from `remote` to `local`.
+    Rst {
+        /// The sender.
+        remote: SocketAddrV4,
+        /// Our address and port it was sent to.
+        local: SocketAddrV4,
+    },
     /// A fragment of a UDP datagram to `local`.
     UdpFragment {
         /// The sender.
@@ -92,6 +99,10 @@ pub(crate) fn peek(medium: Medium, frame: &[u8]) -> Inbound {
     match packet.next_header() {
         IpProtocol::Tcp => match TcpPacket::new_checked(packet.payload()) {
             Ok(tcp) if tcp.syn() && !tcp.ack() && !tcp.rst() => Inbound::Syn {
+                remote: SocketAddrV4::new(src, tcp.src_port()),
+                local: SocketAddrV4::new(dst, tcp.dst_port()),
+            },
+            Ok(tcp) if tcp.rst() => Inbound::Rst {
                 remote: SocketAddrV4::new(src, tcp.src_port()),
                 local: SocketAddrV4::new(dst, tcp.dst_port()),
             },
@@ -273,16 +284,17 @@ mod tests {
     }
 
     #[test]
-    fn syn_ack_rst_and_data_are_other() {
+    fn syn_ack_and_data_are_other_a_reset_is_seen() {
         for (control, ack) in [
             (TcpControl::Syn, true),
             (TcpControl::None, true),
-            (TcpControl::Rst, false),
             (TcpControl::Fin, true),
         ] {
             let frame = tcp_frame(control, ack, false);
             assert_eq!(peek(Medium::Ethernet, &frame), Inbound::Other);
         }
+        let rst = tcp_frame(TcpControl::Rst, false, false);
+        assert!(matches!(peek(Medium::Ethernet, &rst), Inbound::Rst { .. }));
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub struct SmolStack<'a, const N: usize = 16> {
     policy: ListenPolicy,
     counters: GateCounters,
     udp_losses: LinearMap<SocketHandle, UdpLosses, N>,
+    /// Why a connection that a reset closed failed: refused (the reset answered our SYN)
+    /// or reset. smoltcp closes a socket the same way for a reset and for its timeout.
+    reset_by_peer: LinearMap<SocketHandle, Error, N>,
     reassembly: fragments::Reassembly,
     capacity: usize,
     added: usize,
@@ -289,6 +292,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             policy: ListenPolicy::default(),
             counters: GateCounters::default(),
             udp_losses: LinearMap::new(),
+            reset_by_peer: LinearMap::new(),
             reassembly: fragments::Reassembly::default(),
             capacity,
             added: 0,
@@ -399,6 +403,10 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         let meta = rx.meta();
         rx.consume(|frame| {
             let inbound = gate::peek(self.caps.medium, frame);
+            let reset = match inbound {
+                Inbound::Rst { remote, local } => self.connection(remote, local.port()),
+                _ => None,
+            };
             let udp_to = match inbound {
                 Inbound::Syn { remote, local } => {
                     if !self.admit_syn(remote, local, frame) {
@@ -430,6 +438,17 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             };
             self.iface
                 .poll_ingress_single(now, &mut one, &mut self.sockets);
+            if let Some((handle, before)) = reset
+                && self.tcp(handle).state() == tcp::State::Closed
+            {
+                let error = if before == tcp::State::SynSent {
+                    Error::ConnectionRefused
+                } else {
+                    Error::ConnectionReset
+                };
+                // Cannot overflow: at most N TCP sockets are added.
+                let _ = self.reset_by_peer.insert(handle, error);
+            }
             let grew = match (udp_to, queued_before) {
                 (Some(handle), Some(before)) => self.udp(handle).recv_queue() != before,
                 _ => false,
@@ -466,22 +485,10 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             // Nobody listens: smoltcp resets, as Linux does for a closed port.
             return true;
         };
-        let (remote_ep, port) = (endpoint(remote), local.port());
+        let port = local.port();
         // A SYN for a connection that exists (live, half-open or closing) never reaches a
         // listening socket: RFC 5961 lets us drop it; a live connection stays unharmed.
-        let existing = self
-            .sockets
-            .iter()
-            .find_map(|(handle, socket)| match socket {
-                Socket::Tcp(s)
-                    if !matches!(s.state(), tcp::State::Closed | tcp::State::Listen)
-                        && s.remote_endpoint() == Some(remote_ep)
-                        && s.local_endpoint().is_some_and(|e| e.port == port) =>
-                {
-                    Some((handle, s.state()))
-                }
-                _ => None,
-            });
+        let existing = self.connection(remote, port);
         match existing {
             Some((handle, _))
                 if self.tcp_closing.contains(&handle)
@@ -566,6 +573,24 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         trace!("gate: every listening socket is half-open; a free one joins");
         self.counters.half_open_borrowed = self.counters.half_open_borrowed.saturating_add(1);
         true
+    }
+
+    /// The connection (not closed, not listening) between `remote` and our `port`, and its
+    /// state.
+    fn connection(&self, remote: SocketAddrV4, port: u16) -> Option<(SocketHandle, tcp::State)> {
+        let remote = endpoint(remote);
+        self.sockets
+            .iter()
+            .find_map(|(handle, socket)| match socket {
+                Socket::Tcp(s)
+                    if !matches!(s.state(), tcp::State::Closed | tcp::State::Listen)
+                        && s.remote_endpoint() == Some(remote)
+                        && s.local_endpoint().is_some_and(|e| e.port == port) =>
+                {
+                    Some((handle, s.state()))
+                }
+                _ => None,
+            })
     }
 
     /// Drops a half-open connection silently (no reset: its peer may be forged) and lets
@@ -755,6 +780,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     /// second when the old peer never answered ARP (a spoofed SYN's, or a vanished peer's).
     /// The socket is taken out of the set and put back; its handle may change.
     fn fresh(&mut self, handle: SocketHandle) -> SocketHandle {
+        self.reset_by_peer.remove(&handle);
         let socket = self.tcp_mut(handle);
         socket.set_timeout(None);
         socket.set_keep_alive(None);
@@ -1014,10 +1040,17 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         }
     }
 
+    /// A closed connection failed as the ingress gate saw it: refused or reset by a
+    /// segment of the peer's, or else timed out (smoltcp's give-up, when one was set).
     fn tcp_phase(&self, socket: TcpHandle) -> Phase {
-        match self.tcp(socket.0).state() {
+        let s = self.tcp(socket.0);
+        match s.state() {
             tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen => Phase::Connecting,
-            tcp::State::Closed => Phase::Failed(Error::ConnectionReset),
+            tcp::State::Closed => Phase::Failed(match self.reset_by_peer.get(&socket.0) {
+                Some(&error) => error,
+                None if s.timeout().is_some() => Error::TimedOut,
+                None => Error::ConnectionReset,
+            }),
             _ => Phase::Open,
         }
     }

@@ -579,3 +579,49 @@ fn a_lost_fragment_does_not_block_the_datagrams_after_it() {
         }
     );
 }
+
+#[test]
+fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
+    let mut net = Net::new(4);
+    // Nobody listens: the reset answers the SYN.
+    let refused = net
+        .client
+        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+        .expect("connect");
+    net.run(50);
+    assert_eq!(
+        net.client.tcp_phase(refused),
+        Phase::Failed(Error::ConnectionRefused)
+    );
+    net.client.tcp_abort(refused);
+    // An open connection the peer resets.
+    let listener = net.server.tcp_listen(PORT, 2).expect("listen");
+    let (client, server, _) = net.connected(listener);
+    net.server.tcp_abort(server);
+    net.run(50);
+    assert_eq!(
+        net.client.tcp_phase(client),
+        Phase::Failed(Error::ConnectionReset)
+    );
+    net.client.tcp_abort(client);
+    // An open connection whose peer goes silent while data waits: the give-up fires.
+    let (client, _server, _) = net.connected(listener);
+    net.client.tcp_set_timeouts(
+        client,
+        crate::net::TcpTimeouts {
+            keepalive: None,
+            give_up: Some(Duration::from_secs(2)),
+        },
+    );
+    // The server's stack vanishes (another host takes its place on the wire).
+    net.server = stack(
+        &mut net.link.a(),
+        Ipv4Addr::new(192, 168, 69, 9),
+        9,
+        2,
+        2048,
+    );
+    assert_eq!(net.client.tcp_send(client, b"into the void"), Ok(13));
+    net.run(3000);
+    assert_eq!(net.client.tcp_phase(client), Phase::Failed(Error::TimedOut));
+}
