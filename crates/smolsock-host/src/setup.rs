@@ -46,7 +46,8 @@ fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
     Box::leak(vec![value; len].into_boxed_slice())
 }
 
-/// What [`seed_error`] says when the operating system gives no random numbers.
+/// What [`random_seed`] and [`seed_or_config_error`] say when the operating system gives no
+/// random numbers.
 pub const NO_SEED: &str = "the operating system gave no random numbers for the stack's seed";
 
 /// 64 bits from the operating system's random source (`getrandom(2)`), for the stack's seed:
