@@ -7,8 +7,8 @@ use core::net::SocketAddrV4;
 use smolsock::DEFAULT_PORT;
 use smolsock::programs::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUTS, ServeMode, TcpClient,
-    TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
-    UdpReceiverConfig, UdpSender, UdpSenderConfig,
+    TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver, UdpReceiverConfig, UdpSender,
+    UdpSenderConfig,
 };
 use smolsock::smol::{TcpBuffers, UdpBuffers};
 use smolsock::smoltcp::iface::SocketStorage;
