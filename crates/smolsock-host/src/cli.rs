@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use smolsock::faults::FaultConfig;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 /// The socket programs of a classic tutorial on the smoltcp TCP/IP stack.
@@ -178,6 +179,11 @@ pub struct DeviceArgs {
     /// Bytes in each TCP socket's receive and transmit rings [default: 65536]. smoltcp only.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
     pub tcp_buf: Option<u32>,
+    /// Faults on the smoltcp stack's device, for example
+    /// loss=5%,dup=1%,reorder=2%,corrupt=0.1%,delay=10ms,jitter=5ms,rate=10mbit,seed=7
+    /// (each key for both directions, or one with rx. or tx. before it). smoltcp only.
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    pub faults: Option<FaultConfig>,
 }
 
 impl DeviceArgs {
@@ -190,6 +196,7 @@ impl DeviceArgs {
             ("--mac", self.mac.is_some()),
             ("--gateway", self.gateway.is_some()),
             ("--tcp-buf", self.tcp_buf.is_some()),
+            ("--faults", self.faults.is_some()),
         ];
         given
             .into_iter()
@@ -263,6 +270,14 @@ pub fn parse_mac(text: &str) -> Result<EthernetAddress, String> {
         ));
     }
     Ok(mac)
+}
+
+/// Parses a `--faults` specification (see [`FaultConfig::parse`]).
+pub fn parse_faults(text: &str) -> Result<FaultConfig, String> {
+    FaultConfig::parse(text).map_err(|e| match e {
+        smolsock::Error::InvalidConfig(why) => why.trim_start_matches("faults: ").to_string(),
+        other => other.to_string(),
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

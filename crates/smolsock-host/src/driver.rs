@@ -122,13 +122,26 @@ pub fn run<D: HostDevice>(
             linger(stack, device);
             return outcome.map_err(RunError::Program);
         }
-        let timeout = runner::sleep_for(stack, now, wake_at);
+        let timeout = until_release(device, now, runner::sleep_for(stack, now, wake_at));
         let stdin = input.wait_fd().filter(|_| program.wants_input());
         let ready = wait_readable(device.fd(), stdin, timeout).map_err(RunError::Device)?;
         if ready.input {
             input.read_available();
         }
     }
+}
+
+/// `timeout`, shortened to wake when the device's next held frame is due.
+fn until_release<D: HostDevice>(
+    device: &D,
+    now: Instant,
+    timeout: Option<Duration>,
+) -> Option<Duration> {
+    let Some(at) = device.next_release() else {
+        return timeout;
+    };
+    let release = if at > now { at - now } else { Duration::ZERO };
+    Some(timeout.map_or(release, |t| t.min(release)))
 }
 
 /// Keeps the stack running for at most [`runner::LINGER`] until nothing is left to send.
@@ -139,7 +152,7 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
         if runner::settle(stack, device, now) || now >= end || device.take_error().is_some() {
             return;
         }
-        let timeout = runner::sleep_for(stack, now, Some(end));
+        let timeout = until_release(device, now, runner::sleep_for(stack, now, Some(end)));
         if wait_readable(device.fd(), None, timeout).is_err() {
             return;
         }

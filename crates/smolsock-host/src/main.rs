@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
@@ -323,24 +324,52 @@ impl Launch for OnSmoltcp {
             tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
             ..Sizing::default()
         };
-        let mut device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        // Between the stack and the device (a capture records the wire); no --faults: none.
+        let mut faults = new_faults(args.faults.unwrap_or_default());
         let result = match self.pcap {
             Some(path) => {
                 let file = File::create(&path)
                     .map_err(|e| format!("cannot create pcap file {}: {e}", path.display()))?;
-                let mut device = PcapWriter::new(device, file, PcapMode::Both);
+                let mut device = faults.wrap(PcapWriter::new(device, file, PcapMode::Both));
                 let mut stack =
                     build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
                 driver::run(&mut stack, &mut device, program, &mut input, printer)
             }
             None => {
+                let mut device = faults.wrap(device);
                 let mut stack =
                     build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
                 driver::run(&mut stack, &mut device, program, &mut input, printer)
             }
         };
+        if args.faults.is_some() {
+            print_faults(printer, &faults.stats());
+        }
         outcome(result)
     }
+}
+
+/// Frames the fault injector holds back per direction (delay, reordering, rate limit).
+const FAULT_QUEUE: usize = 128;
+
+/// Built on the heap: the queues take a few hundred KiB.
+#[inline(never)]
+fn new_faults(config: FaultConfig) -> Box<FaultInjector<FAULT_QUEUE>> {
+    Box::new(FaultInjector::new(config))
+}
+
+/// One line with what `--faults` did (JSON: a `faults` event with both directions).
+fn print_faults(printer: &mut Printer, stats: &FaultStats) {
+    let side = |c: &smolsock::faults::Counters| {
+        serde_json::json!({
+            "frames": c.frames, "dropped": c.dropped, "duplicated": c.duplicated,
+            "reordered": c.reordered, "corrupted": c.corrupted, "delayed": c.delayed,
+            "overflowed": c.overflowed,
+        })
+    };
+    let fields = serde_json::json!({"rx": side(&stats.rx), "tx": side(&stats.tx)});
+    printer.line("faults", &stats.to_string(), fields);
 }
 
 /// The host kernel's stack (the std twin).

@@ -343,6 +343,25 @@ pub trait HostDevice: Device {
     fn fd(&self) -> RawFd;
     /// A fatal I/O error seen since the last call.
     fn take_error(&mut self) -> Option<io::Error>;
+    /// When a frame the device holds back (a fault injector's delay) is due: the driver
+    /// polls again by then. `None`: nothing held.
+    fn next_release(&self) -> Option<Instant> {
+        None
+    }
+}
+
+impl<D: HostDevice, const Q: usize> HostDevice for smolsock::faults::Faulty<'_, D, Q> {
+    fn fd(&self) -> RawFd {
+        self.inner().fd()
+    }
+
+    fn take_error(&mut self) -> Option<io::Error> {
+        self.inner_mut().take_error()
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        smolsock::faults::Faulty::next_release(self)
+    }
 }
 
 impl HostDevice for TunTap {
