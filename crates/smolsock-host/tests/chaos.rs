@@ -361,7 +361,7 @@ fn bulk(pair: &mut Pair, seed: u64) -> Result<(), String> {
 /// Messages to an echo server, on one long or on short connections.
 fn echo(pair: &mut Pair, seed: u64) -> Result<(), String> {
     let sent = messages(seed, 8);
-    let short = seed % 2 == 0;
+    let short = seed.is_multiple_of(2);
     let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
         port: PORT,
         backlog: 2,

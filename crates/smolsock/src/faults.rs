@@ -480,11 +480,10 @@ impl<const Q: usize> Side<Q> {
             }
         }
         let mut release = now;
-        if f.rate > 0 {
+        if let Some(micros) = (frame.len() as u64 * 8_000_000).checked_div(f.rate) {
             // The frame leaves when the link is free, and keeps it busy while it is sent.
             let start = release.max(self.busy_until);
-            let bits = frame.len() as u64 * 8;
-            let time = Duration::from_micros(bits.saturating_mul(1_000_000) / f.rate);
+            let time = Duration::from_micros(micros);
             self.busy_until = later(start, time);
             release = start;
         }
@@ -626,11 +625,11 @@ impl<'f, D: Device, const Q: usize> Faulty<'f, D, Q> {
     /// from the device that passes.
     fn next_rx(&mut self, now: Instant) -> bool {
         for _ in 0..RX_TRIES {
-            if let Some(index) = self.faults.rx.due(now) {
-                if let Some(frame) = self.faults.rx.take(index, now) {
-                    self.faults.rx_frame = frame;
-                    return true;
-                }
+            if let Some(index) = self.faults.rx.due(now)
+                && let Some(frame) = self.faults.rx.take(index, now)
+            {
+                self.faults.rx_frame = frame;
+                return true;
             }
             let Some((rx, _tx)) = self.inner.receive(now) else {
                 return false;
@@ -688,10 +687,10 @@ pub struct TxToken<'a, T, const Q: usize> {
 impl<T: phy::TxToken, const Q: usize> phy::TxToken for TxToken<'_, T, Q> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let TxToken { inner, side, now } = self;
-        if side.inert() {
-            if let Some(token) = inner {
-                return token.consume(len, f);
-            }
+        if side.inert()
+            && let Some(token) = inner
+        {
+            return token.consume(len, f);
         }
         let mut frame = Frame::new();
         // smoltcp asks for at most the MTU, which `capabilities` caps at FRAME_MAX.
