@@ -648,3 +648,105 @@ fn vanished_clients_free_their_slots() {
         drop(vanished);
     });
 }
+
+/// Bytes of the bulk transfers under faults: big enough for hundreds of faulted frames,
+/// small enough for seconds with smoltcp's one-second retransmission floor.
+const FAULTY_BULK: usize = 600_000;
+
+/// The fault mixes the TAP tests run (the in-process chaos test runs hundreds more).
+const TAP_MIXES: &[&str] = &[
+    "loss=3%,dup=1%,reorder=2%,seed=1",
+    "loss=2%,dup=1%,reorder=2%,corrupt=0.5%,delay=2ms,jitter=2ms,seed=2",
+];
+
+/// The `faults` event of a run (JSON lines): what the injector did, both directions.
+fn fault_counts(lines: &[String]) -> serde_json::Value {
+    smolsock_tests::json_lines(lines)
+        .into_iter()
+        .find(|v| v["event"] == "faults")
+        .unwrap_or_else(|| panic!("no faults event: {lines:?}"))
+}
+
+#[test]
+fn bulk_client_under_faults_delivers_the_same_crc_to_the_kernel() {
+    in_netns(
+        "bulk_client_under_faults_delivers_the_same_crc_to_the_kernel",
+        || {
+            let (_, crc) = smolsock_tests::pattern(FAULTY_BULK);
+            for mix in TAP_MIXES {
+                let listener = std::net::TcpListener::bind((smolsock_tests::KERNEL_IP, 9090))
+                    .expect("bind the kernel's reader");
+                let reader = smolsock_tests::receive_all(listener);
+                let size = FAULTY_BULK.to_string();
+                let client = Proc::smolsock(&[
+                    "tcp-client",
+                    "--tap",
+                    "tap0",
+                    "--to",
+                    "192.168.69.100:9090",
+                    "--bytes",
+                    &size,
+                    "--timeout",
+                    "10",
+                    "--faults",
+                    mix,
+                    "--json",
+                ]);
+                let (ok, lines, stderr) = client.finish(Duration::from_secs(90));
+                assert!(ok, "{mix}: {stderr}\n{lines:?}");
+                let (got, _) = smolsock_tests::join_within(reader, T, "the kernel's reader");
+                assert_eq!(
+                    (got.len(), crc32fast::hash(&got)),
+                    (FAULTY_BULK, crc),
+                    "{mix}"
+                );
+                let closed = smolsock_tests::json_lines(&lines)
+                    .into_iter()
+                    .find(|v| v["event"] == "closed")
+                    .unwrap_or_else(|| panic!("no closed event: {lines:?}"));
+                assert_eq!(closed["crc32_out"], format!("{crc:08x}"), "{mix}");
+                let faults = fault_counts(&lines);
+                assert!(faults["tx"]["dropped"].as_u64() > Some(0), "{faults}");
+                assert!(faults["tx"]["duplicated"].as_u64() > Some(0), "{faults}");
+            }
+        },
+    );
+}
+
+#[test]
+fn sink_server_under_faults_reports_the_kernel_clients_crc() {
+    in_netns(
+        "sink_server_under_faults_reports_the_kernel_clients_crc",
+        || {
+            let (data, crc) = smolsock_tests::pattern(FAULTY_BULK);
+            for mix in TAP_MIXES {
+                let mut server = Proc::smolsock(&[
+                    "tcp-server",
+                    "--tap",
+                    "tap0",
+                    "--mode",
+                    "sink",
+                    "--max-clients",
+                    "1",
+                    "--faults",
+                    mix,
+                    "--json",
+                ]);
+                server.wait_for("listening", T);
+                let to = std::net::SocketAddrV4::new(SMOL_IP, 9090);
+                let payload = data.clone();
+                let sender = std::thread::spawn(move || smolsock_tests::send_all(to, &payload));
+                let closed: serde_json::Value =
+                    serde_json::from_str(&server.wait_for("\"closed\"", Duration::from_secs(90)))
+                        .unwrap();
+                assert_eq!(closed["bytes_in"], FAULTY_BULK as u64, "{mix}");
+                assert_eq!(closed["crc32_in"], format!("{crc:08x}"), "{mix}");
+                smolsock_tests::join_within(sender, T, "the kernel's sender");
+                let (ok, lines, stderr) = server.finish(T);
+                assert!(ok, "{mix}: {stderr}");
+                let faults = fault_counts(&lines);
+                assert!(faults["rx"]["dropped"].as_u64() > Some(0), "{faults}");
+            }
+        },
+    );
+}

@@ -123,6 +123,7 @@ fn ci() -> Result<(), String> {
         ("thumbv7em-none-eabihf", "defmt"),
         ("thumbv7em-none-eabihf", "log"),
         ("thumbv7m-none-eabi", "defmt"),
+        ("thumbv7m-none-eabi", "defmt,faults"),
     ] {
         cargo(
             &root,

@@ -4,6 +4,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use smolsock::faults::FaultConfig;
 use smolsock::smol::{ListenPolicy, WhenFull};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -256,6 +257,11 @@ pub struct DeviceArgs {
     /// Bytes in each TCP socket's receive and transmit rings [default: 65536]. smoltcp only.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
     pub tcp_buf: Option<u32>,
+    /// Faults on the smoltcp stack's device, for example
+    /// loss=5%,dup=1%,reorder=2%,corrupt=0.1%,delay=10ms,jitter=5ms,rate=10mbit,seed=7
+    /// (each key for both directions, or one with rx. or tx. before it). smoltcp only.
+    #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
+    pub faults: Option<FaultConfig>,
 }
 
 /// Whether `ip` is the network or the broadcast address of `cidr`'s prefix (a /31 or /32
@@ -303,6 +309,7 @@ impl DeviceArgs {
             ("--mac", self.mac.is_some()),
             ("--gateway", self.gateway.is_some()),
             ("--tcp-buf", self.tcp_buf.is_some()),
+            ("--faults", self.faults.is_some()),
         ];
         given
             .into_iter()
@@ -396,6 +403,14 @@ fn parse_seconds_or_off(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|s| s.is_finite() && *s >= 0.0 && *s <= 86400.0)
         .ok_or_else(|| format!("'{text}' is not a number of seconds from 0 (off) to 86400"))
+}
+
+/// Parses a `--faults` specification (see [`FaultConfig::parse`]).
+pub fn parse_faults(text: &str) -> Result<FaultConfig, String> {
+    FaultConfig::parse(text).map_err(|e| match e {
+        smolsock::Error::InvalidConfig(why) => why.trim_start_matches("faults: ").to_string(),
+        other => other.to_string(),
+    })
 }
 
 fn parse_seconds(text: &str) -> Result<f64, String> {

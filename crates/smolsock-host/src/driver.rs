@@ -305,7 +305,7 @@ fn run_until_stopped<D: HostDevice>(
         if let Some(outcome) = program.outcome() {
             return outcome.map_err(RunError::Program);
         }
-        let timeout = runner::sleep_for(stack, now, wake_at);
+        let timeout = until_release(device, now, runner::sleep_for(stack, now, wake_at));
         // Stdin is read even when no line is wanted, so that its end is seen (it ends an
         // interactive server); what is read waits in `input` until wanted.
         let stdin = input.wait_fd();
@@ -321,6 +321,19 @@ fn run_until_stopped<D: HostDevice>(
     }
 }
 
+/// `timeout`, shortened to wake when the device's next held frame is due.
+fn until_release<D: HostDevice>(
+    device: &D,
+    now: Instant,
+    timeout: Option<Duration>,
+) -> Option<Duration> {
+    let Some(at) = device.next_release() else {
+        return timeout;
+    };
+    let release = if at > now { at - now } else { Duration::ZERO };
+    Some(timeout.map_or(release, |t| t.min(release)))
+}
+
 /// Keeps the stack running for at most [`runner::LINGER`] until nothing is left to send.
 fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
     let end = Instant::now() + runner::LINGER;
@@ -329,7 +342,7 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
         if runner::settle(stack, device, now) || now >= end || device.take_error().is_some() {
             return;
         }
-        let timeout = runner::sleep_for(stack, now, Some(end));
+        let timeout = until_release(device, now, runner::sleep_for(stack, now, Some(end)));
         if wait_readable(device.fd(), None, timeout).is_err() {
             return;
         }

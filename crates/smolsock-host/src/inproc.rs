@@ -4,12 +4,16 @@
 //! programs this way. The clock only moves when both stacks and both programs are idle,
 //! straight to the earliest deadline, so timeouts cost no real time and runs repeat
 //! exactly.
+//!
+//! Either end can have a [`FaultInjector`] in front of it ([`Pair::with_faults`],
+//! [`Pair::set_faults`]): its held frames count as deadlines of the simulated clock.
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use smolsock::Program;
 use smolsock::event::Event;
+use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::link::Link;
 use smolsock::smol::StackConfig;
 use smoltcp::iface::SocketHandle;
@@ -30,6 +34,17 @@ pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 2);
 
 /// Frames each direction of the link holds.
 const LINK_FRAMES: usize = 32;
+
+/// Frames a fault injector holds back per direction.
+pub const FAULT_QUEUE: usize = 32;
+
+/// A fault injector in front of one end of the link.
+type Injector = Box<FaultInjector<FAULT_QUEUE>>;
+
+#[inline(never)]
+fn new_injector(config: FaultConfig) -> Injector {
+    Box::new(FaultInjector::new(config))
+}
 
 /// The link is ~100 KB; building it in a frame of its own keeps the caller's stack small
 /// in debug builds, which copy it on the way into the box.
@@ -83,6 +98,8 @@ pub struct Pair {
     pub client: HostStack,
     now: Instant,
     states: [HashMap<SocketHandle, (tcp::State, Option<std::net::SocketAddrV4>)>; 2],
+    /// Fault injectors in front of end A (server) and end B (client).
+    faults: [Option<Injector>; 2],
 }
 
 /// How a pair run ended.
@@ -99,8 +116,13 @@ pub enum Ending {
 impl Pair {
     /// Two stacks with the design's addresses (MACs 02:00:00:00:00:01 and :02).
     pub fn new(sizing: Sizing) -> smolsock::Result<Self> {
+        Self::seeded(sizing, crate::setup::seed_or_config_error()?)
+    }
+
+    /// Two stacks whose random choices (initial sequence numbers, ephemeral ports) come
+    /// from `seed`: with a fixed seed a run repeats exactly.
+    pub fn seeded(sizing: Sizing, seed: u64) -> smolsock::Result<Self> {
         let mut link = new_link();
-        let seed = crate::setup::seed_or_config_error()?;
         let config = |n: u8| StackConfig {
             mac: EthernetAddress([2, 0, 0, 0, 0, n]),
             ip: Ipv4Cidr::new(Ipv4Addr::new(192, 168, 69, n), 24),
@@ -115,7 +137,47 @@ impl Pair {
             client,
             now: Instant::from_millis(0),
             states: [HashMap::new(), HashMap::new()],
+            faults: [None, None],
         })
+    }
+
+    /// Two stacks with faults in front of the server's end, the client's, or both; the
+    /// stacks are seeded from `seed` ([`Pair::seeded`]).
+    pub fn with_faults(
+        sizing: Sizing,
+        seed: u64,
+        server: Option<FaultConfig>,
+        client: Option<FaultConfig>,
+    ) -> smolsock::Result<Self> {
+        let mut pair = Self::seeded(sizing, seed)?;
+        pair.set_faults(Side::Server, server);
+        pair.set_faults(Side::Client, client);
+        Ok(pair)
+    }
+
+    /// Puts a fresh fault injector in front of `side`'s end (`None`: takes it away; the
+    /// frames it held are lost).
+    pub fn set_faults(&mut self, side: Side, config: Option<FaultConfig>) {
+        self.faults[side as usize] = config.map(new_injector);
+    }
+
+    /// What the fault injector in front of `side` did so far.
+    pub fn fault_stats(&self, side: Side) -> Option<FaultStats> {
+        self.faults[side as usize].as_ref().map(|f| f.stats())
+    }
+
+    /// The simulated time now.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// When the earliest frame a fault injector holds is due.
+    fn next_release(&self) -> Option<Instant> {
+        self.faults
+            .iter()
+            .flatten()
+            .filter_map(|f| f.next_release())
+            .min()
     }
 
     fn observe_states(&mut self, side: Side, observer: &mut dyn Observer) {
@@ -139,12 +201,18 @@ impl Pair {
 
     /// Polls both stacks once; returns whether anything moved.
     fn poll_stacks(&mut self, observer: &mut dyn Observer) -> bool {
-        let a = self.server.poll(self.now, &mut self.link.a());
+        let a = match &mut self.faults[0] {
+            Some(f) => self.server.poll(self.now, &mut f.wrap(self.link.a())),
+            None => self.server.poll(self.now, &mut self.link.a()),
+        };
         for frame in self.link.in_flight_a_to_b() {
             observer.frame(Side::Server, frame);
         }
         self.observe_states(Side::Server, observer);
-        let b = self.client.poll(self.now, &mut self.link.b());
+        let b = match &mut self.faults[1] {
+            Some(f) => self.client.poll(self.now, &mut f.wrap(self.link.b())),
+            None => self.client.poll(self.now, &mut self.link.b()),
+        };
         for frame in self.link.in_flight_b_to_a() {
             observer.frame(Side::Client, frame);
         }
@@ -194,6 +262,7 @@ impl Pair {
                 self.server.poll_delay(self.now).map(|d| self.now + d),
                 self.client.poll_delay(self.now).map(|d| self.now + d),
                 wake,
+                self.next_release(),
             ]
             .into_iter()
             .flatten()
@@ -218,13 +287,14 @@ impl Pair {
         loop {
             while self.poll_stacks(&mut Quiet) || self.in_flight() {}
             let next = [
-                self.server.poll_delay(self.now),
-                self.client.poll_delay(self.now),
+                self.server.poll_delay(self.now).map(|d| self.now + d),
+                self.client.poll_delay(self.now).map(|d| self.now + d),
+                self.next_release(),
             ]
             .into_iter()
             .flatten()
             .min()
-            .map_or(end, |d| self.now + d.max(Duration::from_micros(1)));
+            .map_or(end, |at| at.max(self.now + Duration::from_micros(1)));
             if next >= end {
                 self.now = end;
                 while self.poll_stacks(&mut Quiet) || self.in_flight() {}
@@ -239,18 +309,19 @@ impl Pair {
         let limit = self.now + Duration::from_secs(10);
         while self.now < limit {
             while self.poll_stacks(observer) || self.in_flight() {}
-            if self.server.is_idle() && self.client.is_idle() {
+            if self.server.is_idle() && self.client.is_idle() && self.next_release().is_none() {
                 return;
             }
             let next = [
-                self.server.poll_delay(self.now),
-                self.client.poll_delay(self.now),
+                self.server.poll_delay(self.now).map(|d| self.now + d),
+                self.client.poll_delay(self.now).map(|d| self.now + d),
+                self.next_release(),
             ]
             .into_iter()
             .flatten()
             .min();
             match next {
-                Some(d) => self.now += d.max(Duration::from_micros(1)),
+                Some(at) => self.now = at.max(self.now + Duration::from_micros(1)),
                 None => return,
             }
         }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser as _};
+use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
@@ -379,17 +380,40 @@ impl Launch for OnSmoltcp {
             None => None,
         };
         let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
-        let mut device = PcapDevice::new(device, pcap);
+        // Between the stack and the device, so a capture records the wire; no --faults: none.
+        let mut faults = new_faults(args.faults.unwrap_or_default());
+        let mut device = faults.wrap(PcapDevice::new(device, pcap));
         let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
         stack.set_listen_policy(self.policy);
-        outcome(driver::run(
-            &mut stack,
-            &mut device,
-            program,
-            &mut input,
-            printer,
-        ))
+        let result = driver::run(&mut stack, &mut device, program, &mut input, printer);
+        drop(device);
+        if args.faults.is_some() {
+            print_faults(printer, &faults.stats());
+        }
+        outcome(result)
     }
+}
+
+/// Frames the fault injector holds back per direction (delay, reordering, rate limit).
+const FAULT_QUEUE: usize = 128;
+
+/// Built on the heap: the queues take a few hundred KiB.
+#[inline(never)]
+fn new_faults(config: FaultConfig) -> Box<FaultInjector<FAULT_QUEUE>> {
+    Box::new(FaultInjector::new(config))
+}
+
+/// One line with what `--faults` did (JSON: a `faults` event with both directions).
+fn print_faults(printer: &mut Printer, stats: &FaultStats) {
+    let side = |c: &smolsock::faults::Counters| {
+        serde_json::json!({
+            "frames": c.frames, "dropped": c.dropped, "duplicated": c.duplicated,
+            "reordered": c.reordered, "corrupted": c.corrupted, "delayed": c.delayed,
+            "overflowed": c.overflowed,
+        })
+    };
+    let fields = serde_json::json!({"rx": side(&stats.rx), "tx": side(&stats.tx)});
+    printer.line("faults", &stats.to_string(), fields);
 }
 
 /// The host kernel's stack (the std twin).

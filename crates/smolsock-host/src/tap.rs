@@ -364,6 +364,29 @@ pub trait HostDevice: Device {
     fn queue_drops(&self) -> Option<u64> {
         None
     }
+    /// When a frame the device holds back (a fault injector's delay) is due: the driver
+    /// polls again by then. `None`: nothing held.
+    fn next_release(&self) -> Option<Instant> {
+        None
+    }
+}
+
+impl<D: HostDevice, const Q: usize> HostDevice for smolsock::faults::Faulty<'_, D, Q> {
+    fn fd(&self) -> RawFd {
+        self.inner().fd()
+    }
+
+    fn take_error(&mut self) -> Option<io::Error> {
+        self.inner_mut().take_error()
+    }
+
+    fn next_release(&self) -> Option<Instant> {
+        smolsock::faults::Faulty::next_release(self)
+    }
+
+    fn queue_drops(&self) -> Option<u64> {
+        self.inner().queue_drops()
+    }
 }
 
 impl HostDevice for TunTap {

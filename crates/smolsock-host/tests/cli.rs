@@ -398,3 +398,34 @@ fn program_help_mentions_the_stack_flag() {
         assert!(text.contains("smoltcp only"), "{cmd} --help:\n{text}");
     }
 }
+
+#[test]
+fn bad_fault_specifications_get_one_line_and_exit_2() {
+    for (spec, needle) in [
+        ("drop=1%", "unknown key"),
+        ("loss=5", "percentage"),
+        ("loss=101%", "above 100%"),
+        ("delay=10", "us, ms or s"),
+        ("rate=10mbps", "kbit"),
+        ("seed=x", "seed"),
+        ("", "empty"),
+    ] {
+        fails_with(&["tcp-server", "--faults", spec], needle);
+        assert_eq!(
+            smolsock(&["udp-recv", "--faults", spec]).status.code(),
+            Some(2)
+        );
+    }
+    fails_with(
+        &[
+            "tcp-client",
+            "--stack",
+            "kernel",
+            "--to",
+            "127.0.0.1:9",
+            "--faults",
+            "loss=1%",
+        ],
+        "--faults configures the smoltcp stack",
+    );
+}

@@ -31,10 +31,15 @@
 //! - [`event`]: what the programs report, with one text form for host and board.
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
 //! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
+//! - `faults` (feature `faults`): a seeded fault injector in front of any smoltcp device:
+//!   loss, duplication, reordering, corruption, delay with jitter and a rate limit, each
+//!   direction, with counters.
 //!
 //! ## Features
 //! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
-//! exclusive. With neither, the crate logs nothing.
+//! exclusive. With neither, the crate logs nothing. `faults` adds the `faults` module (the
+//! host enables it; default board builds leave it out). `fast-crc` trades 15 KiB of table
+//! for a faster CRC-32.
 //!
 //! ## Guarantees
 //! No heap, no `unsafe`, and no panics on input from the network or the user: failures
@@ -48,6 +53,8 @@ pub(crate) mod fmt;
 
 pub mod error;
 pub mod event;
+#[cfg(feature = "faults")]
+pub mod faults;
 pub mod link;
 pub mod net;
 pub mod programs;

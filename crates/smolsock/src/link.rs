@@ -4,6 +4,10 @@
 //! its two [`LinkEnd`]s, each a [`smoltcp::phy::Device`]. The demo and the in-process tests run two
 //! [`SmolStack`](crate::smol::SmolStack)s over it, polling them in turn. Frames still in
 //! flight can be inspected (the demo prints them as a packet ladder).
+//!
+//! With the `faults` feature, either end can run behind a fault injector: keep a
+//! `faults::FaultInjector` per end and hand the stack `injector.wrap(link.a())` on each
+//! poll (the host's `inproc::Pair` does so).
 
 use heapless::{Deque, Vec};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
