@@ -15,6 +15,11 @@
 //! Then `udp-recv` under a blast of 200,000 datagrams sent as fast as a kernel socket can:
 //! how many it printed, and how many it reported lost (its socket buffer, the TAP's queue),
 //! smoltcp against the kernel stack in the same run. `bench udp` runs these rows only.
+//!
+//! Then loss recovery: [`LOSSY_SIZE`] bytes through the smoltcp device's fault injector at
+//! 1, 5 and 10 % loss of the data frames (`--faults tx.loss=N%` on a smoltcp sender, or
+//! `rx.loss=N%` on a smoltcp sink with the kernel sending), as seconds and as the ratio of
+//! the smoltcp sender's time to the kernel sender's on the same lossy path.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddrV4, TcpListener, TcpStream};
@@ -135,6 +140,60 @@ fn std_twin_to_kernel(crc: u32) -> Duration {
     assert_eq!((got.len(), crc32fast::hash(&got)), (SIZE, crc));
     let (ok, _, stderr) = client.finish(T);
     assert!(ok, "{stderr}");
+    elapsed
+}
+
+/// Bytes of each transfer under loss: smoltcp needs minutes for 16 MiB at 10 %.
+const LOSSY_SIZE: usize = 4 * 1024 * 1024;
+
+/// smoltcp sends [`LOSSY_SIZE`] to the kernel, losing `loss` of its data frames.
+fn lossy_smoltcp_sender(loss: u32) -> Duration {
+    let (_, crc) = pattern(LOSSY_SIZE);
+    let reader = receive_all(TcpListener::bind(("192.168.69.100", 9090)).unwrap());
+    let (size, faults) = (LOSSY_SIZE.to_string(), format!("tx.loss={loss}%,seed=1"));
+    let client = Proc::smolsock(&[
+        "tcp-client",
+        "--tap",
+        "tap0",
+        "--to",
+        "192.168.69.100:9090",
+        "--bytes",
+        &size,
+        "--timeout",
+        "60",
+        "--faults",
+        &faults,
+    ]);
+    let (got, elapsed) = reader.join().unwrap();
+    assert_eq!((got.len(), crc32fast::hash(&got)), (LOSSY_SIZE, crc));
+    let (ok, _, stderr) = client.finish(Duration::from_secs(600));
+    assert!(ok, "{stderr}");
+    elapsed
+}
+
+/// The kernel sends [`LOSSY_SIZE`] to a smoltcp sink whose device loses `loss` of the
+/// kernel's data frames.
+fn lossy_kernel_sender(loss: u32) -> Duration {
+    let (data, crc) = pattern(LOSSY_SIZE);
+    let faults = format!("rx.loss={loss}%,seed=1");
+    let mut server = Proc::smolsock(&[
+        "tcp-server",
+        "--tap",
+        "tap0",
+        "--mode",
+        "sink",
+        "--max-clients",
+        "1",
+        "--faults",
+        &faults,
+    ]);
+    server.wait_for("listening", T);
+    let elapsed = send_all(SocketAddrV4::new(SMOL_IP, 9090), &data);
+    let closed = server.wait_for("closed: in", T);
+    assert!(
+        closed.contains(&format!("in {LOSSY_SIZE} bytes crc32 {crc:08x}")),
+        "{closed}"
+    );
     elapsed
 }
 
@@ -325,10 +384,11 @@ fn main() {
     if let Some(code) = reexec_in_netns() {
         std::process::exit(code);
     }
-    // `bench attacks`: the attack rows only.
+    // `bench attacks`, `bench udp`, `bench loss`: those rows only.
     match std::env::args().nth(1).as_deref() {
         Some("attacks") => return attacks(),
         Some("udp") => return udp(),
+        Some("loss") => return loss(),
         _ => {}
     }
     let (data, crc) = pattern(SIZE);
@@ -355,6 +415,30 @@ fn main() {
             base.as_secs_f64() / d.as_secs_f64()
         );
     }
+    loss();
     attacks();
     udp();
+}
+
+/// The loss-recovery rows.
+fn loss() {
+    println!(
+        "\nloss recovery, {} MiB, data frames lost on the smoltcp device",
+        LOSSY_SIZE >> 20
+    );
+    println!(
+        "{:<10} {:>16} {:>16} {:>10}",
+        "loss", "smoltcp sender s", "kernel sender s", "ratio"
+    );
+    for loss in [1, 5, 10] {
+        let smol = lossy_smoltcp_sender(loss);
+        let kernel = lossy_kernel_sender(loss);
+        println!(
+            "{:<10} {:>16.2} {:>16.2} {:>10.1}",
+            format!("{loss} %"),
+            smol.as_secs_f64(),
+            kernel.as_secs_f64(),
+            smol.as_secs_f64() / kernel.as_secs_f64()
+        );
+    }
 }
