@@ -65,8 +65,9 @@ pub fn hardware_seed(rng: pac::RNG, clocks: &Clocks) -> Result<u64, RngError> {
 /// One word from the RNG, once its status says one is ready (DRDY) or an
 /// error is flagged (CECS, SECS), within [`POLLS`] polls.
 fn next_word(rng: &mut stm32f4xx_hal::rng::Rng) -> Result<u32, RngError> {
-    // SAFETY: RNG_SR is read-only to software; reading it has no side effect,
-    // so this does not disturb the HAL's `Rng`, which owns the peripheral.
+    // SAFETY: this only reads RNG_SR, which has no side effect (its flags
+    // clear only on writes and DR reads), so it does not disturb the HAL's
+    // `Rng`, which owns the peripheral.
     let regs = unsafe { &*pac::RNG::ptr() };
     for _ in 0..POLLS {
         let sr = regs.sr.read();
