@@ -20,6 +20,7 @@
 //! Layout of the crate:
 //! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
 //! - [`net`]: the smoltcp device adapter over stm32-eth's DMA rings;
+//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -39,6 +40,7 @@ use stm32f4xx_hal::pac;
 use stm32f4xx_hal::prelude::*;
 
 pub mod net;
+pub mod rng;
 
 pub use net::EthDevice;
 use smolsock_board::lan8742a as phy;
@@ -69,8 +71,11 @@ pub mod config {
     /// HSE: the 8 MHz MCO of the on-board ST-LINK, fed in bypass mode. If it
     /// is missing, [`crate::init`] falls back to the internal 16 MHz HSI.
     pub const HSE_HZ: u32 = 8_000_000;
-    /// Core clock (SYSCLK = HCLK); 180 MHz uses the regulator over-drive.
-    pub const SYSCLK_HZ: u32 = 180_000_000;
+    /// Core clock (SYSCLK = HCLK): the main PLL's P output, 2 MHz x 168 / 2,
+    /// whose Q output (/7) is the exact 48 MHz PLL48CLK that the RNG runs
+    /// from. 180 MHz (VCO 360 MHz) leaves no integer Q for 48 MHz, and
+    /// stm32f4xx-hal's `require_pll48clk()` would pick 168 MHz anyway.
+    pub const SYSCLK_HZ: u32 = 168_000_000;
 
     /// Receive descriptors (one 1522-byte buffer each).
     pub const RX_DESCRIPTORS: usize = 8;
@@ -91,17 +96,20 @@ static mut TX_RING: [TxRingEntry; config::TX_DESCRIPTORS] =
     [TxRingEntry::INIT; config::TX_DESCRIPTORS];
 static mut TX_SCRATCH: [u8; net::MTU] = [0; net::MTU];
 
-/// Brings the board up: 180 MHz clocks from the ST-LINK's 8 MHz MCO (or the
-/// internal HSI if that is missing), SysTick, Ethernet pins, MAC and DMA, and
-/// the PHY; waits up to [`config::LINK_TIMEOUT_MS`] for a link and logs its
-/// speed and duplex.
+/// Brings the board up: 168 MHz clocks and the 48 MHz PLL48CLK from the
+/// ST-LINK's 8 MHz MCO (or the internal HSI if that is missing), SysTick,
+/// Ethernet pins, MAC and DMA, and the PHY; waits up to
+/// [`config::LINK_TIMEOUT_MS`] for a link and logs its speed and duplex.
+/// Returns the device, the clock and a seed for smoltcp from the hardware RNG
+/// ([`rng::hardware_seed`]; if the RNG fails, a warning and
+/// [`rng::fallback_seed`]).
 ///
 /// Without a link it goes on: call [`EthDevice::poll_link`] from the main loop
 /// to pick the link up later (and to follow re-plugs).
 ///
 /// # Panics
 /// If called twice, or if no PHY answers on MDIO (a hardware fault).
-pub fn init() -> (EthDevice, Clock) {
+pub fn init() -> (EthDevice, Clock, u64) {
     let dp = pac::Peripherals::take().expect("nucleo_f429zi::init() called twice");
     let cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
 
@@ -117,16 +125,19 @@ pub fn init() -> (EthDevice, Clock) {
     let clocks = cfgr
         .sysclk(config::SYSCLK_HZ.Hz())
         .hclk(config::SYSCLK_HZ.Hz())
+        .require_pll48clk()
         .freeze();
     let clock = Clock::start(cp.SYST, clocks.hclk().raw());
     defmt::info!(
-        "NUCLEO-F429ZI: SYSCLK {} MHz from {}, HCLK {} MHz, PCLK1 {} MHz, PCLK2 {} MHz",
+        "NUCLEO-F429ZI: SYSCLK {} MHz from {}, HCLK {} MHz, PCLK1 {} MHz, PCLK2 {} MHz, PLL48CLK {} kHz",
         clocks.sysclk().raw() / 1_000_000,
         if hse { "HSE" } else { "HSI" },
         clocks.hclk().raw() / 1_000_000,
         clocks.pclk1().raw() / 1_000_000,
-        clocks.pclk2().raw() / 1_000_000
+        clocks.pclk2().raw() / 1_000_000,
+        clocks.pll48clk().map_or(0, |f| f.raw() / 1_000)
     );
+    let hardware_seed = rng::hardware_seed(dp.RNG, &clocks);
 
     // RMII pins of the NUCLEO-144 (UM1974): stm32-eth switches them to AF11,
     // very high speed.
@@ -188,7 +199,21 @@ pub fn init() -> (EthDevice, Clock) {
         EthernetAddress(config::MAC_ADDRESS),
         config::ip_cidr()
     );
-    (device, clock)
+    // After the link wait, so that the fallback's time since boot varies.
+    let seed = match hardware_seed {
+        Ok(seed) => {
+            defmt::info!("seed: 64 bits from the hardware RNG");
+            seed
+        }
+        Err(e) => {
+            defmt::warn!(
+                "hardware RNG failed ({}): seeding from the device ID and the time since boot, which is guessable",
+                e
+            );
+            rng::fallback_seed()
+        }
+    };
+    (device, clock, seed)
 }
 
 /// Turns on HSE in bypass mode and reports whether the external 8 MHz clock
@@ -218,29 +243,14 @@ fn hse_present(rcc: &pac::RCC) -> bool {
 
 /// This board as a `smolsock_board::Board`: [`init`], with
 /// [`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], no
-/// gateway, and [`random_seed`].
+/// gateway, and the seed from [`init`] (the hardware RNG).
 pub fn board() -> EthBoard<EthDevice> {
-    let (device, clock) = init();
+    let (device, clock, seed) = init();
     let config = StackConfig {
         mac: EthernetAddress(config::MAC_ADDRESS),
         ip: Ipv4Cidr::new(config::IP_ADDRESS, config::PREFIX_LEN),
         gateway: None,
-        seed: random_seed(),
+        seed,
     };
     EthBoard::new(device, clock, config)
-}
-
-/// A seed for smoltcp that differs between boards and between boots: the
-/// 96-bit unique device ID mixed with the time since boot.
-pub fn random_seed() -> u64 {
-    const UID_BASE: *const u32 = 0x1FFF_7A10 as *const u32;
-    // SAFETY: the unique device ID is three read-only words in system memory.
-    let uid = unsafe {
-        [
-            UID_BASE.read_volatile(),
-            UID_BASE.add(1).read_volatile(),
-            UID_BASE.add(2).read_volatile(),
-        ]
-    };
-    smolsock_board::seed::seed(&uid)
 }

@@ -21,6 +21,7 @@
 //! Layout of the crate:
 //! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
 //! - [`net`]: the smoltcp device adapter over embassy-stm32's Ethernet driver;
+//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback).
 //!
 //! Memory: all RAM is the AXI SRAM (see `memory.x`), which the Ethernet DMA can
 //! reach; the D-cache stays off, so the DMA buffers need no cache maintenance.
@@ -35,12 +36,14 @@ use panic_probe as _;
 
 use embassy_stm32::bind_interrupts;
 use embassy_stm32::eth::{self, Ethernet, PacketQueue, Sma};
+use embassy_stm32::peripherals;
 use embassy_stm32::time::Hertz;
 use smolsock::smol::StackConfig;
 use smolsock_board::EthBoard;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 pub mod net;
+pub mod rng;
 
 pub use net::EthDevice;
 pub use smolsock_board::Clock;
@@ -88,6 +91,7 @@ pub mod config {
 
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
+    RNG => embassy_stm32::rng::InterruptHandler<peripherals::RNG>;
 });
 
 /// AXI SRAM as mapped in memory.x: where the DMA buffers must be.
@@ -125,8 +129,8 @@ fn hse_present() -> bool {
 
 fn rcc_config(hse: bool) -> embassy_stm32::Config {
     use embassy_stm32::rcc::{
-        AHBPrescaler, APBPrescaler, Hse, HseMode, Pll, PllDiv, PllMul, PllPreDiv, PllSource,
-        Sysclk, VoltageScale,
+        mux, AHBPrescaler, APBPrescaler, Hse, HseMode, Hsi48Config, Pll, PllDiv, PllMul, PllPreDiv,
+        PllSource, Sysclk, VoltageScale,
     };
     let mut config = embassy_stm32::Config::default();
     let rcc = &mut config.rcc;
@@ -139,6 +143,10 @@ fn rcc_config(hse: bool) -> embassy_stm32::Config {
     // CSI on: embassy-stm32 then enables the I/O compensation cell, which
     // ST recommends for GPIOs switching above 50 MHz (RMII runs at 50 MHz).
     rcc.csi = true;
+    // The RNG's kernel clock: the internal 48 MHz HSI48, whatever HSE does
+    // (embassy-stm32's default too; spelt out because `rng` relies on it).
+    rcc.hsi48 = Some(Hsi48Config::new());
+    rcc.mux.rngsel = mux::Rngsel::HSI48;
     // HSE: 8 MHz / 4 = 2 MHz reference, x400 = 800 MHz VCO, /2 = 400 MHz.
     // HSI: 64 MHz / 4 = 16 MHz reference, x50 = 800 MHz VCO, /2 = 400 MHz.
     let (source, mul) = if hse {
@@ -169,14 +177,16 @@ fn rcc_config(hse: bool) -> embassy_stm32::Config {
 /// Brings the board up: 400 MHz CPU clock from the ST-LINK's 8 MHz MCO (or
 /// the internal HSI if that is missing), I-cache, SysTick, Ethernet pins, MAC
 /// and DMA, and the PHY; waits up to [`config::LINK_TIMEOUT_MS`] for a link
-/// and logs its speed and duplex.
+/// and logs its speed and duplex. Returns the device, the clock and a seed
+/// for smoltcp from the hardware RNG ([`rng::hardware_seed`]; if the RNG
+/// fails, a warning and [`rng::fallback_seed`]).
 ///
 /// Without a link it goes on: call [`EthDevice::poll_link`] from the main loop
 /// to pick the link up later (and to follow re-plugs).
 ///
 /// # Panics
 /// If called twice, or if no PHY answers on MDIO (a hardware fault).
-pub fn init() -> (EthDevice, Clock) {
+pub fn init() -> (EthDevice, Clock, u64) {
     let hse = hse_present();
     if !hse {
         defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 64 MHz HSI");
@@ -186,6 +196,7 @@ pub fn init() -> (EthDevice, Clock) {
     // The I-cache is safe with DMA; the D-cache is left off on purpose.
     cp.SCB.enable_icache();
     let clock = Clock::start(cp.SYST, config::SYSCLK_HZ);
+    let hardware_seed = rng::hardware_seed(p.RNG);
     defmt::info!(
         "NUCLEO-H743ZI: CPU {} MHz from {}, HCLK {} MHz",
         config::SYSCLK_HZ / 1_000_000,
@@ -239,34 +250,33 @@ pub fn init() -> (EthDevice, Clock) {
         EthernetAddress(config::MAC_ADDRESS),
         config::ip_cidr()
     );
-    (device, clock)
+    // After the link wait, so that the fallback's time since boot varies.
+    let seed = match hardware_seed {
+        Ok(seed) => {
+            defmt::info!("seed: 64 bits from the hardware RNG");
+            seed
+        }
+        Err(e) => {
+            defmt::warn!(
+                "hardware RNG failed ({}): seeding from the device ID and the time since boot, which is guessable",
+                e
+            );
+            rng::fallback_seed()
+        }
+    };
+    (device, clock, seed)
 }
 
 /// This board as a `smolsock_board::Board`: [`init`], with
 /// [`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], no
-/// gateway, and [`random_seed`].
+/// gateway, and the seed from [`init`] (the hardware RNG).
 pub fn board() -> EthBoard<EthDevice> {
-    let (device, clock) = init();
+    let (device, clock, seed) = init();
     let config = StackConfig {
         mac: EthernetAddress(config::MAC_ADDRESS),
         ip: Ipv4Cidr::new(config::IP_ADDRESS, config::PREFIX_LEN),
         gateway: None,
-        seed: random_seed(),
+        seed,
     };
     EthBoard::new(device, clock, config)
-}
-
-/// A seed for smoltcp that differs between boards and between boots: the
-/// 96-bit unique device ID mixed with the time since boot.
-pub fn random_seed() -> u64 {
-    const UID_BASE: *const u32 = 0x1FF1_E800 as *const u32;
-    // SAFETY: the unique device ID is three read-only words in system memory.
-    let uid = unsafe {
-        [
-            UID_BASE.read_volatile(),
-            UID_BASE.add(1).read_volatile(),
-            UID_BASE.add(2).read_volatile(),
-        ]
-    };
-    smolsock_board::seed::seed(&uid)
 }

@@ -8,7 +8,8 @@
 //! * [`Ethernet`], a [`smoltcp::phy::Device`] over the MAC ([`eth`]);
 //! * a SysTick millisecond clock (`smolsock_board::Clock`) at the 12.5 MHz core clock;
 //! * [`Board::wait`], which sleeps (`WFI`) until a deadline or a frame;
-//! * the address plan ([`MAC_ADDRESS`], [`IP_ADDRESS`]) and a seed from the host's clock;
+//! * the address plan ([`MAC_ADDRESS`], [`IP_ADDRESS`]) and a seed from the host's clock
+//!   (predictable: the emulated machine has no RNG; see `random_seed`);
 //! * an exit through semihosting when a program finishes (status 0, or 1 if it failed);
 //! * [`stack_used`], the stack's high-water mark, for RAM budgets;
 //! * defmt logging over semihosting, and a panic/fault handler that logs and ends QEMU
@@ -184,8 +185,18 @@ impl smolsock_board::Board for Board {
     }
 }
 
-/// A seed for smoltcp from the host's time of day (semihosting `SYS_TIME`, 0 if the host
-/// does not answer), so that two boots differ.
+/// A seed for smoltcp (TCP initial sequence numbers, ephemeral ports) from the host's
+/// time of day (semihosting `SYS_TIME`, whole seconds, 0 if the host does not answer)
+/// mixed with the SysTick count, so that two boots differ.
+///
+/// It is NOT unpredictable: QEMU's `lm3s6965evb` has no random number generator (the real
+/// LM3S6965 has none either), the time of day is known to anyone on the network to the
+/// second, and the time since boot and the SysTick count at this point add at most a few
+/// tens of thousands of values to try (12,500 counts per millisecond). Someone
+/// who can send to the board can guess its sequence numbers and ports. That is acceptable
+/// here because the board only exists in an emulator, on a TAP inside a network namespace
+/// that the tests (or the user) create, with the host's kernel as the only peer; the boards
+/// meant for real networks seed from their hardware RNG.
 fn random_seed() -> u64 {
     let secs = semihosting::sys::arm_compat::sys_time().unwrap_or(0) as u64;
     smolsock_board::seed::seed(&[secs as u32, (secs >> 32) as u32])
