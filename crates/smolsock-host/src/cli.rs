@@ -125,7 +125,7 @@ pub enum Command {
     ///
     /// Runs in a network namespace it makes itself (a user namespace when not root), with
     /// tap0 for smoltcp (a veth pair when /dev/net/tun is closed to us) and the kernel as
-    /// the peer; nothing outside it is touched. Takes about 15 s.
+    /// the peer; nothing outside it is touched. Takes about 35 s.
     Compare {
         /// Print the table as Markdown (the ladders follow as code blocks).
         #[arg(long, conflicts_with = "json")]

@@ -94,6 +94,9 @@ pub fn text(rows: &[Row]) -> String {
                 if i == 0 { "  why:  " } else { "        " }
             ));
         }
+        if let Some(figures) = measured(row) {
+            out.push(format!("  took: {figures}"));
+        }
         out.push("-".repeat(rule));
     }
     for (stack, ladder) in ladders(rows) {
@@ -104,6 +107,20 @@ pub fn text(rows: &[Row]) -> String {
         out.extend(ladder.iter().map(|l| format!("  {l}")));
     }
     out.join("\n") + "\n"
+}
+
+/// The row's figures that change from run to run, per stack ("kernel 0.31 s, smoltcp
+/// 9.8 s"), when it has any.
+fn measured(row: &Row) -> Option<String> {
+    let of = |o: &Observed| o.as_ref().ok().and_then(|seen| seen.measured.clone());
+    match (of(&row.kernel), of(&row.smoltcp)) {
+        (None, None) => None,
+        (k, s) => Some(format!(
+            "kernel {}, smoltcp {}",
+            k.as_deref().unwrap_or("-"),
+            s.as_deref().unwrap_or("-")
+        )),
+    }
 }
 
 fn md_escape(text: &str) -> String {
@@ -149,7 +166,7 @@ pub fn json(rows: &[Row]) -> Value {
         .map(|(stack, lines)| (stack.to_string(), json!(lines)))
         .collect();
     let observed = |o: &Observed| match o {
-        Ok(seen) => json!({ "seen": seen.text }),
+        Ok(seen) => json!({ "seen": seen.text, "measured": seen.measured }),
         Err(why) => json!({ "error": why }),
     };
     let rows: Vec<Value> = rows

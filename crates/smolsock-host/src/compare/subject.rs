@@ -9,10 +9,11 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use smolsock::faults::{FaultConfig, FaultInjector};
 use smolsock::net::Stack;
 use smolsock::smol::{ListenPolicy, SmolStack, StackConfig, WhenFull};
 use smoltcp::iface::SocketStorage;
-use smoltcp::phy::Device;
+use smoltcp::phy::{Device, DeviceCapabilities};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -231,6 +232,34 @@ pub struct SmolSubject<'a, 'd> {
     device: &'d mut TunTap,
     ip: Ipv4Addr,
     offset: SmolDuration,
+    /// Faults between the stack and the TAP, for the scenarios that want a lossy hop.
+    faults: Option<Box<FaultInjector>>,
+}
+
+/// A device lent for one poll: the fault injector takes the device it wraps by value.
+struct Lent<'l, D>(&'l mut D);
+
+impl<D: Device> Device for Lent<'_, D> {
+    type RxToken<'t>
+        = D::RxToken<'t>
+    where
+        Self: 't;
+    type TxToken<'t>
+        = D::TxToken<'t>
+    where
+        Self: 't;
+
+    fn receive(&mut self, now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.0.receive(now)
+    }
+
+    fn transmit(&mut self, now: SmolInstant) -> Option<Self::TxToken<'_>> {
+        self.0.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.0.capabilities()
+    }
 }
 
 impl<'a, 'd> SmolSubject<'a, 'd> {
@@ -270,7 +299,23 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
             device,
             ip,
             offset: SmolDuration::ZERO,
+            faults: None,
         })
+    }
+
+    /// Puts a fault injector between the stack and the TAP (`None`: takes it away).
+    pub fn set_faults(&mut self, faults: Option<FaultConfig>) {
+        self.faults = faults.map(|config| Box::new(FaultInjector::new(config)));
+    }
+
+    /// One poll of the stack over the TAP, through the fault injector when there is one.
+    fn poll_at(&mut self, now: SmolInstant) -> bool {
+        match self.faults.as_deref_mut() {
+            Some(faults) => self
+                .stack
+                .poll(now, &mut faults.wrap(Lent(&mut *self.device))),
+            None => self.stack.poll(now, self.device),
+        }
     }
 
     fn now(&self) -> SmolInstant {
@@ -281,13 +326,13 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
     fn skip(&mut self, span: Duration) {
         self.offset += smol_duration(span);
         let now = self.now();
-        self.stack.poll(now, self.device);
+        self.poll_at(now);
     }
 
     /// Moves whatever packets are waiting, once, without sleeping.
     pub fn poll(&mut self) {
         let now = self.now();
-        while self.stack.poll(now, self.device) {}
+        while self.poll_at(now) {}
     }
 }
 

@@ -199,6 +199,7 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let packets: Vec<Packet> = cx.frames().iter().map(Frame::packet).collect();
     let drawn = ladder::draw(&packets, local, at);
     Ok(Seen {
+        measured: None,
         text: drawn.summary,
         ladder: drawn.lines,
     })

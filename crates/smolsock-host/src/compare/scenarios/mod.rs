@@ -25,6 +25,7 @@ use crate::tap::TunTap;
 mod close;
 mod connect;
 mod keepalive;
+mod loss;
 mod ports;
 mod udp;
 
@@ -33,6 +34,7 @@ pub use connect::{
     accept, backlog, backlog_reset, connect_listening, connect_refused, listener_close,
 };
 pub use keepalive::keepalive;
+pub use loss::{LOSSY_BYTES, LOSSY_FAULTS, send_through_loss};
 pub use ports::{client_port, udp_sender_port};
 pub use udp::{ARP_DATAGRAMS, arp, udp_closed_port_in, udp_closed_port_out, udp_truncate};
 
@@ -43,6 +45,9 @@ pub struct Seen {
     pub text: String,
     /// A packet ladder, for the scenarios that draw one.
     pub ladder: Vec<String>,
+    /// A figure that changes from run to run (a time), shown by the text and JSON reports
+    /// but not in the Markdown table, which is checked in.
+    pub measured: Option<String>,
 }
 
 impl From<String> for Seen {
@@ -50,6 +55,7 @@ impl From<String> for Seen {
         Self {
             text,
             ladder: Vec::new(),
+            measured: None,
         }
     }
 }
