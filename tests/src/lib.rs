@@ -174,6 +174,19 @@ pub fn board_elf(name: &str) -> PathBuf {
     elf
 }
 
+/// Path of the emulated board's `tcp-server` built with the fault injector (`cargo xtask
+/// boards` builds it with `SMOLSOCK_FAULTS=loss=3%,dup=1%,reorder=2%,seed=5`).
+pub fn faulty_board_elf() -> PathBuf {
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/qemu-lm3s6965/target/faults/thumbv7m-none-eabi/release/tcp-server");
+    assert!(
+        elf.exists(),
+        "{} is missing: run `cargo xtask boards` first",
+        elf.display()
+    );
+    elf
+}
+
 /// A running program whose stdout lines can be awaited; killed on drop.
 pub struct Proc {
     child: Child,
@@ -192,7 +205,11 @@ impl Proc {
     /// `qemu-run`, its NIC on [`TAP`]; stdout is the decoded log, one line per message.
     /// Dropping the `Proc` kills `qemu-run`, and QEMU dies with it.
     pub fn qemu(name: &str) -> Proc {
-        let elf = board_elf(name);
+        Self::qemu_elf(&board_elf(name))
+    }
+
+    /// Boots the emulated board's firmware `elf` in QEMU, as [`Proc::qemu`] does.
+    pub fn qemu_elf(elf: &Path) -> Proc {
         Self::spawn(
             Command::new(qemu_run_bin()).args(["--tap", TAP]).arg(elf),
             false,
@@ -499,4 +516,71 @@ pub fn receive_all(listener: TcpListener) -> JoinHandle<(Vec<u8>, Duration)> {
         conn.read_to_end(&mut got).expect("read to the end");
         (got, start.elapsed())
     })
+}
+
+/// Sends ICMP echo request `seq_no` with `len` bytes of payload to `to` from a raw socket
+/// (what `ping` sends; CAP_NET_RAW, which the test has in its namespace), resending every
+/// second, until the reply comes back within `timeout`. `Err` says what went wrong: no reply,
+/// or a reply whose payload differs from the request's.
+pub fn ping(to: Ipv4Addr, seq_no: u16, len: usize, timeout: Duration) -> Result<(), String> {
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet};
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        .map_err(|e| format!("raw ICMP socket: {e}"))?;
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let dest = SockAddr::from(SocketAddrV4::new(to, 0));
+    let checksums = ChecksumCapabilities::default();
+    let data: Vec<u8> = (0..len)
+        .map(|i| (i * 7 + usize::from(seq_no)) as u8)
+        .collect();
+    let request = Icmpv4Repr::EchoRequest {
+        ident: 0x5350,
+        seq_no,
+        data: &data,
+    };
+    let mut bytes = vec![0u8; request.buffer_len()];
+    request.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes), &checksums);
+    let end = Instant::now() + timeout;
+    let mut resend = Instant::now();
+    loop {
+        if Instant::now() >= end {
+            return Err(format!(
+                "no echo reply {seq_no} from {to} within {timeout:?}"
+            ));
+        }
+        if Instant::now() >= resend {
+            socket.send_to(&bytes, &dest).map_err(|e| e.to_string())?;
+            resend = Instant::now() + Duration::from_secs(1);
+        }
+        let mut buf = [0u8; 2048];
+        let Ok(n) = (&socket).read(&mut buf) else {
+            continue;
+        };
+        let Some(ip) = buf.get(..n).and_then(|b| Ipv4Packet::new_checked(b).ok()) else {
+            continue;
+        };
+        if ip.src_addr() != to {
+            continue;
+        }
+        let Ok(icmp) = Icmpv4Packet::new_checked(ip.payload()) else {
+            continue;
+        };
+        if let Ok(Icmpv4Repr::EchoReply {
+            ident: 0x5350,
+            seq_no: got,
+            data: reply,
+        }) = Icmpv4Repr::parse(&icmp, &checksums)
+            && got == seq_no
+        {
+            return if reply == data.as_slice() {
+                Ok(())
+            } else {
+                Err(format!("echo reply {seq_no} carries another payload"))
+            };
+        }
+    }
 }

@@ -260,3 +260,36 @@ fn qemu_tcp_server_frees_the_slots_of_vanished_clients() {
         },
     );
 }
+
+#[test]
+fn qemu_board_answers_ping() {
+    in_netns("qemu_board_answers_ping", || {
+        let mut fw = Proc::qemu("udp-recv");
+        fw.wait_for("udp bound", T);
+        for (seq_no, len) in [(1u16, 56usize), (2, 1000)] {
+            smolsock_tests::ping(smolsock_tests::BOARD_IP, seq_no, len, T).unwrap();
+        }
+    });
+}
+
+#[test]
+fn qemu_tcp_server_echoes_intact_through_faults() {
+    in_netns("qemu_tcp_server_echoes_intact_through_faults", || {
+        // The board's own fault injector loses 3 %, duplicates 1 % and reorders 2 % of the
+        // frames each way between its stack and its MAC.
+        let mut fw = Proc::qemu_elf(&smolsock_tests::faulty_board_elf());
+        fw.wait_for("faults between the stack and the MAC", T);
+        fw.wait_for("listening", T);
+        let mut s = TcpStream::connect_timeout(&board().into(), T).expect("connect");
+        s.set_read_timeout(Some(T)).unwrap();
+        // 200 messages of up to 1 KiB: a few hundred frames each way meet the faults.
+        for i in 0..200 {
+            let msg = format!("{i:04} {}", "x".repeat((i * 37) % 1000));
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back)
+                .unwrap_or_else(|e| panic!("echo {i} through the faults: {e}"));
+            assert_eq!(back, msg.as_bytes(), "echo {i}");
+        }
+    });
+}

@@ -166,63 +166,10 @@ fn pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture() {
 #[test]
 fn smoltcp_answers_ping_with_the_same_payload() {
     in_netns("smoltcp_answers_ping_with_the_same_payload", || {
-        use smoltcp::phy::ChecksumCapabilities;
-        use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Ipv4Packet};
-        use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
         let mut recv = Proc::smolsock(&["udp-recv", "--count", "1"]);
         recv.wait_for("bound", T);
-        // A raw ICMP socket (CAP_NET_RAW, which the test has in its namespace): what
-        // `ping` sends, from the kernel side of the TAP.
-        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let to = SockAddr::from(std::net::SocketAddrV4::new(SMOL_IP, 0));
-        let checksums = ChecksumCapabilities::default();
         for (seq_no, len) in [(1u16, 56usize), (2, 1400)] {
-            let data: Vec<u8> = (0..len)
-                .map(|i| (i * 7 + usize::from(seq_no)) as u8)
-                .collect();
-            let request = Icmpv4Repr::EchoRequest {
-                ident: 0x5350,
-                seq_no,
-                data: &data,
-            };
-            let mut bytes = vec![0u8; request.buffer_len()];
-            request.emit(&mut Icmpv4Packet::new_unchecked(&mut bytes), &checksums);
-            let end = Instant::now() + T;
-            let mut resend = Instant::now();
-            let reply = loop {
-                assert!(Instant::now() < end, "no echo reply {seq_no} within {T:?}");
-                if Instant::now() >= resend {
-                    socket.send_to(&bytes, &to).unwrap();
-                    resend = Instant::now() + Duration::from_secs(1);
-                }
-                let mut buf = [0u8; 2048];
-                let Ok(n) = (&socket).read(&mut buf) else {
-                    continue;
-                };
-                let Ok(ip) = Ipv4Packet::new_checked(&buf[..n]) else {
-                    continue;
-                };
-                if ip.src_addr() != SMOL_IP {
-                    continue;
-                }
-                let icmp = Icmpv4Packet::new_checked(ip.payload()).unwrap();
-                match Icmpv4Repr::parse(&icmp, &checksums).unwrap() {
-                    Icmpv4Repr::EchoReply {
-                        ident,
-                        seq_no: got,
-                        data: reply,
-                    } if ident == 0x5350 && got == seq_no => break reply.to_vec(),
-                    _ => continue,
-                }
-            };
-            assert_eq!(
-                reply, data,
-                "echo reply {seq_no} carries the request's payload"
-            );
+            smolsock_tests::ping(SMOL_IP, seq_no, len, T).unwrap();
         }
         // The program saw none of it and goes on.
         let udp = UdpSocket::bind((KERNEL_IP, 0)).unwrap();

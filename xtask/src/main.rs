@@ -221,10 +221,43 @@ fn build_boards(lint: bool) -> Result<(), String> {
             cargo(&board, &["build", "--release", "--bins"])?;
         } else {
             cargo(&board, &["build", "--release"])?;
+            if lint {
+                cargo(
+                    &board,
+                    &[
+                        "clippy",
+                        "--release",
+                        "--features",
+                        "faults",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                )?;
+            }
         }
     }
+    // The emulated board's tcp-server once more with the fault injector, for the tests
+    // (tests/tests/qemu.rs), in a target directory of its own.
+    cargo_with(
+        &root().join("boards/qemu-lm3s6965"),
+        &[
+            "build",
+            "--release",
+            "--bin",
+            "tcp-server",
+            "--features",
+            "faults",
+            "--target-dir",
+            "target/faults",
+        ],
+        &[("SMOLSOCK_FAULTS", QEMU_FAULTS)],
+    )?;
     Ok(())
 }
+
+/// The faults of the emulated board's faulty tcp-server (see `build_boards`).
+const QEMU_FAULTS: &str = "loss=3%,dup=1%,reorder=2%,seed=5";
 
 /// Flash (.text + .rodata + .data) and static RAM (.data + .bss) of an ELF file.
 fn sizes(elf: &Path) -> Result<(u64, u64, u64, u64, u64), String> {

@@ -64,6 +64,82 @@ pub fn new_stack<'a, B: Board, const N: usize>(
     }
 }
 
+/// Frames the board's fault injector holds per direction (delay, reordering): about
+/// 1.5 KiB each, in a static. One is enough to reorder by one frame and to duplicate; the
+/// emulated board's tcp-server (64 KiB of RAM, 32 KiB of it socket buffers) overflowed its
+/// stack into its statics with two (seen as a smoltcp panic on a corrupted socket).
+#[cfg(feature = "faults")]
+pub const FAULT_FRAMES: usize = 1;
+
+/// What stands between the stack and the board's MAC: the fault injector with the
+/// `faults` feature, nothing without.
+#[cfg(feature = "faults")]
+type Faults = &'static mut smolsock::faults::FaultInjector<FAULT_FRAMES>;
+#[cfg(not(feature = "faults"))]
+type Faults = ();
+
+/// The fault injector, configured by `SMOLSOCK_FAULTS` when the firmware was built.
+///
+/// # Panics
+/// When the firmware was built without `SMOLSOCK_FAULTS` or with a specification the core
+/// refuses: a build-time setting, like the board's addresses.
+#[cfg(feature = "faults")]
+fn faults() -> Faults {
+    use smolsock::faults::{FaultConfig, FaultInjector};
+    let Some(spec) = option_env!("SMOLSOCK_FAULTS") else {
+        defmt::panic!("the `faults` feature needs SMOLSOCK_FAULTS=spec when building");
+    };
+    let config = match FaultConfig::parse(spec) {
+        Ok(config) => config,
+        Err(e) => defmt::panic!("SMOLSOCK_FAULTS={}: {}", spec, e),
+    };
+    defmt::warn!("faults between the stack and the MAC: {}", spec);
+    // Built in place, not on the stack: its frames take a few KiB.
+    match cortex_m::singleton!(: FaultInjector<FAULT_FRAMES> = FaultInjector::idle()) {
+        Some(faults) => {
+            faults.configure(config);
+            faults
+        }
+        None => defmt::panic!("the fault injector was taken twice"),
+    }
+}
+
+#[cfg(not(feature = "faults"))]
+fn faults() -> Faults {}
+
+/// Binds `$dev` to the board's device, behind the fault injector `$faults` when there is
+/// one, for `$body`.
+macro_rules! with_device {
+    ($board:expr, $faults:expr, |$dev:ident| $body:expr) => {{
+        #[cfg(feature = "faults")]
+        let $dev = &mut $faults.wrap(smolsock::faults::Lent($board.device()));
+        #[cfg(not(feature = "faults"))]
+        let $dev = {
+            let () = $faults;
+            $board.device()
+        };
+        $body
+    }};
+}
+
+/// How long the board may sleep: the stack's and the program's deadlines, and a frame the
+/// fault injector holds.
+fn sleep_for<const N: usize>(
+    stack: &mut SmolStack<'_, N>,
+    faults: &Faults,
+    now: Instant,
+    wake_at: Option<Instant>,
+) -> Option<Duration> {
+    #[cfg(feature = "faults")]
+    let wake_at = match (wake_at, faults.next_release()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    #[cfg(not(feature = "faults"))]
+    let () = *faults;
+    runner::sleep_for(stack, now, wake_at)
+}
+
 /// Runs `program` on `stack` forever: the core's [`runner::round`], then
 /// [`Board::wait`] until the earliest deadline. `input` is fed to the program (what a
 /// user would type on the host). Once the program has finished (or refused its input),
@@ -77,18 +153,21 @@ pub fn run<'a, B: Board, const N: usize>(
 ) -> ! {
     let mut input = Messages::new(input);
     let mut running = true;
+    #[allow(clippy::let_unit_value)]
+    let mut faults = faults();
     loop {
         let now = board.now();
         let mut wake_at = None;
         if running {
-            let outcome = match runner::round(
+            let round = with_device!(board, faults, |device| runner::round(
                 &mut stack,
-                board.device(),
+                device,
                 program,
                 &mut input,
                 now,
                 &mut |e| B::log(e),
-            ) {
+            ));
+            let outcome = match round {
                 Ok(at) => {
                     wake_at = at;
                     program.outcome()
@@ -99,15 +178,17 @@ pub fn run<'a, B: Board, const N: usize>(
                 }
             };
             if let Some(outcome) = outcome {
-                finish(&mut board, &mut stack, outcome);
+                finish(&mut board, &mut stack, &mut faults, outcome);
                 running = false;
                 wake_at = None;
             }
         } else {
-            runner::settle(&mut stack, board.device(), now);
+            with_device!(board, faults, |device| runner::settle(
+                &mut stack, device, now
+            ));
         }
         board.tick();
-        let delay = runner::sleep_for(&mut stack, now, wake_at);
+        let delay = sleep_for(&mut stack, &faults, now, wake_at);
         board.wait(delay);
     }
 }
@@ -115,6 +196,7 @@ pub fn run<'a, B: Board, const N: usize>(
 fn finish<B: Board, const N: usize>(
     board: &mut B,
     stack: &mut SmolStack<'_, N>,
+    faults: &mut Faults,
     outcome: smolsock::Result<()>,
 ) {
     match outcome {
@@ -124,10 +206,10 @@ fn finish<B: Board, const N: usize>(
     let end = board.now() + LINGER;
     loop {
         let now = board.now();
-        if runner::settle(stack, board.device(), now) || now >= end {
+        if with_device!(board, faults, |device| runner::settle(stack, device, now)) || now >= end {
             break;
         }
-        let delay = runner::sleep_for(stack, now, Some(end));
+        let delay = sleep_for(stack, faults, now, Some(end));
         board.wait(delay);
     }
     board.finished(outcome);

@@ -79,6 +79,17 @@ pub struct Impairments {
 }
 
 impl Impairments {
+    /// No faults at all.
+    pub const NONE: Self = Self {
+        loss: 0,
+        dup: 0,
+        reorder: 0,
+        corrupt: 0,
+        delay: Duration::ZERO,
+        jitter: Duration::ZERO,
+        rate: 0,
+    };
+
     /// Whether frames pass untouched.
     pub fn is_none(&self) -> bool {
         *self == Self::default()
@@ -280,6 +291,19 @@ pub struct Counters {
     pub delayed: u64,
 }
 
+impl Counters {
+    /// Nothing counted yet.
+    pub const ZERO: Self = Self {
+        frames: 0,
+        dropped: 0,
+        overflowed: 0,
+        duplicated: 0,
+        reordered: 0,
+        corrupted: 0,
+        delayed: 0,
+    };
+}
+
 /// The counters of both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -390,6 +414,16 @@ fn later(at: Instant, by: Duration) -> Instant {
 }
 
 impl<const Q: usize> Side<Q> {
+    /// A direction with no faults, built at compile time (see [`FaultInjector::idle`]).
+    const IDLE: Self = Self {
+        faults: Impairments::NONE,
+        rng: Rng(1),
+        held: Vec::new(),
+        busy_until: Instant::ZERO,
+        seq: 0,
+        counters: Counters::ZERO,
+    };
+
     fn new(faults: Impairments, seed: u64) -> Self {
         Self {
             faults,
@@ -510,6 +544,9 @@ impl<const Q: usize> Side<Q> {
     }
 }
 
+/// Mixed into the seed of the transmit direction's random choices.
+const TX_STREAM: u64 = 0x5bd1_e995_5bd1_e995;
+
 /// The fault injector's state: configuration, random generators, up to `Q` held frames per
 /// direction, counters. See the [module documentation](self).
 ///
@@ -531,9 +568,35 @@ impl<const Q: usize> FaultInjector<Q> {
             // Two streams from one seed, so that each direction's choices do not depend on
             // how the other's frames interleave with it.
             rx: Side::new(config.rx, config.seed),
-            tx: Side::new(config.tx, config.seed ^ 0x5bd1_e995_5bd1_e995),
+            tx: Side::new(config.tx, config.seed ^ TX_STREAM),
             rx_frame: Frame::new(),
         }
+    }
+
+    /// An injector with no faults, built at compile time: a board puts it in a `static`
+    /// (its frames take `2 × Q × 1.5 KiB`, too much to build on a small stack) and then
+    /// [`configure`](Self::configure)s it.
+    pub const fn idle() -> Self {
+        Self {
+            config: FaultConfig {
+                rx: Impairments::NONE,
+                tx: Impairments::NONE,
+                seed: 0,
+            },
+            rx: Side::IDLE,
+            tx: Side::IDLE,
+            rx_frame: Frame::new(),
+        }
+    }
+
+    /// Applies `config` in place, as [`new`](Self::new) would: the same seed gives the same
+    /// faults. Frames already held stay held; the counters go on.
+    pub fn configure(&mut self, config: FaultConfig) {
+        self.config = config;
+        self.rx.faults = config.rx;
+        self.rx.rng = Rng::new(config.seed);
+        self.tx.faults = config.tx;
+        self.tx.rng = Rng::new(config.seed ^ TX_STREAM);
     }
 
     /// Its configuration.
@@ -569,6 +632,33 @@ impl<const Q: usize> FaultInjector<Q> {
             inner,
             faults: self,
         }
+    }
+}
+
+/// A device lent for one poll: [`FaultInjector::wrap`] takes the device it wraps by value,
+/// and a driver that owns its device (a board, a host loop) lends it each time.
+pub struct Lent<'d, D>(pub &'d mut D);
+
+impl<D: Device> Device for Lent<'_, D> {
+    type RxToken<'a>
+        = D::RxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = D::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        self.0.receive(now)
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        self.0.transmit(now)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.0.capabilities()
     }
 }
 

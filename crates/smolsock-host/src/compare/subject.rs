@@ -9,11 +9,11 @@ use std::fs;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use smolsock::faults::{FaultConfig, FaultInjector};
+use smolsock::faults::{FaultConfig, FaultInjector, Lent};
 use smolsock::net::Stack;
 use smolsock::smol::{ListenPolicy, SmolStack, StackConfig, WhenFull};
 use smoltcp::iface::SocketStorage;
-use smoltcp::phy::{Device, DeviceCapabilities};
+use smoltcp::phy::Device;
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
@@ -234,32 +234,6 @@ pub struct SmolSubject<'a, 'd> {
     offset: SmolDuration,
     /// Faults between the stack and the TAP, for the scenarios that want a lossy hop.
     faults: Option<Box<FaultInjector>>,
-}
-
-/// A device lent for one poll: the fault injector takes the device it wraps by value.
-struct Lent<'l, D>(&'l mut D);
-
-impl<D: Device> Device for Lent<'_, D> {
-    type RxToken<'t>
-        = D::RxToken<'t>
-    where
-        Self: 't;
-    type TxToken<'t>
-        = D::TxToken<'t>
-    where
-        Self: 't;
-
-    fn receive(&mut self, now: SmolInstant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        self.0.receive(now)
-    }
-
-    fn transmit(&mut self, now: SmolInstant) -> Option<Self::TxToken<'_>> {
-        self.0.transmit(now)
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        self.0.capabilities()
-    }
 }
 
 impl<'a, 'd> SmolSubject<'a, 'd> {
