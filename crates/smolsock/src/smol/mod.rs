@@ -140,6 +140,19 @@ pub struct GateCounters {
     pub fragments_lost: u32,
 }
 
+/// What the gate watches of one frame while smoltcp processes it.
+#[derive(Default)]
+struct Watch {
+    /// A reset for this connection, in this state before it came.
+    reset: Option<(SocketHandle, tcp::State)>,
+    /// A datagram (or the fragment of one) for this UDP socket...
+    udp: Option<SocketHandle>,
+    /// ...whose receive queue held this many bytes before.
+    queued: Option<usize>,
+    /// The fragmented datagram (sender, identification) the frame belongs to.
+    fragment: Option<(Ipv4Addr, u16)>,
+}
+
 /// A smoltcp interface, its sockets, and the pools that make it a BSD-like [`Stack`].
 ///
 /// `N` bounds the TCP sockets and, separately, the UDP sockets the stack manages.
@@ -402,34 +415,10 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         };
         let meta = rx.meta();
         rx.consume(|frame| {
-            let inbound = gate::peek(self.caps.medium, frame);
-            let reset = match inbound {
-                Inbound::Rst { remote, local } => self.connection(remote, local.port()),
-                _ => None,
+            let Some(watch) = self.before_ingress(gate::peek(self.caps.medium, frame), frame, now)
+            else {
+                return;
             };
-            let udp_to = match inbound {
-                Inbound::Syn { remote, local } => {
-                    if !self.admit_syn(remote, local, frame) {
-                        return;
-                    }
-                    None
-                }
-                Inbound::Udp { local, port, len } if len > 0 && local == self.cidr.address() => {
-                    self.udp_bound_to(port)
-                }
-                _ => None,
-            };
-            let fragment = match inbound {
-                Inbound::UdpFragment {
-                    src,
-                    local,
-                    ident,
-                    port,
-                } if local == self.cidr.address() => self.fragment_seen(src, ident, port, now),
-                _ => None,
-            };
-            let udp_to = udp_to.or(fragment.and_then(|(_, _, socket)| socket));
-            let queued_before = udp_to.map(|h| self.udp(h).recv_queue());
             let mut one = OneFrame {
                 frame: Some(frame),
                 meta,
@@ -438,37 +427,71 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             };
             self.iface
                 .poll_ingress_single(now, &mut one, &mut self.sockets);
-            if let Some((handle, before)) = reset
-                && self.tcp(handle).state() == tcp::State::Closed
-            {
-                let error = if before == tcp::State::SynSent {
-                    Error::ConnectionRefused
-                } else {
-                    Error::ConnectionReset
-                };
-                // Cannot overflow: at most N TCP sockets are added.
-                let _ = self.reset_by_peer.insert(handle, error);
-            }
-            let grew = match (udp_to, queued_before) {
-                (Some(handle), Some(before)) => self.udp(handle).recv_queue() != before,
-                _ => false,
-            };
-            match fragment {
-                // The fragment that completed the datagram: it reached its socket.
-                Some((src, ident, _)) if grew => self.reassembly.done(src, ident),
-                Some(_) => {}
-                None => {
-                    if let Some(handle) = udp_to
-                        && !grew
-                        && gate::udp_checksum_ok(self.caps.medium, frame)
-                    {
-                        self.count_udp_loss(handle, false);
-                    }
-                }
-            }
+            self.after_ingress(watch, frame);
         });
         self.maintain(now);
         true
+    }
+
+    /// The gate, before smoltcp sees a frame: `None` drops it; otherwise what to look at
+    /// once smoltcp has processed it.
+    fn before_ingress(&mut self, inbound: Inbound, frame: &[u8], now: Instant) -> Option<Watch> {
+        let own = self.cidr.address();
+        let mut watch = Watch::default();
+        match inbound {
+            Inbound::Syn { remote, local } if !self.admit_syn(remote, local, frame) => {
+                return None;
+            }
+            Inbound::Rst { remote, local } => {
+                watch.reset = self.connection(remote, local.port());
+            }
+            Inbound::Udp { local, port, len } if len > 0 && local == own => {
+                watch.udp = self.udp_bound_to(port);
+            }
+            Inbound::UdpFragment {
+                src,
+                local,
+                ident,
+                port,
+            } if local == own => {
+                if let Some((src, ident, socket)) = self.fragment_seen(src, ident, port, now) {
+                    watch.fragment = Some((src, ident));
+                    watch.udp = socket;
+                }
+            }
+            _ => {}
+        }
+        watch.queued = watch.udp.map(|h| self.udp(h).recv_queue());
+        Some(watch)
+    }
+
+    /// What a frame did, once smoltcp processed it: which reset closed a connection, and
+    /// whether a datagram reached its socket (a fragment that completed one, or one a full
+    /// buffer refused).
+    fn after_ingress(&mut self, watch: Watch, frame: &[u8]) {
+        if let Some((handle, before)) = watch.reset
+            && self.tcp(handle).state() == tcp::State::Closed
+        {
+            let error = if before == tcp::State::SynSent {
+                Error::ConnectionRefused
+            } else {
+                Error::ConnectionReset
+            };
+            // Cannot overflow: at most N TCP sockets are added.
+            let _ = self.reset_by_peer.insert(handle, error);
+        }
+        let (Some(handle), Some(before)) = (watch.udp, watch.queued) else {
+            return;
+        };
+        let took = self.udp(handle).recv_queue() != before;
+        match watch.fragment {
+            Some((src, ident)) if took => self.reassembly.done(src, ident),
+            Some(_) => {}
+            None if !took && gate::udp_checksum_ok(self.caps.medium, frame) => {
+                self.count_udp_loss(handle, false);
+            }
+            None => {}
+        }
     }
 
     /// The ingress gate's rule for a SYN from `remote` to `local`: whether smoltcp may have
