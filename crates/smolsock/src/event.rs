@@ -310,32 +310,64 @@ impl Event<'_> {
 /// Writes bytes as a quoted string: valid UTF-8 as text with escapes, other bytes as `\xNN`.
 pub struct Quoted<'a>(pub &'a [u8]);
 
+/// Whether `b` goes out as it is: printable ASCII other than `"` and `\\`.
+fn plain(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+}
+
+/// How many bytes at the start of `bytes` are [`plain`], eight at a time where it can.
+fn plain_prefix(bytes: &[u8]) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    // A high bit for every zero byte of `v` (and possibly above one: only "any" is used).
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    let mut done = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        // Below 0x20, 0x7f and above, '"' or '\\' in any byte of the word.
+        let special = (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+            | (x & HIGHS)
+            | zero(x ^ (ONES * 0x7f))
+            | zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            break;
+        }
+        done += 8;
+    }
+    let rest = bytes.get(done..).unwrap_or_default();
+    done + rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len())
+}
+
 impl Display for Quoted<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        for chunk in self.0.utf8_chunks() {
-            let mut rest = chunk.valid();
-            while !rest.is_empty() {
-                // Runs of printable ASCII that need no escape go out in one write: one
-                // `write_char` per byte made formatting most of `udp-recv`'s work.
-                let plain = rest
-                    .bytes()
-                    .position(|b| !(0x20..0x7f).contains(&b) || b == b'"' || b == b'\\')
-                    .unwrap_or(rest.len());
-                let (run, tail) = rest.split_at(plain);
-                f.write_str(run)?;
-                let mut chars = tail.chars();
-                if let Some(c) = chars.next() {
-                    if c == '\'' {
-                        f.write_str("'")?;
-                    } else {
-                        Display::fmt(&c.escape_debug(), f)?;
-                    }
+        let mut rest = self.0;
+        while !rest.is_empty() {
+            // Runs of printable ASCII that need no escape go out in one write: one
+            // `write_char` per byte made formatting most of `udp-recv`'s work.
+            let (run, tail) = rest.split_at(plain_prefix(rest));
+            // Plain bytes are ASCII, so always UTF-8.
+            f.write_str(core::str::from_utf8(run).unwrap_or_default())?;
+            // Then one character that needs a look: escaped, or a byte that is not UTF-8.
+            let Some(chunk) = tail.utf8_chunks().next() else {
+                break;
+            };
+            let mut chars = chunk.valid().chars();
+            if let Some(c) = chars.next() {
+                if c == '\'' {
+                    f.write_str("'")?;
+                } else {
+                    Display::fmt(&c.escape_debug(), f)?;
                 }
-                rest = chars.as_str();
-            }
-            for b in chunk.invalid() {
+                rest = tail.get(c.len_utf8()..).unwrap_or_default();
+            } else if let Some(b) = chunk.invalid().first() {
                 write!(f, "\\x{b:02x}")?;
+                rest = tail.get(1..).unwrap_or_default();
+            } else {
+                break;
             }
         }
         f.write_str("\"")
@@ -517,6 +549,32 @@ mod tests {
                     x as u8
                 })
                 .collect();
+            samples.push(bytes);
+        }
+        // Mostly plain text, with the odd byte that needs a look at any offset (the plain
+        // runs are found eight bytes at a time).
+        let odd: [&[u8]; 8] = [
+            b"\"",
+            b"\\",
+            b"\n",
+            b"\x7f",
+            b"\xff",
+            "\u{e9}".as_bytes(),
+            b"\x1f",
+            b"'",
+        ];
+        for _ in 0..500 {
+            let mut bytes = std::vec::Vec::new();
+            let len = (x % 100) as usize;
+            while bytes.len() < len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 16 {
+                    0 => bytes.extend_from_slice(odd[(x >> 8) as usize % odd.len()]),
+                    _ => bytes.push(b' ' + (x >> 16) as u8 % 95),
+                }
+            }
             samples.push(bytes);
         }
         for bytes in samples {
