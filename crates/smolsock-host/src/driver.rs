@@ -102,13 +102,17 @@ impl Stop {
         self.read.as_raw_fd()
     }
 
-    /// The signal that came, if one did (the pipe is drained, the answer kept).
+    /// The signal that came, if one did. The flag is read first, so the loop pays no
+    /// system call per round; the pipe is drained only once a signal came (its handler
+    /// sets the flag before it writes the pipe).
     pub fn signal(&self) -> Option<i32> {
-        let mut sink = [0u8; 16];
-        while matches!((&self.read).read(&mut sink), Ok(n) if n > 0) {}
         match self.which.load(Ordering::SeqCst) {
             0 => None,
-            n => i32::try_from(n).ok(),
+            n => {
+                let mut sink = [0u8; 16];
+                while matches!((&self.read).read(&mut sink), Ok(n) if n > 0) {}
+                i32::try_from(n).ok()
+            }
         }
     }
 }
@@ -255,9 +259,6 @@ impl DeviceLosses {
     }
 }
 
-/// Runs `program` on `stack` over `device` until it finishes. Frames the device dropped
-/// before the stack read them (the kernel's TAP queue overflowing) are reported as
-/// [`Event::Lost`].
 /// Runs `program` on `stack` over `device` until it finishes, a signal stops it, or a
 /// fatal error; in the last two cases the program is shut down first and the stack given
 /// up to [`runner::LINGER`] to send the last FINs and resets. Frames the device dropped

@@ -266,25 +266,6 @@ impl KernelStack {
                 .is_some_and(|p| Some(p.fd) == input && p.revents != 0);
         Ok(input_ready)
     }
-
-    /// Turns TCP keep-alive on with probes after `interval` of silence and every
-    /// `interval` after that, or off (`None`).
-    pub fn tcp_set_keepalive(
-        &mut self,
-        socket: KernelTcp,
-        interval: Option<Duration>,
-    ) -> Result<()> {
-        let slot = self.tcp.get(socket.0)?;
-        let result = match interval {
-            Some(d) => {
-                let d = std::time::Duration::from_micros(d.total_micros());
-                slot.socket
-                    .set_tcp_keepalive(&TcpKeepalive::new().with_time(d).with_interval(d))
-            }
-            None => slot.socket.set_keepalive(false),
-        };
-        result.map_err(|e| map_error(&e))
-    }
 }
 
 impl Stack for KernelStack {

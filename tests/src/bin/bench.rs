@@ -59,88 +59,58 @@ fn kernel_loopback(data: &[u8]) -> Duration {
     start.elapsed()
 }
 
-fn kernel_to_smoltcp(data: &[u8], crc: u32) -> Duration {
-    let mut server = Proc::smolsock(&[
-        "tcp-server",
-        "--tap",
-        "tap0",
-        "--mode",
-        "sink",
-        "--max-clients",
-        "1",
-        "--tcp-buf",
-        "1048576",
-    ]);
+/// A kernel client sends `data` to `smolsock tcp-server --mode sink` with `args` (stack,
+/// device, buffers, faults) at `to`; the server's CRC must match `crc`.
+fn into_sink(args: &[&str], to: SocketAddrV4, data: &[u8], crc: u32) -> Duration {
+    let sink = ["tcp-server", "--mode", "sink", "--max-clients", "1"];
+    let mut server = Proc::smolsock(&[&sink[..], args].concat());
     server.wait_for("listening", T);
-    let elapsed = send_all(SocketAddrV4::new(SMOL_IP, 9090), data);
+    let elapsed = send_all(to, data);
     let closed = server.wait_for("closed: in", T);
-    assert!(
-        closed.contains(&format!("in {SIZE} bytes crc32 {crc:08x}")),
-        "{closed}"
-    );
+    let want = format!("in {} bytes crc32 {crc:08x}", data.len());
+    assert!(closed.contains(&want), "{closed}");
     elapsed
 }
 
-fn smoltcp_to_kernel(crc: u32) -> Duration {
-    let reader = receive_all(TcpListener::bind(("192.168.69.100", 9090)).unwrap());
-    let size = SIZE.to_string();
-    let client = Proc::smolsock(&[
-        "tcp-client",
-        "--tap",
-        "tap0",
-        "--to",
-        "192.168.69.100:9090",
-        "--bytes",
-        &size,
-        "--tcp-buf",
-        "1048576",
-    ]);
+/// `smolsock tcp-client --bytes size` with `args` sends to a kernel reader at `at`, which
+/// must get bytes whose CRC is `crc`; the client must exit 0 within `wait`.
+fn from_client(args: &[&str], at: SocketAddrV4, size: usize, crc: u32, wait: Duration) -> Duration {
+    let reader = receive_all(TcpListener::bind(at).unwrap());
+    let (to, size_text) = (at.to_string(), size.to_string());
+    let client = ["tcp-client", "--to", &to, "--bytes", &size_text];
+    let client = Proc::smolsock(&[&client[..], args].concat());
     let (got, elapsed) = reader.join().unwrap();
-    assert_eq!((got.len(), crc32fast::hash(&got)), (SIZE, crc));
-    let (ok, _, stderr) = client.finish(T);
+    assert_eq!((got.len(), crc32fast::hash(&got)), (size, crc));
+    let (ok, _, stderr) = client.finish(wait);
     assert!(ok, "{stderr}");
     elapsed
+}
+
+/// The kernel's side of the TAP, where a smoltcp client sends.
+fn kernel_tap(port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 100), port)
+}
+
+const BIG_BUFFERS: &[&str] = &["--tap", "tap0", "--tcp-buf", "1048576"];
+
+fn kernel_to_smoltcp(data: &[u8], crc: u32) -> Duration {
+    into_sink(BIG_BUFFERS, SocketAddrV4::new(SMOL_IP, 9090), data, crc)
+}
+
+fn smoltcp_to_kernel(crc: u32) -> Duration {
+    from_client(BIG_BUFFERS, kernel_tap(9090), SIZE, crc, T)
 }
 
 /// The same two transfers with the programs on the kernel's own stack (the std twin),
 /// over loopback: what the program loop costs on top of plain sockets.
 fn kernel_to_std_twin(data: &[u8], crc: u32) -> Duration {
-    let mut server = Proc::smolsock(&[
-        "tcp-server",
-        "--stack",
-        "kernel",
-        "--mode",
-        "sink",
-        "--max-clients",
-        "1",
-    ]);
-    server.wait_for("listening", T);
-    let elapsed = send_all(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090), data);
-    let closed = server.wait_for("closed: in", T);
-    assert!(
-        closed.contains(&format!("in {SIZE} bytes crc32 {crc:08x}")),
-        "{closed}"
-    );
-    elapsed
+    let to = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9090);
+    into_sink(&["--stack", "kernel"], to, data, crc)
 }
 
 fn std_twin_to_kernel(crc: u32) -> Duration {
-    let reader = receive_all(TcpListener::bind((Ipv4Addr::LOCALHOST, 9091)).unwrap());
-    let size = SIZE.to_string();
-    let client = Proc::smolsock(&[
-        "tcp-client",
-        "--stack",
-        "kernel",
-        "--to",
-        "127.0.0.1:9091",
-        "--bytes",
-        &size,
-    ]);
-    let (got, elapsed) = reader.join().unwrap();
-    assert_eq!((got.len(), crc32fast::hash(&got)), (SIZE, crc));
-    let (ok, _, stderr) = client.finish(T);
-    assert!(ok, "{stderr}");
-    elapsed
+    let at = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9091);
+    from_client(&["--stack", "kernel"], at, SIZE, crc, T)
 }
 
 /// Bytes of each transfer under loss: smoltcp needs minutes for 16 MiB at 10 %.
@@ -149,26 +119,15 @@ const LOSSY_SIZE: usize = 4 * 1024 * 1024;
 /// smoltcp sends [`LOSSY_SIZE`] to the kernel, losing `loss` of its data frames.
 fn lossy_smoltcp_sender(loss: u32) -> Duration {
     let (_, crc) = pattern(LOSSY_SIZE);
-    let reader = receive_all(TcpListener::bind(("192.168.69.100", 9090)).unwrap());
-    let (size, faults) = (LOSSY_SIZE.to_string(), format!("tx.loss={loss}%,seed=1"));
-    let client = Proc::smolsock(&[
-        "tcp-client",
-        "--tap",
-        "tap0",
-        "--to",
-        "192.168.69.100:9090",
-        "--bytes",
-        &size,
-        "--timeout",
-        "60",
-        "--faults",
-        &faults,
-    ]);
-    let (got, elapsed) = reader.join().unwrap();
-    assert_eq!((got.len(), crc32fast::hash(&got)), (LOSSY_SIZE, crc));
-    let (ok, _, stderr) = client.finish(Duration::from_secs(600));
-    assert!(ok, "{stderr}");
-    elapsed
+    let faults = format!("tx.loss={loss}%,seed=1");
+    let args = ["--tap", "tap0", "--timeout", "60", "--faults", &faults];
+    from_client(
+        &args,
+        kernel_tap(9090),
+        LOSSY_SIZE,
+        crc,
+        Duration::from_secs(600),
+    )
 }
 
 /// The kernel sends [`LOSSY_SIZE`] to a smoltcp sink whose device loses `loss` of the
@@ -176,25 +135,8 @@ fn lossy_smoltcp_sender(loss: u32) -> Duration {
 fn lossy_kernel_sender(loss: u32) -> Duration {
     let (data, crc) = pattern(LOSSY_SIZE);
     let faults = format!("rx.loss={loss}%,seed=1");
-    let mut server = Proc::smolsock(&[
-        "tcp-server",
-        "--tap",
-        "tap0",
-        "--mode",
-        "sink",
-        "--max-clients",
-        "1",
-        "--faults",
-        &faults,
-    ]);
-    server.wait_for("listening", T);
-    let elapsed = send_all(SocketAddrV4::new(SMOL_IP, 9090), &data);
-    let closed = server.wait_for("closed: in", T);
-    assert!(
-        closed.contains(&format!("in {LOSSY_SIZE} bytes crc32 {crc:08x}")),
-        "{closed}"
-    );
-    elapsed
+    let args = ["--tap", "tap0", "--faults", &faults];
+    into_sink(&args, SocketAddrV4::new(SMOL_IP, 9090), &data, crc)
 }
 
 /// `tcp-server` on the smoltcp stack (`--tap tap0`) or the kernel's (`--stack kernel`).

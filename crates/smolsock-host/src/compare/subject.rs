@@ -19,7 +19,7 @@ use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 use crate::driver::wait_readable;
-use crate::kernel::{KernelStack, KernelTcp};
+use crate::kernel::KernelStack;
 use crate::setup::seed_or_config_error;
 use crate::tap::{HostDevice, TunTap};
 
@@ -52,12 +52,6 @@ pub trait Subject {
     fn run_for(&mut self, span: Duration) {
         self.run_until(span, &mut |_| false);
     }
-    /// Turns keep-alive on for a connection, probing after `interval` of silence.
-    fn set_keepalive(
-        &mut self,
-        socket: <Self::S as Stack>::Tcp,
-        interval: Duration,
-    ) -> smolsock::Result<()>;
     /// How long the connection from local port `port`, closed actively a moment ago, stays
     /// in TIME-WAIT: `Ok(None)` if it is not in TIME-WAIT at all.
     fn time_wait(&mut self, port: u16) -> Result<Option<Duration>, String>;
@@ -159,11 +153,6 @@ impl Subject for KernelSubject {
             // A failed wait only shortens the nap.
             let _ = self.stack.wait(None, Some(smol_duration(nap)));
         }
-    }
-
-    fn set_keepalive(&mut self, socket: KernelTcp, interval: Duration) -> smolsock::Result<()> {
-        self.stack
-            .tcp_set_keepalive(socket, Some(smol_duration(interval)))
     }
 
     fn time_wait(&mut self, port: u16) -> Result<Option<Duration>, String> {
@@ -361,16 +350,6 @@ impl<'a> Subject for SmolSubject<'a, '_> {
             // A failed wait only shortens the nap; a broken device shows as lost packets.
             let _ = wait_readable(self.device.fd(), None, Some(nap));
         }
-    }
-
-    fn set_keepalive(
-        &mut self,
-        socket: <Self::S as Stack>::Tcp,
-        interval: Duration,
-    ) -> smolsock::Result<()> {
-        self.stack
-            .tcp_set_keepalive(socket, Some(smol_duration(interval)));
-        Ok(())
     }
 
     fn time_wait(&mut self, port: u16) -> Result<Option<Duration>, String> {

@@ -754,12 +754,6 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         self.sockets.get::<tcp::Socket>(handle)
     }
 
-    /// Turns TCP keep-alive on (a probe after `interval` without traffic, and every
-    /// `interval` after that) or off (`None`, smoltcp's default).
-    pub fn tcp_set_keepalive(&mut self, socket: TcpHandle, interval: Option<Duration>) {
-        self.tcp_mut(socket.0).set_keep_alive(interval);
-    }
-
     fn tcp_mut(&mut self, handle: SocketHandle) -> &mut tcp::Socket<'a> {
         self.sockets.get_mut::<tcp::Socket>(handle)
     }

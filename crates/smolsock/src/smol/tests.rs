@@ -110,12 +110,16 @@ impl Net {
         tx.consume(frame.len(), |buf| buf.copy_from_slice(frame));
     }
 
+    /// Starts a connection from the client to the server's port.
+    fn dial(&mut self) -> TcpHandle {
+        self.client
+            .tcp_connect(SocketAddrV4::new(SERVER, PORT))
+            .expect("connect")
+    }
+
     /// Connects the client to the server and has the server accept it.
     fn connected(&mut self, listener: ListenerHandle) -> (TcpHandle, TcpHandle, SocketAddrV4) {
-        let client = self
-            .client
-            .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-            .expect("connect");
+        let client = self.dial();
         self.run(50);
         assert_eq!(self.client.tcp_phase(client), Phase::Open);
         let (server, peer) = self.server.tcp_accept(listener).expect("accept");
@@ -278,13 +282,7 @@ fn a_burst_of_connects_beyond_the_backlog_completes_every_handshake() {
     let mut net = Net::new(12);
     let listener = net.server.tcp_listen(PORT, 2).expect("listen");
     // Eight SYNs reach the server before any final ACK does.
-    let clients: std::vec::Vec<_> = (0..8)
-        .map(|_| {
-            net.client
-                .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-                .expect("connect")
-        })
-        .collect();
+    let clients: std::vec::Vec<_> = (0..8).map(|_| net.dial()).collect();
     net.run(100);
     for &c in &clients {
         assert_eq!(net.client.tcp_phase(c), Phase::Open);
@@ -372,15 +370,9 @@ fn a_forged_syn_never_resets_a_live_connection() {
 fn a_full_backlog_drops_the_syn_and_the_client_gets_in_later() {
     let mut net = Net::new(8);
     let listener = net.server.tcp_listen(PORT, 1).expect("listen");
-    let first = net
-        .client
-        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-        .expect("connect");
+    let first = net.dial();
     net.run(50);
-    let second = net
-        .client
-        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-        .expect("connect");
+    let second = net.dial();
     net.run(50);
     assert_eq!(net.client.tcp_phase(first), Phase::Open);
     assert_eq!(
@@ -404,15 +396,9 @@ fn the_reset_policy_refuses_when_the_backlog_is_full() {
         ..ListenPolicy::default()
     });
     let _listener = net.server.tcp_listen(PORT, 1).expect("listen");
-    let first = net
-        .client
-        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-        .expect("connect");
+    let first = net.dial();
     net.run(50);
-    let second = net
-        .client
-        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-        .expect("connect");
+    let second = net.dial();
     net.run(50);
     assert_eq!(net.client.tcp_phase(first), Phase::Open);
     assert!(matches!(net.client.tcp_phase(second), Phase::Failed(_)));
@@ -584,10 +570,7 @@ fn a_lost_fragment_does_not_block_the_datagrams_after_it() {
 fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
     let mut net = Net::new(4);
     // Nobody listens: the reset answers the SYN.
-    let refused = net
-        .client
-        .tcp_connect(SocketAddrV4::new(SERVER, PORT))
-        .expect("connect");
+    let refused = net.dial();
     net.run(50);
     assert_eq!(
         net.client.tcp_phase(refused),

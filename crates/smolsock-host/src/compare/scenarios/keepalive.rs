@@ -34,8 +34,13 @@ pub fn keepalive<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     t.run_for(Duration::from_millis(1500));
     let (idle_out, idle_in, _) = on_conn(&cx.frames(), idle_start);
     let ka_start = cx.frames().len();
-    t.set_keepalive(socket, Duration::from_secs(1))
-        .map_err(|e| format!("keep-alive: {e}"))?;
+    t.stack().tcp_set_timeouts(
+        socket,
+        smolsock::net::TcpTimeouts {
+            keepalive: Some(smoltcp::time::Duration::from_secs(1)),
+            give_up: None,
+        },
+    );
     t.run_for(Duration::from_millis(2600));
     let (probes, answers, lens) = on_conn(&cx.frames(), ka_start);
     let alive = t.stack().tcp_phase(socket) == Phase::Open
