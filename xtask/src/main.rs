@@ -160,7 +160,7 @@ fn ci() -> Result<(), String> {
     )?;
     // The namespace tests run the binaries next to them, and the QEMU tests the boards'
     // release firmware: build all of them before testing.
-    cargo(&root, &["build", "-p", "smolsock-host", "-p", "qemu-run"])?;
+    cargo(&root, &["build", "-p", "smolsock-cli", "-p", "qemu-run"])?;
     build_boards(true)?;
     test_workspace(&root)?;
     Ok(())
@@ -310,7 +310,7 @@ fn size() -> Result<(), String> {
 
 fn bench() -> Result<(), String> {
     let root = root();
-    cargo(&root, &["build", "--release", "-p", "smolsock-host"])?;
+    cargo(&root, &["build", "--release", "-p", "smolsock-cli"])?;
     let bin = root.join("target/release/smolsock");
     // SAFETY-free: setting a variable for our own child processes only.
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -340,7 +340,7 @@ const END: &str = "<!-- smolsock compare --markdown: end -->";
 
 fn behaviour() -> Result<(), String> {
     let root = root();
-    cargo(&root, &["build", "-p", "smolsock-host"])?;
+    cargo(&root, &["build", "-p", "smolsock-cli"])?;
     let out = Command::new(root.join("target/debug/smolsock"))
         .args(["compare", "--markdown"])
         .output()

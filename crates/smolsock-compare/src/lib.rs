@@ -1,38 +1,44 @@
 //! `smolsock compare`: the seed's rules, observed on the host kernel's stack and on
 //! smoltcp, side by side.
 //!
-//! The command runs inside a network namespace of its own ([`crate::netns::enter`]): a
+//! The command runs inside a network namespace of its own ([`smolsock_linux::netns::enter`]): a
 //! `tap0` with the kernel at 192.168.69.100 (a veth pair where `/dev/net/tun` is out of
 //! reach), and loopback. Each scenario runs twice:
-//! - on the kernel ([`KernelSubject`]): the subject is a [`KernelStack`] and its peer is
+//! - on the kernel (`subject::KernelSubject`): the subject is a [`KernelStack`] and its peer is
 //!   the kernel too, over loopback, as in the seed's Python programs on one machine;
-//! - on smoltcp ([`SmolSubject`]): a fresh smoltcp stack at 192.168.69.1 on `tap0`, with
+//! - on smoltcp (`subject::SmolSubject`): a fresh smoltcp stack at 192.168.69.1 on `tap0`, with
 //!   the kernel as its peer.
 //!
 //! The subject is driven through the same socket layer the programs use ([`Stack`]); the
 //! peer is plain `std::net` in a thread. A packet capture on the interface between them
-//! ([`crate::capture`]) shows what went over the wire. Each scenario describes what it saw
+//! ([`smolsock_linux::capture`]) shows what went over the wire. Each scenario describes what it saw
 //! in one sentence that does not change from run to run, so the table in
 //! `docs/behaviour.md` can be checked against a fresh run.
 //!
-//! [`KernelStack`]: crate::kernel::KernelStack
+//! Modules: `subject` (the two stacks under test), `peer` (the kernel peer in a thread),
+//! `scenarios` (one function per rule, each returning what it saw), `ladder` (captured
+//! frames as a packet ladder for `-v`) and [`report`] (the table as text, Markdown or JSON).
+//! The crate may use the core, `smolsock-linux` and `smolsock-std`; the CLI calls [`run`]
+//! and [`report`].
+//!
+//! [`KernelStack`]: smolsock_std::KernelStack
 //! [`Stack`]: smolsock::net::Stack
 
-pub mod ladder;
-pub mod peer;
+mod ladder;
+mod peer;
 pub mod report;
-pub mod scenarios;
-pub mod subject;
+mod scenarios;
+mod subject;
 
 use std::cell::RefCell;
 use std::net::{SocketAddrV4, UdpSocket};
 
 use smolsock::net::Stack;
 
-use crate::capture::Capture;
-use crate::netns::Link;
-use crate::tap::{Kind, TunTap};
 use scenarios::{Ctx, Observed, Ports, Seen};
+use smolsock_linux::capture::Capture;
+use smolsock_linux::netns::Link;
+use smolsock_linux::tap::{Kind, TunTap};
 use subject::{KERNEL_IP, KernelSubject, SMOL_IP, SMOL_PEER_IP, SmolStorage, SmolSubject, Subject};
 
 /// One scenario of the table.
@@ -256,7 +262,7 @@ pub fn check_ids(only: &[String]) -> Result<(), String> {
 }
 
 /// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`.
-/// Must run inside the namespace [`crate::netns::enter`] made.
+/// Must run inside the namespace [`smolsock_linux::netns::enter`] made.
 pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
     check_ids(only)?;
     let mut tap = match link {

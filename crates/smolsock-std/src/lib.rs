@@ -231,7 +231,7 @@ impl KernelStack {
                 revents: 0,
             });
         }
-        let ts = timeout.map(crate::driver::timespec);
+        let ts = timeout.map(smolsock_linux::wait::timespec);
         let ts_ptr = ts
             .as_ref()
             .map_or(std::ptr::null(), |t| t as *const libc::timespec);

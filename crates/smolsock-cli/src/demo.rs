@@ -21,7 +21,7 @@ use crate::driver::RunError;
 use crate::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
 use crate::input::LineInput;
 use crate::output::Printer;
-use crate::setup::{HostStack, Sizing};
+use smolsock_linux::stack::{HostStack, Sizing};
 
 /// Prints events, frames and state changes.
 struct Narrator<'p> {

@@ -18,10 +18,10 @@ use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
-use crate::driver::wait_readable;
-use crate::kernel::KernelStack;
-use crate::setup::seed_or_config_error;
-use crate::tap::{HostDevice, TunTap};
+use smolsock_linux::stack::seed_or_config_error;
+use smolsock_linux::tap::{HostDevice, TunTap};
+use smolsock_linux::wait::wait_readable;
+use smolsock_std::KernelStack;
 
 /// The kernel's address on the namespace's TAP: the peer of the smoltcp subject.
 pub const KERNEL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
@@ -37,8 +37,6 @@ const TICK: Duration = Duration::from_millis(2);
 pub trait Subject {
     /// Its socket layer.
     type S: Stack;
-    /// "kernel" or "smoltcp".
-    fn name(&self) -> &'static str;
     /// The socket layer.
     fn stack(&mut self) -> &mut Self::S;
     /// The address a peer uses to reach the subject.
@@ -116,10 +114,6 @@ impl Subject for KernelSubject {
     fn reset_when_backlog_full(&mut self, on: bool) -> Result<(), String> {
         std::fs::write(ABORT_ON_OVERFLOW, if on { "1" } else { "0" })
             .map_err(|e| format!("cannot set {ABORT_ON_OVERFLOW}: {e}"))
-    }
-
-    fn name(&self) -> &'static str {
-        "kernel"
     }
 
     fn stack(&mut self) -> &mut KernelStack {
@@ -301,10 +295,6 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
 
 impl<'a> Subject for SmolSubject<'a, '_> {
     type S = SubjectStack<'a>;
-
-    fn name(&self) -> &'static str {
-        "smoltcp"
-    }
 
     fn stack(&mut self) -> &mut SubjectStack<'a> {
         &mut self.stack

@@ -5,7 +5,7 @@
 //! [`TAP_NAME`], whose kernel side has [`KERNEL_ADDR`]/24 and is up. The stack then
 //! attaches to it with [`TunTap::open`](crate::tap::TunTap::open) like to any
 //! pre-made TAP. Where `/dev/net/tun` cannot be opened (a normal user and a `0600`
-//! device), a veth pair ([`VETH_NAMES`], [`crate::veth`]) takes the TAP's place and the
+//! device), a veth pair ([`VETH_NAMES`], `veth.rs`) takes the TAP's place and the
 //! stack uses [`TunTap::packet`](crate::tap::TunTap::packet) on its free end. The stack talks to the kernel's own TCP/IP stack without touching the host's
 //! interfaces, routes or firewall, and without `ip` or `sudo`.
 //!

@@ -8,9 +8,9 @@ use smolsock::programs::{
     UdpReceiverConfig, UdpSender, UdpSenderConfig, fill_pattern,
 };
 use smolsock::{Error, Event, Phase, Program, Recv, Stack};
-use smolsock_host::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
-use smolsock_host::input::LineInput;
-use smolsock_host::setup::{HostStack, Sizing};
+use smolsock_cli::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
+use smolsock_cli::input::LineInput;
+use smolsock_linux::stack::{HostStack, Sizing};
 use smoltcp::time::Duration;
 
 const PORT: u16 = 9090;

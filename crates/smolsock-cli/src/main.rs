@@ -17,17 +17,17 @@ use smolsock::{Program, Stack};
 use smoltcp::phy::Medium;
 use smoltcp::time::Duration;
 
-use smolsock_host::cli::{
+use smolsock_cli::cli::{
     Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
     TimeoutArgs, parse_cidr,
 };
-use smolsock_host::driver::{self, RunError};
-use smolsock_host::input::LineInput;
-use smolsock_host::kernel::KernelStack;
-use smolsock_host::output::Printer;
-use smolsock_host::pcap::{PcapDevice, PcapFile};
-use smolsock_host::setup::{HostStack, Sizing, build_stack, random_seed};
-use smolsock_host::tap::{Kind, TunTap};
+use smolsock_cli::driver::{self, RunError};
+use smolsock_cli::input::LineInput;
+use smolsock_cli::output::Printer;
+use smolsock_linux::pcap::{PcapDevice, PcapFile};
+use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
+use smolsock_linux::tap::{Kind, TunTap};
+use smolsock_std::KernelStack;
 
 /// Most clients one `tcp-server` serves at once; more wait in the backlog.
 const MAX_CLIENTS: usize = 32;
@@ -147,7 +147,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),
             ));
         }
-        return smolsock_host::demo::run(&mut printer)
+        return smolsock_cli::demo::run(&mut printer)
             .map_err(|e| Failure::Message(format!("demo failed: {e}")));
     };
     let (policy, policy_flags) = cli.command.listen_policy();
@@ -184,10 +184,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
 
 /// `smolsock compare`: enters a namespace of its own, runs the scenarios, prints the table.
 fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
-    use smolsock_host::compare::{self, report};
+    use smolsock_compare::{self as compare, report};
     compare::check_ids(only).map_err(Failure::Usage)?;
     // First, while this process has a single thread.
-    let namespace = smolsock_host::netns::enter()
+    let namespace = smolsock_linux::netns::enter()
         .map_err(|e| format!("smolsock compare needs a network namespace of its own: {e}"))?;
     log::info!("in a new network namespace: {namespace:?}");
     let rows = compare::run(only, &namespace.link)?;

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddrV4;
 
-use crate::capture::Packet;
+use smolsock_linux::capture::Packet;
 
 /// A drawn conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use super::peer::{
     subject_connect,
 };
 use super::subject::{Subject, proc_time_wait};
-use crate::capture::{Capture, Frame, Packet};
-use crate::tap::TunTap;
+use smolsock_linux::capture::{Capture, Frame, Packet};
+use smolsock_linux::tap::TunTap;
 
 mod close;
 mod connect;
@@ -34,9 +34,9 @@ pub use connect::{
     accept, backlog, backlog_reset, connect_listening, connect_refused, listener_close,
 };
 pub use keepalive::keepalive;
-pub use loss::{LOSSY_BYTES, LOSSY_FAULTS, send_through_loss};
+pub use loss::{LOSSY_FAULTS, send_through_loss};
 pub use ports::{client_port, udp_sender_port};
-pub use udp::{ARP_DATAGRAMS, arp, udp_closed_port_in, udp_closed_port_out, udp_truncate};
+pub use udp::{arp, udp_closed_port_in, udp_closed_port_out, udp_truncate};
 
 /// What one scenario observed on one stack.
 #[derive(Debug, Clone, PartialEq, Eq)]

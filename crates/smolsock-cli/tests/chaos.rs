@@ -20,9 +20,9 @@ use smolsock::programs::{
     UdpSenderConfig, fill_pattern,
 };
 use smolsock::{Error, Event, Program, Proto, Totals};
-use smolsock_host::inproc::{Ending, Observer, Pair, SERVER_IP, Side};
-use smolsock_host::input::LineInput;
-use smolsock_host::setup::{HostStack, Sizing};
+use smolsock_cli::inproc::{Ending, Observer, Pair, SERVER_IP, Side};
+use smolsock_cli::input::LineInput;
+use smolsock_linux::stack::{HostStack, Sizing};
 use smoltcp::time::{Duration, Instant};
 
 const PORT: u16 = 9090;

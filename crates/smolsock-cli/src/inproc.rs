@@ -25,7 +25,7 @@ use smolsock::runner::Feed;
 
 use crate::driver::RunError;
 use crate::input::LineInput;
-use crate::setup::{HostStack, Sizing, build_stack};
+use smolsock_linux::stack::{HostStack, Sizing, build_stack};
 
 /// Address of the server-side stack (end A of the link).
 pub const SERVER_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 1);
@@ -116,7 +116,7 @@ pub enum Ending {
 impl Pair {
     /// Two stacks with the design's addresses (MACs 02:00:00:00:00:01 and :02).
     pub fn new(sizing: Sizing) -> smolsock::Result<Self> {
-        Self::seeded(sizing, crate::setup::seed_or_config_error()?)
+        Self::seeded(sizing, smolsock_linux::stack::seed_or_config_error()?)
     }
 
     /// Two stacks whose random choices (initial sequence numbers, ephemeral ports) come
