@@ -55,6 +55,23 @@ fn demo_runs_all_programs_unprivileged() {
     }
 }
 
+/// `-v` log lines carry microsecond timestamps, so packets and events can be lined up.
+#[test]
+fn verbose_log_lines_have_microsecond_timestamps() {
+    let out = smolsock(&["-vvv", "demo"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let first = stderr.lines().find(|l| l.starts_with('[')).unwrap_or_default();
+    // [2026-11-30T09:35:07.315624Z TRACE smoltcp::...]
+    let stamp = first.get(1..28).unwrap_or_default();
+    let (date, time) = stamp.split_once('T').unwrap_or_default();
+    let fraction = time.split_once('.').map(|(_, f)| f).unwrap_or_default();
+    assert!(
+        date.len() == 10 && fraction.len() == 7 && fraction.ends_with('Z'),
+        "no microsecond timestamp in {first:?}"
+    );
+}
+
 #[test]
 fn demo_json_is_one_object_per_line() {
     let out = smolsock(&["demo", "--json"]);

@@ -102,22 +102,36 @@ impl Recorder {
     }
 }
 
+/// Where a [`PcapDevice`] reads the time it stamps each frame with.
+pub type Clock = fn() -> Instant;
+
 /// A device that writes every frame it passes to a [`PcapFile`], when it has one.
 ///
 /// With no file (no `--pcap`) it only passes frames through, so the driver has one device
 /// type either way.
+///
+/// Each frame gets its own time from the clock: a received frame when the device hands it
+/// over, a sent one when it has been filled. The stack's timestamp would give every frame
+/// of a poll round the same time, and Wireshark would show 0 µs round trips.
 #[derive(Debug)]
 pub struct PcapDevice<D> {
     lower: D,
     recorder: RefCell<Recorder>,
+    clock: Clock,
 }
 
 impl<D> PcapDevice<D> {
-    /// Wraps `lower`, writing its frames to `file` if given.
+    /// Wraps `lower`, writing its frames to `file` if given, stamped with the wall clock.
     pub fn new(lower: D, file: Option<PcapFile>) -> Self {
+        Self::with_clock(lower, file, Instant::now)
+    }
+
+    /// [`new`](Self::new), with the frames stamped by `clock`.
+    pub fn with_clock(lower: D, file: Option<PcapFile>, clock: Clock) -> Self {
         Self {
             lower,
             recorder: RefCell::new(Recorder { file }),
+            clock,
         }
     }
 
@@ -138,7 +152,7 @@ impl<D> PcapDevice<D> {
     }
 }
 
-/// A received frame, recorded when consumed.
+/// A received frame, recorded (with the time it was received) when consumed.
 pub struct RxToken<'a, T> {
     token: T,
     recorder: &'a RefCell<Recorder>,
@@ -149,7 +163,7 @@ pub struct RxToken<'a, T> {
 pub struct TxToken<'a, T> {
     token: T,
     recorder: &'a RefCell<Recorder>,
-    timestamp: Instant,
+    clock: Clock,
 }
 
 impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
@@ -177,12 +191,12 @@ impl<T: phy::TxToken> phy::TxToken for TxToken<'_, T> {
         let Self {
             token,
             recorder,
-            timestamp,
+            clock,
         } = self;
         token.consume(len, |frame| {
             let result = f(frame);
             if let Ok(mut recorder) = recorder.try_borrow_mut() {
-                recorder.record(timestamp, frame);
+                recorder.record(clock(), frame);
             }
             result
         })
@@ -205,28 +219,30 @@ impl<D: Device> Device for PcapDevice<D> {
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let recorder = &self.recorder;
+        let clock = self.clock;
         let (rx, tx) = self.lower.receive(timestamp)?;
         Some((
             RxToken {
                 token: rx,
                 recorder,
-                timestamp,
+                timestamp: clock(),
             },
             TxToken {
                 token: tx,
                 recorder,
-                timestamp,
+                clock,
             },
         ))
     }
 
     fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
         let recorder = &self.recorder;
+        let clock = self.clock;
         let token = self.lower.transmit(timestamp)?;
         Some(TxToken {
             token,
             recorder,
-            timestamp,
+            clock,
         })
     }
 
@@ -258,11 +274,61 @@ mod tests {
         std::env::temp_dir().join(format!("smolsock-pcap-{}-{name}", std::process::id()))
     }
 
+    /// A clock that moves 1.5 s, then 250 µs on every reading.
+    fn ticking() -> Instant {
+        use std::sync::atomic::{AtomicI64, Ordering};
+        static NEXT: AtomicI64 = AtomicI64::new(1_500_000);
+        Instant::from_micros(NEXT.fetch_add(250, Ordering::Relaxed))
+    }
+
+    fn record_times(bytes: &[u8]) -> Vec<(u32, u32)> {
+        let mut times = Vec::new();
+        let mut at = 24;
+        while let Some(record) = bytes.get(at..at + 16) {
+            let word = |i: usize| u32::from_ne_bytes(record[i * 4..i * 4 + 4].try_into().unwrap());
+            times.push((word(0), word(1)));
+            at += 16 + word(2) as usize;
+        }
+        times
+    }
+
+    #[test]
+    fn frames_of_one_poll_round_get_their_own_times() {
+        let path = temp("times.pcap");
+        let file = PcapFile::create(&path, Medium::Ethernet).unwrap();
+        let mut device =
+            PcapDevice::with_clock(Loopback::new(Medium::Ethernet), Some(file), ticking);
+        // One poll round: the stack passes the same timestamp for every frame.
+        let round = Instant::from_secs(7);
+        for _ in 0..3 {
+            let tx = device.transmit(round).unwrap();
+            tx.consume(60, |buf| buf.fill(0xab));
+        }
+        let (rx, _) = device.receive(round).unwrap();
+        rx.consume(|_| ());
+        drop(device);
+        let bytes = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let times = record_times(&bytes);
+        assert_eq!(times.len(), 4);
+        assert!(
+            times.windows(2).all(|w| w[0] < w[1]),
+            "every frame has its own, later time: {times:?}"
+        );
+        assert!(
+            times.iter().all(|&(secs, _)| secs == 1),
+            "the clock's, not the round's: {times:?}"
+        );
+    }
+
     #[test]
     fn writes_header_and_both_directions() {
         let path = temp("ok.pcap");
         let file = PcapFile::create(&path, Medium::Ethernet).unwrap();
-        let mut device = PcapDevice::new(Loopback::new(Medium::Ethernet), Some(file));
+        let mut device =
+            PcapDevice::with_clock(Loopback::new(Medium::Ethernet), Some(file), || {
+                Instant::from_micros(1_500_000)
+            });
         let now = Instant::from_micros(1_500_000);
         let tx = device.transmit(now).unwrap();
         tx.consume(60, |buf| buf.fill(0xab));
