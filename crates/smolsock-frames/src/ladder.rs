@@ -1,9 +1,22 @@
 //! The packet ladder: one line per frame, an arrow from the end that sent it to the end
 //! that received it, labelled with what it carried.
 //!
-//! ```text
-//!       client ── SYN seq=0 ─────────────────────────────▶ server
-//!       client ◀───────────────────── SYN,ACK seq=0 ack=1 ── server
+//! ```
+//! use smolsock_frames::{Rung, Style};
+//!
+//! let syn = Rung::new("client", "SYN seq=0".into(), true, "server");
+//! let syn_ack = Rung::new("client", "SYN,ACK seq=0 ack=1".into(), false, "server");
+//! assert_eq!(
+//!     [syn.line(Style::Unicode), syn_ack.line(Style::Unicode)],
+//!     [
+//!         "      client ── SYN seq=0 ──────────────────────────────────▶ server",
+//!         "      client ◀──────────────────────── SYN,ACK seq=0 ack=1 ── server",
+//!     ]
+//! );
+//! assert_eq!(
+//!     syn.line(Style::Ascii),
+//!     "      client -- SYN seq=0 ----------------------------------> server"
+//! );
 //! ```
 //!
 //! The label sits at the sender's end. Each end of a rung shows a word: the demo prints
