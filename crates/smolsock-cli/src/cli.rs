@@ -1,11 +1,13 @@
 //! Command-line interface of `smolsock`.
 
+use std::io::IsTerminal;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use smolsock::faults::FaultConfig;
 use smolsock::smol::{ListenPolicy, WhenFull};
+use smolsock_frames::Style;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
@@ -120,7 +122,11 @@ pub enum Command {
         messages: Vec<String>,
     },
     /// Run the programs against each other on two in-process stacks (no privileges needed).
-    Demo,
+    Demo {
+        /// How to draw the packet ladder.
+        #[arg(long, value_enum, default_value_t = Arrows::Auto)]
+        arrows: Arrows,
+    },
     /// Observe the seed's rules on the kernel's stack and on smoltcp, side by side.
     ///
     /// Runs in a network namespace it makes itself (a user namespace when not root), with
@@ -133,7 +139,34 @@ pub enum Command {
         /// Run only these scenarios (by id; repeat the flag for several).
         #[arg(long, value_name = "ID")]
         only: Vec<String>,
+        /// How to draw the S13 ladders (auto: ASCII with --markdown).
+        #[arg(long, value_enum, default_value_t = Arrows::Auto)]
+        arrows: Arrows,
     },
+}
+
+/// How packet ladders are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Arrows {
+    /// Unicode on a terminal; ASCII in a pipe or a file.
+    Auto,
+    /// Box-drawing lines and triangles: ── SYN seq=0 ──▶
+    Unicode,
+    /// Plain ASCII: -- SYN seq=0 -->
+    Ascii,
+}
+
+impl Arrows {
+    /// The style to draw in; `auto` asks whether standard output is a terminal, and draws
+    /// ASCII for a document (`document`: Markdown) wherever it goes.
+    pub fn style(self, document: bool) -> Style {
+        match self {
+            Arrows::Unicode => Style::Unicode,
+            Arrows::Ascii => Style::Ascii,
+            Arrows::Auto if document => Style::Ascii,
+            Arrows::Auto => Style::for_output(std::io::stdout().is_terminal()),
+        }
+    }
 }
 
 impl Command {
@@ -144,7 +177,7 @@ impl Command {
             | Command::UdpSend { device, .. }
             | Command::TcpServer { device, .. }
             | Command::TcpClient { device, .. } => Some(device),
-            Command::Demo | Command::Compare { .. } => None,
+            Command::Demo { .. } | Command::Compare { .. } => None,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! `smolsock demo`: the four programs against each other on two in-process smoltcp stacks,
 //! with the packets on the link drawn as a ladder and every TCP state change printed.
 
-use std::collections::HashMap;
-
 use serde_json::json;
 use smolsock::event::Event;
 use smolsock::programs::{
@@ -10,12 +8,9 @@ use smolsock::programs::{
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::{DEFAULT_PORT, Program};
+use smolsock_frames::{Packet, Relative, Rung, Sequences, Style, ladder};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
-use smoltcp::wire::{
-    ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet, TcpPacket,
-    UdpPacket,
-};
 
 use crate::driver::RunError;
 use crate::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
@@ -26,58 +21,25 @@ use smolsock_linux::stack::{HostStack, Sizing};
 /// Prints events, frames and state changes.
 struct Narrator<'p> {
     printer: &'p mut Printer,
-    /// First sequence number seen per (source port, destination port).
-    isn: HashMap<(u16, u16), u32>,
+    /// How the ladder's arrows are drawn.
+    style: Style,
+    /// The connections' initial sequence numbers, for relative numbers.
+    sequences: Sequences,
 }
 
-impl Narrator<'_> {
-    fn arrow(&mut self, from: Side, label: &str, fields: serde_json::Value) {
-        let text = match from {
-            Side::Client => format!("      client ──{:─<46}▶ server", format!(" {label} ")),
-            Side::Server => format!("      client ◀{:─<46}── server", format!(" {label} ")),
-        };
-        let mut fields = fields;
-        if let Some(map) = fields.as_object_mut() {
-            map.insert("from".into(), from.as_str().into());
+/// The JSON fields of a frame (the text line is its ladder rung).
+fn packet_fields(packet: &Packet, relative: Option<Relative>) -> serde_json::Value {
+    match (packet, relative) {
+        (Packet::Tcp(segment), Some(relative)) => {
+            json!({"proto": "tcp", "flags": segment.flag_names(), "seq": relative.seq,
+                "ack": relative.ack, "len": segment.len,
+                "src_port": segment.src.port(), "dst_port": segment.dst.port()})
         }
-        self.printer.line("packet", &text, fields);
-    }
-
-    fn tcp_label(&mut self, tcp: &TcpPacket<&[u8]>) -> (String, serde_json::Value) {
-        let mut flags = Vec::new();
-        for (set, name) in [
-            (tcp.syn(), "SYN"),
-            (tcp.fin(), "FIN"),
-            (tcp.rst(), "RST"),
-            (tcp.psh(), "PSH"),
-            (tcp.ack(), "ACK"),
-        ] {
-            if set {
-                flags.push(name);
-            }
-        }
-        let key = (tcp.src_port(), tcp.dst_port());
-        let seq = tcp.seq_number().0 as u32;
-        if tcp.syn() {
-            self.isn.insert(key, seq);
-        }
-        let rel_seq = seq.wrapping_sub(*self.isn.get(&key).unwrap_or(&seq));
-        let reverse = (tcp.dst_port(), tcp.src_port());
-        let ack = tcp.ack_number().0 as u32;
-        let rel_ack = self.isn.get(&reverse).map(|base| ack.wrapping_sub(*base));
-        let len = tcp.payload().len();
-        let mut label = format!("{} seq={rel_seq}", flags.join(","));
-        if tcp.ack()
-            && let Some(a) = rel_ack
-        {
-            label.push_str(&format!(" ack={a}"));
-        }
-        if len > 0 {
-            label.push_str(&format!(" len={len}"));
-        }
-        let fields = json!({"proto": "tcp", "flags": flags, "seq": rel_seq, "ack": rel_ack, "len": len,
-            "src_port": tcp.src_port(), "dst_port": tcp.dst_port()});
-        (label, fields)
+        (Packet::Tcp(_), None) => json!({"proto": "tcp"}),
+        (Packet::Udp { len, .. }, _) => json!({"proto": "udp", "len": len}),
+        (Packet::Arp { .. }, _) => json!({"proto": "arp"}),
+        (Packet::IcmpUnreachable { .. } | Packet::Icmp { .. }, _) => json!({"proto": "icmp"}),
+        (Packet::Other, _) => json!({"proto": "other"}),
     }
 }
 
@@ -87,65 +49,15 @@ impl Observer for Narrator<'_> {
     }
 
     fn frame(&mut self, from: Side, frame: &[u8]) {
-        let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            return;
-        };
-        match eth.ethertype() {
-            EthernetProtocol::Arp => {
-                let Ok(arp) = ArpPacket::new_checked(eth.payload()) else {
-                    return;
-                };
-                if let Ok(ArpRepr::EthernetIpv4 {
-                    operation,
-                    source_protocol_addr,
-                    target_protocol_addr,
-                    ..
-                }) = ArpRepr::parse(&arp)
-                {
-                    let label = match operation {
-                        smoltcp::wire::ArpOperation::Request => {
-                            format!("ARP who-has {target_protocol_addr}")
-                        }
-                        _ => format!("ARP {source_protocol_addr} is-at {}", eth.src_addr()),
-                    };
-                    self.arrow(from, &label, json!({"proto": "arp"}));
-                }
-            }
-            EthernetProtocol::Ipv4 => {
-                let Ok(ip) = Ipv4Packet::new_checked(eth.payload()) else {
-                    return;
-                };
-                match ip.next_header() {
-                    IpProtocol::Tcp => {
-                        if let Ok(tcp) = TcpPacket::new_checked(ip.payload()) {
-                            let (label, fields) = self.tcp_label(&tcp);
-                            self.arrow(from, &label, fields);
-                        }
-                    }
-                    IpProtocol::Udp => {
-                        if let Ok(udp) = UdpPacket::new_checked(ip.payload()) {
-                            let label = format!(
-                                "UDP {} -> {} len={}",
-                                udp.src_port(),
-                                udp.dst_port(),
-                                udp.payload().len()
-                            );
-                            self.arrow(
-                                from,
-                                &label,
-                                json!({"proto": "udp", "len": udp.payload().len()}),
-                            );
-                        }
-                    }
-                    other => self.arrow(
-                        from,
-                        &format!("IPv4 {other}"),
-                        json!({"proto": other.to_string()}),
-                    ),
-                }
-            }
-            _ => {}
+        let packet = Packet::parse(frame);
+        let relative = packet.tcp().map(|t| self.sequences.relative(t));
+        let label = ladder::label(&packet, relative);
+        let mut fields = packet_fields(&packet, relative);
+        if let Some(map) = fields.as_object_mut() {
+            map.insert("from".into(), from.as_str().into());
         }
+        let rung = Rung::new("client", label, from == Side::Client, "server");
+        self.printer.line("packet", &rung.line(self.style), fields);
     }
 
     fn tcp_state(
@@ -248,15 +160,16 @@ fn tcp_scenario(
     check(ending, &server, &client)
 }
 
-/// Runs the demo; every scenario must finish cleanly.
-pub fn run(printer: &mut Printer) -> Result<(), RunError> {
+/// Runs the demo, its ladder drawn in `style`; every scenario must finish cleanly.
+pub fn run(printer: &mut Printer, style: Style) -> Result<(), RunError> {
     let sizing = DEMO_SIZING;
     let limit = Duration::from_secs(60);
     let port = DEFAULT_PORT;
     let server_addr = std::net::SocketAddrV4::new(SERVER_IP, port);
     let mut narrator = Narrator {
         printer,
-        isn: HashMap::new(),
+        style,
+        sequences: Sequences::new(),
     };
     narrator.printer.line(
         "intro",

@@ -24,6 +24,7 @@ use smolsock_cli::cli::{
 use smolsock_cli::driver::{self, RunError};
 use smolsock_cli::input::LineInput;
 use smolsock_cli::output::Printer;
+use smolsock_frames::Style;
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_linux::tap::{Kind, TunTap};
@@ -133,22 +134,30 @@ fn tcp_timeouts(args: TimeoutArgs) -> TcpTimeouts {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let mut printer = Printer::new(cli.json);
-    if let Command::Compare { markdown, only } = &cli.command {
+    if let Command::Compare {
+        markdown,
+        only,
+        arrows,
+    } = &cli.command
+    {
         if cli.pcap.is_some() {
             return Err(Failure::Usage(
                 "--pcap does not apply to compare; it captures by itself".into(),
             ));
         }
-        return compare(cli.json, *markdown, only);
+        return compare(cli.json, *markdown, only, arrows.style(*markdown));
     }
-    let Some(device) = cli.command.device().cloned() else {
+    if let Command::Demo { arrows } = cli.command {
         if cli.pcap.is_some() {
             return Err(Failure::Usage(
                 "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),
             ));
         }
-        return smolsock_cli::demo::run(&mut printer)
+        return smolsock_cli::demo::run(&mut printer, arrows.style(false))
             .map_err(|e| Failure::Message(format!("demo failed: {e}")));
+    }
+    let Some(device) = cli.command.device().cloned() else {
+        return Ok(());
     };
     let (policy, policy_flags) = cli.command.listen_policy();
     match device.stack {
@@ -183,7 +192,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
 }
 
 /// `smolsock compare`: enters a namespace of its own, runs the scenarios, prints the table.
-fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
+fn compare(json: bool, markdown: bool, only: &[String], style: Style) -> Result<(), Failure> {
     use smolsock_compare::{self as compare, report};
     compare::check_ids(only).map_err(Failure::Usage)?;
     // First, while this process has a single thread.
@@ -192,11 +201,11 @@ fn compare(json: bool, markdown: bool, only: &[String]) -> Result<(), Failure> {
     log::info!("in a new network namespace: {namespace:?}");
     let rows = compare::run(only, &namespace.link)?;
     if json {
-        println!("{:#}", report::json(&rows));
+        println!("{:#}", report::json(&rows, style));
     } else if markdown {
-        print!("{}", report::markdown(&rows));
+        print!("{}", report::markdown(&rows, style));
     } else {
-        print!("{}", report::text(&rows));
+        print!("{}", report::text(&rows, style));
     }
     let failed: Vec<&str> = rows
         .iter()
@@ -236,7 +245,7 @@ fn run_program<L: Launch>(
     printer: &mut Printer,
 ) -> Result<(), Failure> {
     match command {
-        Command::Demo | Command::Compare { .. } => Ok(()),
+        Command::Demo { .. } | Command::Compare { .. } => Ok(()),
         Command::UdpRecv {
             port, count, buf, ..
         } => {

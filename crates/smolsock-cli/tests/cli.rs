@@ -38,8 +38,10 @@ fn demo_runs_all_programs_unprivileged() {
     for needle in [
         "[server] udp received 10 bytes from 192.168.69.2:",
         "(ephemeral port, bound by the first send; datagrams up to 1472 bytes)",
-        "── SYN seq=0",
-        "◀ SYN,ACK seq=0 ack=1",
+        // Not a terminal: the ladder is drawn in ASCII.
+        "      client -- SYN seq=0 ---",
+        "      client <---",
+        "--- SYN,ACK seq=0 ack=1 -- server",
         "state SYN-SENT -> ESTABLISHED",
         "state FIN-WAIT-2 -> TIME-WAIT",
         "state LAST-ACK -> CLOSED",
@@ -70,6 +72,35 @@ fn verbose_log_lines_have_microsecond_timestamps() {
         date.len() == 10 && fraction.len() == 7 && fraction.ends_with('Z'),
         "no microsecond timestamp in {first:?}"
     );
+}
+
+#[test]
+fn demo_draws_unicode_arrows_when_asked_and_ascii_in_a_pipe() {
+    let rungs = |args: &[&str]| -> Vec<String> {
+        let out = smolsock(args);
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with("      client ") && l.ends_with(" server"))
+            .map(str::to_string)
+            .collect()
+    };
+    let piped = rungs(&["demo"]);
+    assert!(piped.len() > 10, "{piped:?}");
+    assert!(piped.iter().all(|l| l.is_ascii()), "{piped:?}");
+    assert_eq!(rungs(&["demo", "--arrows", "ascii"]).len(), piped.len());
+    let unicode = rungs(&["demo", "--arrows", "unicode"]);
+    assert_eq!(unicode.len(), piped.len());
+    for needle in [
+        "client ── SYN seq=0 ───",
+        "◀───",
+        " SYN,ACK seq=0 ack=1 ── server",
+    ] {
+        assert!(
+            unicode.iter().any(|l| l.contains(needle)),
+            "no rung contains {needle:?}: {unicode:#?}"
+        );
+    }
 }
 
 #[test]

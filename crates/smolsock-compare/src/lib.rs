@@ -16,15 +16,14 @@
 //! `docs/behaviour.md` can be checked against a fresh run.
 //!
 //! Modules: `subject` (the two stacks under test), `peer` (the kernel peer in a thread),
-//! `scenarios` (one function per rule, each returning what it saw), `ladder` (captured
-//! frames as a packet ladder for `-v`) and [`report`] (the table as text, Markdown or JSON).
-//! The crate may use the core, `smolsock-linux` and `smolsock-std`; the CLI calls [`run`]
-//! and [`report`].
+//! `scenarios` (one function per rule, each returning what it saw, the S13 one with a
+//! packet ladder drawn by `smolsock-frames`) and [`report`] (the table as text, Markdown or
+//! JSON). The crate may use the core, `smolsock-frames`, `smolsock-linux` and
+//! `smolsock-std`; the CLI calls [`run`] and [`report`].
 //!
 //! [`KernelStack`]: smolsock_std::KernelStack
 //! [`Stack`]: smolsock::net::Stack
 
-mod ladder;
 mod peer;
 pub mod report;
 mod scenarios;
@@ -34,6 +33,7 @@ use std::cell::RefCell;
 use std::net::{SocketAddrV4, UdpSocket};
 
 use smolsock::net::Stack;
+use smolsock_frames::Ladder;
 
 use scenarios::{Ctx, Observed, Ports, Seen};
 use smolsock_linux::capture::Capture;
@@ -327,7 +327,7 @@ fn log_capture(stack: &str, id: &str, capture: &Capture) {
             log::debug!(
                 "{stack} {id} {at:8.4} {:?} {}",
                 frame.direction,
-                frame.packet()
+                frame.packet
             );
         }
     }
@@ -491,12 +491,12 @@ fn loss_on_smoltcp(t: &mut SmolSubject<'_, '_>, cx: &Ctx<'_>) -> Observed {
 }
 
 /// The ladders of the S13 scenario, per stack, when it ran.
-pub fn ladders(rows: &[Row]) -> Vec<(&'static str, &[String])> {
+pub fn ladders(rows: &[Row]) -> Vec<(&'static str, &Ladder)> {
     let mut out = Vec::new();
     for row in rows.iter().filter(|r| r.scenario.id == "handshake") {
         for (name, observed) in [("kernel", &row.kernel), ("smoltcp", &row.smoltcp)] {
             if let Ok(Seen { ladder, .. }) = observed {
-                out.push((name, ladder.as_slice()));
+                out.push((name, ladder));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The comparison as a terminal table, a Markdown table, or JSON.
 
 use serde_json::{Value, json};
+use smolsock_frames::Style;
 
 use super::scenarios::Observed;
 use super::{Row, ladders};
@@ -66,8 +67,8 @@ fn text_row(cells: [&str; 5]) -> Vec<String> {
 }
 
 /// The table for a terminal: one block of wrapped columns per scenario, its "why" under
-/// it, then the S13 ladders.
-pub fn text(rows: &[Row]) -> String {
+/// it, then the S13 ladders drawn in `style`.
+pub fn text(rows: &[Row], style: Style) -> String {
     let mut out = Vec::new();
     out.extend(text_row([
         "rule",
@@ -104,7 +105,7 @@ pub fn text(rows: &[Row]) -> String {
         out.push(format!(
             "S13 on {stack}: connect, one echo, close (states follow from the segments)"
         ));
-        out.extend(ladder.iter().map(|l| format!("  {l}")));
+        out.extend(ladder.render(style).iter().map(|l| format!("  {l}")));
     }
     out.join("\n") + "\n"
 }
@@ -131,8 +132,9 @@ fn md_escape(text: &str) -> String {
 pub const MARKDOWN_HEADER: &str =
     "| Rule | What was done | Kernel (std::net) | smoltcp (no_std core) | Same? | Why |";
 
-/// The table in Markdown, then the S13 ladders as code blocks.
-pub fn markdown(rows: &[Row]) -> String {
+/// The table in Markdown, then the S13 ladders as code blocks, drawn in `style` (ASCII
+/// for documents, whose readers may not have a font with box-drawing characters).
+pub fn markdown(rows: &[Row], style: Style) -> String {
     let mut out = vec![
         MARKDOWN_HEADER.to_string(),
         "|---|---|---|---|---|---|".to_string(),
@@ -153,17 +155,17 @@ pub fn markdown(rows: &[Row]) -> String {
         out.push(format!("S13 on {stack}:"));
         out.push(String::new());
         out.push("```text".into());
-        out.extend(ladder.iter().cloned());
+        out.extend(ladder.render(style));
         out.push("```".into());
     }
     out.join("\n") + "\n"
 }
 
-/// The same as data: one object per row, and the ladders.
-pub fn json(rows: &[Row]) -> Value {
+/// The same as data: one object per row, and the ladders (their lines, drawn in `style`).
+pub fn json(rows: &[Row], style: Style) -> Value {
     let drawn: serde_json::Map<String, Value> = ladders(rows)
         .into_iter()
-        .map(|(stack, lines)| (stack.to_string(), json!(lines)))
+        .map(|(stack, ladder)| (stack.to_string(), json!(ladder.render(style))))
         .collect();
     let observed = |o: &Observed| match o {
         Ok(seen) => json!({ "seen": seen.text, "measured": seen.measured }),

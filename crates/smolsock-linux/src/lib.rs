@@ -5,14 +5,15 @@
 //!   through the [`tap::HostDevice`] trait, with errors as values;
 //! - [`netns`]: a private network namespace with a ready TAP device, made in-process
 //!   (`unshare(2)` + netlink-free ioctls), or without `/dev/net/tun` a veth pair;
-//! - [`capture`]: packet capture on an interface (`AF_PACKET`), as the kernel saw it;
+//! - [`capture`]: packet capture on an interface (`AF_PACKET`), as the kernel saw it, each
+//!   frame decoded by `smolsock-frames`;
 //! - [`pcap`]: `--pcap FILE`, a device wrapper writing every frame, that never panics;
 //! - [`wait`]: `ppoll(2)` on a device, an input and a wake-up descriptor;
 //! - [`stack`]: a [`SmolStack`](smolsock::smol::SmolStack) sized for a host, with heap
 //!   storage and a seed from the operating system.
 //!
-//! It may use the core (`smolsock`), smoltcp and `libc`; nothing here knows the CLI, the
-//! kernel-socket twin or `compare`, which build on it.
+//! It may use the core (`smolsock`), `smolsock-frames`, smoltcp and `libc`; nothing here
+//! knows the CLI, the kernel-socket twin or `compare`, which build on it.
 
 #![warn(missing_docs)]
 

@@ -88,7 +88,7 @@ pub fn close_unread<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let rst = cx
         .frames()
         .iter()
-        .any(|f| matches!(f.packet(), Packet::Tcp { rst: true, .. }));
+        .any(|f| matches!(f.packet, Packet::Tcp(TcpSegment { rst: true, .. })));
     Ok(format!(
         "the server sent {}; the client's recv returned {}",
         if rst { "RST" } else { "FIN, no RST" },
@@ -196,11 +196,102 @@ pub fn handshake<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         },
     )?;
     // The ladder keeps only this connection's segments.
-    let packets: Vec<Packet> = cx.frames().iter().map(Frame::packet).collect();
-    let drawn = ladder::draw(&packets, local, at);
+    let frames = cx.frames();
+    let drawn = connection(frames.iter().map(|f| &f.packet), local, at);
     Ok(Seen {
         measured: None,
-        text: drawn.summary,
-        ladder: drawn.lines,
+        text: summary(&drawn, local),
+        ladder: drawn.ladder,
     })
+}
+
+/// The handshake (the first three segments) and the close (from the first FIN or RST on),
+/// flags and directions only, and where each side ended.
+fn summary(drawn: &Connection, client: SocketAddrV4) -> String {
+    let word =
+        |s: &TcpSegment| format!("{} {}", s.flags(), if s.src == client { ">" } else { "<" });
+    let handshake: Vec<String> = drawn.segments.iter().take(3).map(word).collect();
+    let close: Vec<String> = drawn
+        .segments
+        .iter()
+        .skip_while(|s| !(s.fin || s.rst))
+        .map(word)
+        .collect();
+    format!(
+        "handshake: {}; close: {}; the client ends in {}, the server in {} \
+         (> is client to server)",
+        handshake.join(" "),
+        if close.is_empty() {
+            "none".to_string()
+        } else {
+            close.join(" ")
+        },
+        drawn.client_state,
+        drawn.server_state,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: &str = "10.0.0.1:5000";
+    const SERVER: &str = "10.0.0.2:80";
+
+    fn seg(from_client: bool, flags: &str, seq: u32, ack: u32) -> Packet {
+        let c: SocketAddrV4 = CLIENT.parse().unwrap();
+        let s: SocketAddrV4 = SERVER.parse().unwrap();
+        let (src, dst) = if from_client { (c, s) } else { (s, c) };
+        Packet::Tcp(TcpSegment {
+            src,
+            dst,
+            syn: flags.contains('S'),
+            ack: flags.contains('A'),
+            fin: flags.contains('F'),
+            rst: flags.contains('R'),
+            psh: flags.contains('P'),
+            seq,
+            ack_number: ack,
+            len: usize::from(flags.contains('P')),
+            window: 0,
+        })
+    }
+
+    fn summarize(packets: &[Packet]) -> String {
+        let client = CLIENT.parse().unwrap();
+        summary(
+            &connection(packets, client, SERVER.parse().unwrap()),
+            client,
+        )
+    }
+
+    #[test]
+    fn textbook_open_and_close() {
+        let packets = [
+            seg(true, "S", 100, 0),
+            seg(false, "SA", 500, 101),
+            seg(true, "A", 101, 501),
+            seg(true, "PA", 101, 501),
+            seg(false, "A", 501, 102),
+            seg(true, "FA", 102, 501),
+            seg(false, "A", 501, 103),
+            seg(false, "FA", 501, 103),
+            seg(true, "A", 103, 502),
+        ];
+        assert_eq!(
+            summarize(&packets),
+            "handshake: SYN > SYN,ACK < ACK >; close: FIN,ACK > ACK < FIN,ACK < ACK >; \
+             the client ends in TIME-WAIT, the server in CLOSED (> is client to server)"
+        );
+    }
+
+    #[test]
+    fn refused() {
+        let summary = summarize(&[seg(true, "S", 1, 0), seg(false, "RA", 0, 2)]);
+        assert_eq!(
+            summary,
+            "handshake: SYN > RST,ACK <; close: RST,ACK <; the client ends in CLOSED, \
+             the server in CLOSED (> is client to server)"
+        );
+    }
 }

@@ -13,7 +13,7 @@ pub fn connect_refused<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let rst = cx
         .frames()
         .iter()
-        .any(|f| matches!(f.packet(), Packet::Tcp { src, rst: true, .. } if src == to));
+        .any(|f| matches!(f.packet, Packet::Tcp(TcpSegment { src, rst: true, .. }) if src == to));
     let mut text = phase_text(phase);
     if matches!(phase, Phase::Failed(_)) && !rst {
         text.push_str(" (no RST in the capture)");

@@ -19,7 +19,7 @@ pub fn keepalive<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         let mut from_peer = 0;
         let mut lens = Vec::new();
         for f in frames.iter().skip(since) {
-            if let Packet::Tcp { src, dst, len, .. } = f.packet() {
+            if let Packet::Tcp(TcpSegment { src, dst, len, .. }) = f.packet {
                 if Some(src) == local && dst == at {
                     from_subject += 1;
                     lens.push(len);

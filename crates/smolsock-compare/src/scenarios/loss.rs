@@ -78,7 +78,7 @@ pub fn send_through_loss<T: Subject>(
     };
     Ok(Seen {
         text: format!("1 MiB with 5 % of the sender's frames lost: {whole}"),
-        ladder: Vec::new(),
+        ladder: Ladder::default(),
         measured: Some(format!("{:.2} s", took.as_secs_f64())),
     })
 }

@@ -13,13 +13,14 @@ use std::time::{Duration, Instant};
 
 use smolsock::net::{Phase, Stack};
 
-use super::ladder;
 use super::peer::{
     self, Echo, Ending, Listener, STEP, drain, exchange, read_once, send_all, serve_one,
     subject_connect,
 };
 use super::subject::{Subject, proc_time_wait};
-use smolsock_linux::capture::{Capture, Frame, Packet};
+use smolsock_frames::ladder::{Connection, connection};
+use smolsock_frames::{Ladder, Packet, TcpSegment};
+use smolsock_linux::capture::{Capture, Frame};
 use smolsock_linux::tap::TunTap;
 
 mod close;
@@ -44,7 +45,7 @@ pub struct Seen {
     /// One sentence, the same on every run while the stack behaves the same.
     pub text: String,
     /// A packet ladder, for the scenarios that draw one.
-    pub ladder: Vec<String>,
+    pub ladder: Ladder,
     /// A figure that changes from run to run (a time), shown by the text and JSON reports
     /// but not in the Markdown table, which is checked in.
     pub measured: Option<String>,
@@ -54,7 +55,7 @@ impl From<String> for Seen {
     fn from(text: String) -> Self {
         Self {
             text,
-            ladder: Vec::new(),
+            ladder: Ladder::default(),
             measured: None,
         }
     }

@@ -70,7 +70,7 @@ pub fn udp_closed_port_in<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         }
     });
     let icmp = cx.frames().iter().any(|f| {
-        matches!(f.packet(), Packet::IcmpUnreachable { code: 3, original_dst: Some(d), .. } if d == to)
+        matches!(f.packet, Packet::IcmpUnreachable { code: 3, original_dst: Some(d), .. } if d == to)
     });
     Ok(format!(
         "{}; the sender's connected socket then got {}",
@@ -121,7 +121,7 @@ pub fn udp_closed_port_out<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
         capture
             .frames()
             .iter()
-            .any(|f| matches!(f.packet(), Packet::IcmpUnreachable { .. }))
+            .any(|f| matches!(f.packet, Packet::IcmpUnreachable { .. }))
     });
     t.run_for(Duration::from_millis(50));
     let second = t.stack().udp_send_to(socket, b"again?", to);
@@ -129,7 +129,7 @@ pub fn udp_closed_port_out<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     let recv = t.stack().udp_recv_from(socket, &mut buf);
     t.stack().udp_close(socket);
     let icmp = cx.frames().iter().any(|f| {
-        matches!(f.packet(), Packet::IcmpUnreachable { code: 3, original_dst: Some(d), .. } if d == to)
+        matches!(f.packet, Packet::IcmpUnreachable { code: 3, original_dst: Some(d), .. } if d == to)
     });
     let report = |r: Result<(), smolsock::Error>| match r {
         Ok(()) => "ok".to_string(),
@@ -158,14 +158,12 @@ pub fn udp_closed_port_out<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
 fn arp_story(frames: &[Frame], target: Ipv4Addr, delivered: usize, sent: usize) -> String {
     let requests = frames
         .iter()
-        .filter(
-            |f| matches!(f.packet(), Packet::Arp { request: true, target: t, .. } if t == target),
-        )
+        .filter(|f| matches!(f.packet, Packet::Arp { request: true, target: t, .. } if t == target))
         .count();
     let replies = frames
         .iter()
         .filter(
-            |f| matches!(f.packet(), Packet::Arp { request: false, sender: s, .. } if s == target),
+            |f| matches!(f.packet, Packet::Arp { request: false, sender: s, .. } if s == target),
         )
         .count();
     format!(
