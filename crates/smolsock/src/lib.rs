@@ -39,7 +39,8 @@
 //! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
 //! exclusive. With neither, the crate logs nothing. `faults` adds the `faults` module (the
 //! host enables it; default board builds leave it out). `fast-crc` trades 15 KiB of table
-//! for a faster CRC-32.
+//! for a faster CRC-32. `serde` makes events (and the fault counters) serializable without
+//! an allocator: the schema of `docs/events.md`, the same on the host and on boards.
 //!
 //! ## Guarantees
 //! No heap, no `unsafe`, and no panics on input from the network or the user: failures
