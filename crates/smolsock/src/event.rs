@@ -2,7 +2,7 @@
 //!
 //! Every program emits [`Event`]s through a callback. Their [`Display`]
 //! form is the text line both the host binary and the board firmware print. With the
-//! `serde` feature they are also data: [`Record`] is their serialized form, the JSON lines
+//! `serde` feature they are also data: `Record` is their serialized form, the JSON lines
 //! of the host's `--json` (described, field by field, in `docs/events.md`).
 
 use core::fmt::{self, Display, Formatter};

@@ -28,7 +28,8 @@
 //!   ephemeral ports.
 //! - [`programs`]: the four programs; each `poll` does what can be done without blocking
 //!   and says when it next needs to run.
-//! - [`event`]: what the programs report, with one text form for host and board.
+//! - [`event`]: what the programs report, with one text form for host and board and,
+//!   with the `serde` feature, one data form (`event::Record`, the `--json` lines).
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
 //! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
 //! - `faults` (feature `faults`): a seeded fault injector in front of any smoltcp device:
