@@ -117,10 +117,12 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    // The core must build for a Cortex-M4F with either logging back end, and for the
-    // Cortex-M3 of the emulated board.
+    // The core must build for a Cortex-M4F with either logging back end (and with the
+    // serialized events, which need no allocator), and for the Cortex-M3 of the emulated
+    // board.
     for (target, feature) in [
         ("thumbv7em-none-eabihf", "defmt"),
+        ("thumbv7em-none-eabihf", "defmt,serde"),
         ("thumbv7em-none-eabihf", "log"),
         ("thumbv7m-none-eabi", "defmt"),
         ("thumbv7m-none-eabi", "defmt,faults"),
@@ -147,7 +149,7 @@ fn ci() -> Result<(), String> {
             "--target",
             "thumbv7em-none-eabihf",
             "--features",
-            "defmt",
+            "defmt,serde",
             "--",
             "-D",
             "warnings",

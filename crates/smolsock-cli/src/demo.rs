@@ -74,7 +74,7 @@ impl Observer for Narrator<'_> {
         let local = snap.local.map_or("-".to_string(), |a| a.to_string());
         let text = format!("[{}] tcp {local} state {from} -> {to}", side.as_str());
         self.printer.line(
-            "tcp-state",
+            "tcp_state",
             &text,
             json!({"side": side.as_str(), "local": local, "from": from.to_string(), "to": to.to_string()}),
         );

@@ -414,15 +414,7 @@ fn new_faults(config: FaultConfig) -> Box<FaultInjector<FAULT_QUEUE>> {
 
 /// One line with what `--faults` did (JSON: a `faults` event with both directions).
 fn print_faults(printer: &mut Printer, stats: &FaultStats) {
-    let side = |c: &smolsock::faults::Counters| {
-        serde_json::json!({
-            "frames": c.frames, "dropped": c.dropped, "duplicated": c.duplicated,
-            "reordered": c.reordered, "corrupted": c.corrupted, "delayed": c.delayed,
-            "overflowed": c.overflowed,
-        })
-    };
-    let fields = serde_json::json!({"rx": side(&stats.rx), "tx": side(&stats.tx)});
-    printer.line("faults", &stats.to_string(), fields);
+    printer.line("faults", &stats.to_string(), stats);
 }
 
 /// The host kernel's stack (the std twin).

@@ -1,9 +1,13 @@
 //! Printing events as text lines or JSON lines.
+//!
+//! A JSON line is the event's own serialized form (`smolsock::event::Record`, described in
+//! `docs/events.md`) with the host's `t` after it, and `side` in the demo.
 
-use std::io::{BufWriter, Stdout, Write};
+use std::io::{self, BufWriter, Stdout, Write};
+use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use smolsock::event::{CloseReason, Event, Quoted};
+use serde::Serialize;
+use smolsock::event::Event;
 
 /// Prints events to stdout (errors also to stderr), optionally tagged with a side label.
 ///
@@ -13,6 +17,8 @@ use smolsock::event::{CloseReason, Event, Quoted};
 /// flushes too.
 pub struct Printer {
     json: bool,
+    /// When the printer was made, at the program's start: `t` of a JSON line counts from it.
+    start: Instant,
     out: BufWriter<Stdout>,
 }
 
@@ -21,6 +27,7 @@ impl Printer {
     pub fn new(json: bool) -> Self {
         Self {
             json,
+            start: Instant::now(),
             out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
         }
     }
@@ -48,135 +55,120 @@ impl Printer {
                 return;
             }
         }
-        let out = &mut self.out;
         // A closed stdout (say, piped into `head`) must not kill the program.
         let _ = if self.json {
-            let mut value = event_json(event);
-            if let (Some(side), Some(map)) = (side, value.as_object_mut()) {
-                map.insert("side".into(), side.into());
-            }
-            writeln!(out, "{value}")
-        } else {
-            writeln!(out, "{tag}{event}")
-        };
-    }
-
-    /// Prints a free-form line (text mode) or a JSON object with `event: kind` (JSON mode).
-    pub fn line(&mut self, kind: &str, text: &str, fields: Value) {
-        let out = &mut self.out;
-        let _ = if self.json {
-            let mut value = fields;
-            if let Some(map) = value.as_object_mut() {
-                map.insert("event".into(), kind.into());
-            }
-            writeln!(out, "{value}")
-        } else {
-            writeln!(out, "{text}")
-        };
-    }
-}
-
-fn addr(a: impl ToString) -> Value {
-    Value::String(a.to_string())
-}
-
-/// The JSON form of an event: `{"event": kind, ...fields}`.
-pub fn event_json(event: &Event<'_>) -> Value {
-    let kind = event.kind();
-    match *event {
-        Event::Bound {
-            local,
-            auto,
-            max_send,
-        } => {
-            let mut v = json!({"event": kind, "proto": "udp", "local": addr(local), "auto": auto});
-            if let Some(max) = max_send {
-                v["max_send"] = json!(max);
-            }
-            v
-        }
-        Event::Listening { local, backlog } => {
-            json!({"event": kind, "proto": "tcp", "local": addr(local), "backlog": backlog})
-        }
-        Event::Connected { conn, local, peer } => {
-            json!({"event": kind, "proto": "tcp", "conn": conn, "local": addr(local), "peer": addr(peer)})
-        }
-        Event::Accepted { conn, peer } => {
-            json!({"event": kind, "proto": "tcp", "conn": conn, "peer": addr(peer)})
-        }
-        Event::Sent {
-            proto,
-            conn,
-            to,
-            len,
-        } => {
-            json!({"event": kind, "proto": proto.as_str(), "conn": conn, "to": addr(to), "len": len})
-        }
-        Event::Received {
-            proto,
-            conn,
-            from,
-            data,
-            size,
-        } => json!({
-            "event": kind,
-            "proto": proto.as_str(),
-            "conn": conn,
-            "from": addr(from),
-            "len": data.len(),
-            "size": size,
-            "truncated": size > data.len(),
-            "text": String::from_utf8_lossy(data),
-            "quoted": Quoted(data).to_string(),
-        }),
-        Event::AwaitingReply { conn } => json!({"event": kind, "proto": "tcp", "conn": conn}),
-        Event::PeerClosed { conn, peer } => {
-            json!({"event": kind, "proto": "tcp", "conn": conn, "peer": addr(peer)})
-        }
-        Event::Closed {
-            proto,
-            conn,
-            totals,
-        } => json!({
-            "event": kind,
-            "proto": proto.as_str(),
-            "conn": conn,
-            "bytes_in": totals.bytes_in,
-            "bytes_out": totals.bytes_out,
-            "messages_in": totals.messages_in,
-            "crc32_in": format!("{:08x}", totals.crc_in),
-            "crc32_out": format!("{:08x}", totals.crc_out),
-        }),
-        Event::Closing {
-            conn,
-            peer,
-            reason,
-            reset,
-        } => {
-            let (why, idle) = match reason {
-                CloseReason::Idle { secs } => ("idle", Some(secs)),
-                CloseReason::Shutdown => ("shutdown", None),
+            let line = Line {
+                event: None,
+                fields: event,
+                t: seconds(self.start.elapsed()),
+                side,
             };
-            json!({"event": kind, "proto": "tcp", "conn": conn, "peer": addr(peer),
-                   "reason": why, "idle_secs": idle, "reset": reset})
+            write_line(&mut self.out, &line)
+        } else {
+            writeln!(self.out, "{tag}{event}")
+        };
+    }
+
+    /// Prints a line that is not a program's event: `text` in text mode; in JSON mode an
+    /// object with `event: kind`, the keys of `fields` (any value that serializes as a map
+    /// or struct) and `t`.
+    pub fn line(&mut self, kind: &str, text: &str, fields: impl Serialize) {
+        let _ = if self.json {
+            let line = Line {
+                event: Some(kind),
+                fields,
+                t: seconds(self.start.elapsed()),
+                side: None,
+            };
+            write_line(&mut self.out, &line)
+        } else {
+            writeln!(self.out, "{text}")
+        };
+    }
+}
+
+/// One JSON line: the fields (an event carries its own `event` tag), then what the host
+/// adds. docs/events.md describes these keys under "Every line".
+#[derive(Serialize)]
+struct Line<'a, F> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(flatten)]
+    fields: F,
+    /// Seconds since the program started.
+    t: f64,
+    /// The demo's side of the link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    side: Option<&'a str>,
+}
+
+/// `elapsed` in seconds, to the microsecond (so that `t` prints as `1.204113`, not with
+/// the float's noise).
+fn seconds(elapsed: Duration) -> f64 {
+    elapsed.as_micros() as f64 / 1e6
+}
+
+fn write_line(out: &mut impl Write, line: &impl Serialize) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddrV4;
+
+    use serde_json::Value;
+    use smolsock::Proto;
+
+    use super::*;
+
+    fn line(fields: impl Serialize, event: Option<&str>, side: Option<&str>) -> String {
+        let mut out = Vec::new();
+        let line = Line {
+            event,
+            fields,
+            t: seconds(Duration::from_micros(1_204_113)),
+            side,
+        };
+        write_line(&mut out, &line).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_event_line_is_its_record_then_t() {
+        let event = Event::Sent {
+            proto: Proto::Udp,
+            conn: None,
+            to: SocketAddrV4::new([192, 168, 69, 100].into(), 9090),
+            len: 5,
+        };
+        assert_eq!(
+            line(event, None, None),
+            "{\"event\":\"sent\",\"proto\":\"udp\",\"conn\":null,\
+             \"to\":\"192.168.69.100:9090\",\"len\":5,\"t\":1.204113}\n"
+        );
+        let demo: Value = serde_json::from_str(&line(event, None, Some("client"))).unwrap();
+        assert_eq!(demo["side"], "client");
+        assert_eq!(demo["event"], "sent");
+    }
+
+    #[test]
+    fn other_lines_take_their_kind_first() {
+        let fields = serde_json::json!({"title": "UDP"});
+        assert_eq!(
+            line(fields, Some("scenario"), None),
+            "{\"event\":\"scenario\",\"title\":\"UDP\",\"t\":1.204113}\n"
+        );
+    }
+
+    #[test]
+    fn docs_describe_what_the_host_adds() {
+        let doc = include_str!("../../../docs/events.md");
+        for key in ["event", "t", "side"] {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/events.md, \"Every line\": no row for `{key}`"
+            );
         }
-        Event::ListenerClosed { port } => json!({"event": kind, "proto": "tcp", "port": port}),
-        Event::Lost {
-            count,
-            total,
-            cause,
-        } => json!({
-            "event": kind,
-            "count": count,
-            "unit": cause.unit(),
-            "total": total,
-            "cause": cause.as_str(),
-        }),
-        Event::Error { conn, peer, error } => json!({
-            "event": kind,
-            "conn": conn,
-            "peer": peer.map(addr),
-            "error": error.to_string(),
-        }),
     }
 }
