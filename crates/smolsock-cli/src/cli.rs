@@ -11,11 +11,32 @@ use smolsock_frames::Style;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
+/// What `smolsock --help` says first (`-h` shows it alone).
+const ABOUT: &str = "The four socket programs of a classic Python tutorial (UDP receiver and \
+                     sender, TCP server and client) on smoltcp, a no_std TCP/IP stack, or on \
+                     the Linux kernel's stack";
+
+/// What `smolsock --help` says in place of [`ABOUT`].
+const LONG_ABOUT: &str = "The four socket programs of a classic Python tutorial (UDP receiver \
+and sender, TCP server and client) on smoltcp, a no_std TCP/IP stack, or on the Linux \
+kernel's stack.
+
+A program runs on smoltcp attached to a TAP or TUN device (default: tap0, with smoltcp at \
+192.168.69.1/24), or with --stack kernel on the host's own sockets. smolsock demo runs \
+them all against each other in-process, with no device and no privileges; smolsock \
+compare checks the tutorial's rules on both stacks in a network namespace of its own. \
+The rules, and where each one shows: docs/tutorial.md.";
+
+/// What `--json` does for each of the four programs.
+const JSON_EVENTS: &str = "Print every event as one JSON object per line instead of text \
+                           (the fields are in docs/events.md)";
+
 /// The socket programs of a classic tutorial on the smoltcp TCP/IP stack.
 #[derive(Debug, Parser)]
-#[command(name = "smolsock", version, about, long_about = None)]
+#[command(name = "smolsock", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// Print events as JSON lines (compare: the table as one JSON document).
+    /// Print JSON instead of text (each command's --help says what it prints); also
+    /// accepted after the command, as each command's own --json.
     #[arg(long, global = true)]
     pub json: bool,
     /// Write every frame to this pcap file (for Wireshark). A file that cannot be written
@@ -34,11 +55,14 @@ pub struct Cli {
 /// One subcommand per program, plus the demo.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Bind a port and print every datagram with its sender (the seed's UDP receiver).
+    /// Bind a port and print every datagram with its sender (the tutorial's UDP receiver).
     UdpRecv {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Port to bind on every local address.
         #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
@@ -49,25 +73,32 @@ pub enum Command {
         #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
         buf: u16,
     },
-    /// Send one datagram per argument, or per stdin line (the seed's UDP sender).
+    /// Send one datagram per argument, or per stdin line (the tutorial's UDP sender).
     UdpSend {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Destination IP:PORT.
         #[arg(long, value_parser = parse_socket_addr)]
         to: SocketAddrV4,
         /// Seconds to wait for the last datagram to leave (ARP) before giving up.
         #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
         timeout: f64,
-        /// Messages; without any, stdin is read line by line.
+        /// One datagram per argument, sent as given (no newline added; quote a message with
+        /// spaces); without any, one datagram per stdin line (without its newline).
         messages: Vec<String>,
     },
-    /// Listen and serve many clients at once (the seed's TCP server).
+    /// Listen and serve many clients at once (the tutorial's TCP server).
     TcpServer {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Port to listen on.
         #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
@@ -92,15 +123,18 @@ pub enum Command {
         #[command(flatten)]
         timeouts: TimeoutArgs,
     },
-    /// Connect, send each message, print the replies (the seed's TCP client).
+    /// Connect, send each message, print the replies (the tutorial's TCP client).
     TcpClient {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Server IP:PORT.
         #[arg(long, value_parser = parse_socket_addr)]
         to: SocketAddrV4,
-        /// One connection per message (the seed's short connection).
+        /// One connection per message (the tutorial's short connection).
         #[arg(long)]
         short: bool,
         /// Seconds to wait for the handshake, and for the server to close after us.
@@ -118,7 +152,8 @@ pub enum Command {
         /// Connection lifetime bounds.
         #[command(flatten)]
         timeouts: TimeoutArgs,
-        /// Messages; without any, stdin is read line by line.
+        /// One message per argument, sent as given (no newline added; quote a message with
+        /// spaces); without any, one message per stdin line (without its newline).
         messages: Vec<String>,
     },
     /// Run the programs against each other on two in-process stacks (no privileges needed).
@@ -126,13 +161,21 @@ pub enum Command {
         /// How to draw the packet ladder.
         #[arg(long, value_enum, default_value_t = Arrows::Auto)]
         arrows: Arrows,
+        /// Print every event, and every packet on the link, as one JSON object per line
+        /// instead of text (the fields are in docs/events.md).
+        #[arg(long)]
+        json: bool,
     },
-    /// Observe the seed's rules on the kernel's stack and on smoltcp, side by side.
+    /// Check the tutorial's rules S1-S13 on the kernel's stack and on smoltcp, side by side.
     ///
     /// Runs in a network namespace it makes itself (a user namespace when not root), with
     /// tap0 for smoltcp (a veth pair when /dev/net/tun is closed to us) and the kernel as
     /// the peer; nothing outside it is touched. Takes about 35 s.
     Compare {
+        /// Print the table as one JSON document instead of text: for each scenario its
+        /// rule, what was done, and what each stack did.
+        #[arg(long)]
+        json: bool,
         /// Print the table as Markdown (the ladders follow as code blocks).
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
@@ -178,6 +221,20 @@ impl Command {
             | Command::TcpServer { device, .. }
             | Command::TcpClient { device, .. } => Some(device),
             Command::Demo { .. } | Command::Compare { .. } => None,
+        }
+    }
+
+    /// Whether to print JSON: the command's own `--json`, which also carries a `--json`
+    /// given before the command (clap copies a global flag's value to the command's flag
+    /// of the same name).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::UdpRecv { json, .. }
+            | Command::UdpSend { json, .. }
+            | Command::TcpServer { json, .. }
+            | Command::TcpClient { json, .. }
+            | Command::Demo { json, .. }
+            | Command::Compare { json, .. } => *json,
         }
     }
 }
