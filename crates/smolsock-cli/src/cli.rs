@@ -64,13 +64,13 @@ pub enum Command {
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
         /// Port to bind on every local address.
-        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        #[arg(long, value_name = "PORT", default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
         /// Exit after this many datagrams.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// Most bytes taken from one datagram, like recvfrom(1024); larger ones are reported truncated.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+        #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
         buf: u16,
     },
     /// Send one datagram per argument, or per stdin line (the tutorial's UDP sender).
@@ -82,10 +82,10 @@ pub enum Command {
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
         /// Destination IP:PORT.
-        #[arg(long, value_parser = parse_socket_addr)]
+        #[arg(long, value_name = "IP:PORT", value_parser = parse_socket_addr)]
         to: SocketAddrV4,
         /// Seconds to wait for the last datagram to leave (ARP) before giving up.
-        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = parse_seconds)]
         timeout: f64,
         /// One datagram per argument, sent as given (no newline added; quote a message with
         /// spaces); without any, one datagram per stdin line (without its newline).
@@ -100,20 +100,20 @@ pub enum Command {
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
         /// Port to listen on.
-        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        #[arg(long, value_name = "PORT", default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
         /// Connections that complete their handshake while the server is busy (listen's backlog).
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
         backlog: u16,
         /// echo: send data back; interactive: answer each message with a stdin line; sink: count only.
         #[arg(long, value_enum, default_value_t = Mode::Echo)]
         mode: Mode,
         /// Stop accepting after this many clients, exit when they are done.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max_clients: Option<u64>,
         /// Seconds a half-open connection (SYN received, handshake not completed) may hold a
         /// listening socket; when all are half-open the oldest gives way to a new SYN [default: 3]. smoltcp only.
-        #[arg(long, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         syn_timeout: Option<f64>,
         /// What a SYN gets when the backlog is full of connections not yet accepted: drop (the
         /// client retries, as on Linux) or reset (smoltcp's own answer: connection refused) [default: drop]. smoltcp only.
@@ -132,19 +132,19 @@ pub enum Command {
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
         /// Server IP:PORT.
-        #[arg(long, value_parser = parse_socket_addr)]
+        #[arg(long, value_name = "IP:PORT", value_parser = parse_socket_addr)]
         to: SocketAddrV4,
         /// One connection per message (the tutorial's short connection).
         #[arg(long)]
         short: bool,
         /// Seconds to wait for the handshake, and for the server to close after us.
-        #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
         timeout: f64,
         /// Send this many bytes of a test pattern instead of messages (bulk transfer).
-        #[arg(long, conflicts_with = "messages")]
+        #[arg(long, value_name = "N", conflicts_with = "messages")]
         bytes: Option<u64>,
         /// Most bytes taken by one recv, like recv(1024).
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
         buf: u32,
         /// Seconds to wait for the server's answer after each message, like settimeout (0: forever).
         #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_REPLY_TIMEOUT), value_parser = parse_seconds_or_off)]
@@ -336,16 +336,16 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "IF")]
     pub tun: Option<String>,
     /// Address and prefix of the smoltcp stack [default: 192.168.69.1/24]. smoltcp only.
-    #[arg(long, value_parser = parse_cidr)]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub ip: Option<Ipv4Cidr>,
     /// MAC address of the smoltcp stack, TAP only [default: 02:00:00:00:00:01]. smoltcp only.
     #[arg(long, value_parser = parse_mac)]
     pub mac: Option<EthernetAddress>,
     /// Default gateway, inside the --ip subnet. smoltcp only.
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// Bytes in each TCP socket's receive and transmit rings [default: 65536]. smoltcp only.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
     pub tcp_buf: Option<u32>,
     /// Faults on the smoltcp stack's device, for example
     /// loss=5%,dup=1%,reorder=2%,corrupt=0.1%,delay=10ms,jitter=5ms,rate=10mbit,seed=7

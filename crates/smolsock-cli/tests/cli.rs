@@ -63,7 +63,10 @@ fn verbose_log_lines_have_microsecond_timestamps() {
     let out = smolsock(&["-vvv", "demo"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let first = stderr.lines().find(|l| l.starts_with('[')).unwrap_or_default();
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with('['))
+        .unwrap_or_default();
     // [2026-11-30T09:35:07.315624Z TRACE smoltcp::...]
     let stamp = first.get(1..28).unwrap_or_default();
     let (date, time) = stamp.split_once('T').unwrap_or_default();
