@@ -25,7 +25,7 @@ pub mod seed;
 pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run};
 pub use clock::Clock;
 
-/// What [`program!`] expands to needs; not an API.
+/// What the expansion of [`program!`] uses; not an API.
 #[doc(hidden)]
 pub mod __private {
     pub use cortex_m::singleton;
@@ -33,7 +33,7 @@ pub mod __private {
     pub use smolsock::smol::{TcpBuffers, UdpBuffers};
     pub use smolsock::smoltcp::iface::SocketStorage;
 
-    /// `singleton!` hands each static out once and main runs once: this is a bug.
+    /// A second `singleton!` of one static: only if `main` ran twice, a bug.
     #[inline(always)]
     pub fn taken_twice() -> ! {
         defmt::panic!("statics taken twice")
