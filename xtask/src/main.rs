@@ -297,8 +297,11 @@ fn size() -> Result<(), String> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // target/<thumb triple>/release: not target/release (the host's build scripts) nor
+        // target/faults (the faulty firmware).
         let Some(target_dir) = std::fs::read_dir(board.join("target")).ok().and_then(|rd| {
             rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("thumb"))
                 .map(|e| e.path().join("release"))
                 .find(|p| p.is_dir())
         }) else {
