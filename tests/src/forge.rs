@@ -18,10 +18,11 @@
 //!
 //! Errors panic with a clear message (this is test code); every wait is bounded.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,6 +34,10 @@ use smoltcp::wire::{
     EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
     TcpSeqNumber,
 };
+
+use smolsock_linux::packet::PacketSocket;
+use smolsock_linux::tap::{self, Kind};
+use smolsock_linux::{iface, wait};
 
 use crate::{KERNEL_IP, SMOL_IP, TAP};
 
@@ -343,10 +348,7 @@ pub struct Frame {
 
 /// A raw link to the stack under test: sends it frames, reads the frames on the link.
 pub struct Wire {
-    fd: OwnedFd,
-    /// Attached to the TAP's device side (frames to and from the kernel), else an
-    /// `AF_PACKET` socket on it (frames to and from the smoltcp stack).
-    device_side: bool,
+    link: Link,
     /// The MAC address of the kernel's side of the TAP (the kernel's own stack).
     pub kernel_mac: [u8; 6],
     /// The MAC address of the stack under test.
@@ -355,8 +357,18 @@ pub struct Wire {
     pub stack_ip: Ipv4Addr,
 }
 
-fn check(ret: libc::c_int, what: &str) {
-    assert!(ret >= 0, "{what}: {}", io::Error::last_os_error());
+/// How a [`Wire`] reaches the link.
+enum Link {
+    /// An `AF_PACKET` socket on the interface (frames to and from the smoltcp stack).
+    Packet(PacketSocket),
+    /// The TAP's device side (frames to and from the kernel).
+    Device(File),
+}
+
+/// The MAC address of the kernel's side of interface `ifname` (asked of the kernel: the
+/// namespace's /sys belongs to the host's).
+fn kernel_mac(ifname: &str) -> [u8; 6] {
+    iface::mac(ifname).unwrap_or_else(|e| panic!("cannot read the MAC of {ifname}: {e}"))
 }
 
 impl Wire {
@@ -368,60 +380,17 @@ impl Wire {
 
     /// Opens a raw socket on interface `ifname`.
     pub fn on(ifname: &str) -> Wire {
-        let proto = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: plain system calls on a descriptor this function owns; the sockaddr is a
-        // zeroed, fully initialised struct of the size passed.
-        let fd = unsafe {
-            let raw = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto));
-            check(raw, "cannot open an AF_PACKET socket (needs CAP_NET_RAW)");
-            OwnedFd::from_raw_fd(raw)
-        };
-        let name = std::ffi::CString::new(ifname).expect("interface name");
-        // SAFETY: `name` is a valid C string.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert!(index != 0, "no interface {ifname}");
-        // SAFETY: as above.
-        unsafe {
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_protocol = proto;
-            addr.sll_ifindex = index as i32;
-            check(
-                libc::bind(
-                    fd.as_raw_fd(),
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                ),
-                "cannot bind the AF_PACKET socket",
-            );
-            // Room for what the stack answers a flood with, read after the fact.
-            let size: libc::c_int = 8 << 20;
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as u32,
-            );
-        }
-        // The namespace's /sys belongs to the host's: ask the socket (SIOCGIFHWADDR).
-        // SAFETY: a zeroed ifreq holding the NUL-terminated name; the ioctl fills it in.
-        let kernel_mac = unsafe {
-            let mut req: libc::ifreq = std::mem::zeroed();
-            for (dst, &src) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-                *dst = src as libc::c_char;
-            }
-            check(
-                libc::ioctl(fd.as_raw_fd(), libc::SIOCGIFHWADDR, &mut req),
-                "cannot read the TAP's MAC",
-            );
-            let data = req.ifr_ifru.ifru_hwaddr.sa_data;
-            [0, 1, 2, 3, 4, 5].map(|i| data[i] as u8)
-        };
+        let socket = PacketSocket::open(ifname).unwrap_or_else(|e| panic!("{e}"));
+        // Blocking sends: a flood waits for room rather than failing.
+        socket
+            .socket()
+            .set_nonblocking(false)
+            .expect("a blocking packet socket");
+        // Room for what the stack answers a flood with, read after the fact.
+        let _ = socket.grow_receive_buffer(8 << 20);
         Wire {
-            fd,
-            device_side: false,
-            kernel_mac,
+            link: Link::Packet(socket),
+            kernel_mac: kernel_mac(ifname),
             stack_mac: SMOL_MAC,
             stack_ip: SMOL_IP,
         }
@@ -430,29 +399,11 @@ impl Wire {
     /// Attaches to [`TAP`]'s device side, to forge frames to the kernel's own stack (no
     /// program may hold the TAP meanwhile).
     pub fn kernel() -> Wire {
-        const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-        const IFF_TAP: libc::c_short = 0x0002;
-        const IFF_NO_PI: libc::c_short = 0x1000;
-        let kernel_mac = Self::on(TAP).kernel_mac;
-        // SAFETY: open(2) of a constant path; the ifreq is zeroed and holds the name.
-        let fd = unsafe {
-            let raw = libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR);
-            check(raw, "cannot open /dev/net/tun");
-            let fd = OwnedFd::from_raw_fd(raw);
-            let mut req: libc::ifreq = std::mem::zeroed();
-            for (dst, &src) in req.ifr_name.iter_mut().zip(TAP.as_bytes()) {
-                *dst = src as libc::c_char;
-            }
-            req.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI;
-            check(
-                libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut req),
-                "cannot attach to the TAP",
-            );
-            fd
-        };
+        let kernel_mac = kernel_mac(TAP);
+        let device =
+            tap::attach(TAP, Kind::Tap).unwrap_or_else(|e| panic!("cannot attach to the TAP: {e}"));
         Wire {
-            fd,
-            device_side: true,
+            link: Link::Device(device),
             kernel_mac,
             stack_mac: kernel_mac,
             stack_ip: KERNEL_IP,
@@ -466,13 +417,14 @@ impl Wire {
 
     /// Sends one Ethernet frame onto the link (to the smoltcp stack).
     pub fn send(&self, frame: &[u8]) {
-        // SAFETY: `frame` is a valid buffer of the given length.
-        let n = unsafe { libc::write(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len()) };
-        assert!(
-            n == frame.len() as isize,
-            "cannot send a frame on the TAP: {}",
-            io::Error::last_os_error()
-        );
+        let sent = match &self.link {
+            Link::Packet(socket) => socket.send(frame),
+            Link::Device(device) => (&mut &*device).write(frame),
+        };
+        match sent {
+            Ok(n) => assert_eq!(n, frame.len(), "a frame sent in part on the TAP"),
+            Err(e) => panic!("cannot send a frame on the TAP: {e}"),
+        }
     }
 
     /// Sends `segment` from `src_mac` to the stack's MAC.
@@ -505,42 +457,24 @@ impl Wire {
 
     /// Reads the next frame, waiting at most `timeout`.
     pub fn recv(&self, timeout: Duration) -> Option<Frame> {
-        let mut pfd = libc::pollfd {
-            fd: self.fd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
+        let fd = match &self.link {
+            Link::Packet(socket) => socket.as_raw_fd(),
+            Link::Device(device) => device.as_raw_fd(),
         };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if ready <= 0 {
+        if !wait::ready(fd, wait::READABLE, Some(timeout.into())).ok()? {
             return None;
         }
         let mut buf = vec![0u8; 65536];
-        // SAFETY: a zeroed sockaddr_ll and its size; `buf` is valid for its length.
-        let (n, addr) = unsafe {
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-            let n = if self.device_side {
-                libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())
-            } else {
-                libc::recvfrom(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    (&mut addr as *mut libc::sockaddr_ll).cast(),
-                    &mut len,
-                )
-            };
-            (n, addr)
+        let (n, from_stack) = match &self.link {
+            Link::Packet(socket) => {
+                let received = socket.recv(&mut buf).ok()?;
+                (received.len, !received.outgoing)
+            }
+            Link::Device(device) => ((&mut &*device).read(&mut buf).ok()?, true),
         };
-        if n < 0 {
-            return None;
-        }
-        buf.truncate(n as usize);
+        buf.truncate(n);
         Some(Frame {
-            from_stack: self.device_side || addr.sll_pkttype != libc::PACKET_OUTGOING,
+            from_stack,
             content: parse(&buf),
         })
     }

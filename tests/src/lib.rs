@@ -295,10 +295,9 @@ impl Proc {
 
     /// Sends `signal` (`libc::SIGTERM`, ...) to the program.
     pub fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        let rc = unsafe { libc::kill(pid, signal) };
-        assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        let signal = nix::sys::signal::Signal::try_from(signal).expect("a signal number");
+        nix::sys::signal::kill(pid, signal).expect("kill");
     }
 
     /// Waits up to `timeout` for the program to exit; returns (success, all stdout lines,

@@ -304,8 +304,7 @@ fn text_table_names_both_stacks_and_a_verdict() {
 /// so and how to fix it. As root, the test drops to `nobody` with util-linux's `setpriv`.
 #[test]
 fn compare_runs_as_a_normal_user() {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     let args = ["compare", "--json", "--only", "connect", "--only", "arp"];
     let out = if root {
         // A copy that `nobody` may run, wherever the build directory is.

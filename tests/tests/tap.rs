@@ -129,9 +129,7 @@ fn pcap_records_frames_and_a_write_failing_mid_run_only_stops_the_capture() {
 
             // A FIFO whose reader goes away after the header: the next write gets EPIPE.
             let fifo = dir.join("fifo.pcap");
-            let c_fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-            // SAFETY: a valid NUL-terminated path.
-            assert_eq!(unsafe { libc::mkfifo(c_fifo.as_ptr(), 0o600) }, 0);
+            nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
             // Opened for reading first (non-blocking), so smolsock's open does not block.
             let mut reader = std::fs::OpenOptions::new()
                 .read(true)
@@ -222,88 +220,28 @@ fn udp_send_states_its_largest_datagram_and_it_arrives_whole() {
 
 /// An `AF_PACKET` socket on `tap0`: what it sends goes to the program attached to the TAP
 /// (forged frames from addresses nobody has); it reads every frame the TAP carries.
-struct PacketSocket {
-    fd: std::os::fd::OwnedFd,
-}
+struct TapSocket(smolsock_linux::packet::PacketSocket);
 
-impl PacketSocket {
+impl TapSocket {
     fn on_tap() -> Self {
-        use std::os::fd::{AsRawFd, FromRawFd};
-        let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: a plain socket call; the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(protocol)) };
-        assert!(
-            raw >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
-        let name = std::ffi::CString::new("tap0").unwrap();
-        // SAFETY: a valid NUL-terminated name.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        assert_ne!(index, 0, "tap0 exists");
-        // SAFETY: all zeroes is a valid `sockaddr_ll`.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = index as i32;
-        // SAFETY: binds to a `sockaddr_ll` that lives for the call, with its true size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let socket = smolsock_linux::packet::PacketSocket::open("tap0").unwrap();
+        socket.socket().set_nonblocking(false).unwrap();
         // Reads wake up every 100 ms, so a reader thread sees its stop flag.
-        let timeout = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 100_000,
-        };
-        // SAFETY: sets a `timeval` option from a value that lives for the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                std::ptr::from_ref(&timeout).cast(),
-                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
-        Self { fd }
+        socket
+            .socket()
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        Self(socket)
     }
 
     fn send(&self, frame: &[u8]) {
-        // SAFETY: writes `frame.len()` bytes from a live slice to our own descriptor.
-        let n = unsafe {
-            libc::write(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                frame.as_ptr().cast(),
-                frame.len(),
-            )
-        };
-        assert_eq!(
-            n,
-            frame.len() as isize,
-            "{}",
-            std::io::Error::last_os_error()
-        );
+        assert_eq!(self.0.send(frame).unwrap(), frame.len());
     }
 
     /// The next frame, or `None` after 100 ms without one.
     fn recv<'b>(&self, buf: &'b mut [u8]) -> Option<&'b [u8]> {
-        // SAFETY: reads at most `buf.len()` bytes into a live buffer.
-        let n = unsafe {
-            libc::read(
-                std::os::fd::AsRawFd::as_raw_fd(&self.fd),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        usize::try_from(n).ok().map(|n| &buf[..n])
+        let received = self.0.recv(buf).ok()?;
+        buf.get(..received.len)
     }
 }
 
@@ -373,7 +311,7 @@ fn arp_flood_from_spoofed_sources_does_not_stall_a_tcp_session() {
             let stop = Arc::new(AtomicBool::new(false));
             let watch = {
                 let stop = Arc::clone(&stop);
-                let socket = PacketSocket::on_tap();
+                let socket = TapSocket::on_tap();
                 std::thread::spawn(move || {
                     let mut asked = 0u32;
                     let mut buf = vec![0u8; 65536];
@@ -392,7 +330,7 @@ fn arp_flood_from_spoofed_sources_does_not_stall_a_tcp_session() {
             let flood = {
                 let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
                 std::thread::spawn(move || {
-                    let injector = PacketSocket::on_tap();
+                    let injector = TapSocket::on_tap();
                     let end = Instant::now() + Duration::from_secs(30);
                     let mut n: u32 = 0;
                     while !stop.load(Ordering::Relaxed) && Instant::now() < end {
@@ -706,8 +644,7 @@ fn sink_server_under_faults_reports_the_kernel_clients_crc() {
 #[test]
 #[ignore = "needs root: cargo xtask ci runs it as root"]
 fn a_normal_user_is_told_whether_dev_net_tun_or_the_tap_is_closed_to_them() {
-    // SAFETY: geteuid cannot fail and touches no memory.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = nix::unistd::geteuid().is_root();
     assert!(
         root,
         "this test needs root (a private /dev/net/tun, setpriv)"

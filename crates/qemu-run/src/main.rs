@@ -13,6 +13,11 @@
 //! The TAP must exist: QEMU running as root would otherwise create one in the current
 //! network namespace.
 
+#![expect(
+    unsafe_code,
+    reason = "a signal handler, pre_exec and if_nametoindex: the process plumbing QEMU needs"
+)]
+
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
@@ -29,13 +34,12 @@ static QEMU_PGID: AtomicI32 = AtomicI32::new(0);
 
 extern "C" fn on_signal(signal: libc::c_int) {
     let pgid = QEMU_PGID.load(Ordering::SeqCst);
-    // SAFETY: kill and _exit are async-signal-safe.
-    unsafe {
-        if pgid > 0 {
-            libc::kill(-pgid, libc::SIGKILL);
-        }
-        libc::_exit(128 + signal);
+    if pgid > 0 {
+        // SAFETY: kill is async-signal-safe and passes no memory.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
     }
+    // SAFETY: _exit is async-signal-safe; it runs no destructor, and none is needed.
+    unsafe { libc::_exit(128 + signal) }
 }
 
 /// Kills QEMU's process group when dropped (early return, panic).
@@ -129,15 +133,16 @@ fn run() -> Result<ExitCode, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    // SAFETY: prctl is async-signal-safe; the closure allocates nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    let die_with_parent = || {
+        // SAFETY: PR_SET_PDEATHSIG takes integers only; no memory is passed.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
+    // are allowed: it makes one (prctl) and allocates nothing.
+    unsafe { cmd.pre_exec(die_with_parent) };
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;

@@ -28,7 +28,7 @@ use crate::input::LineInput;
 use crate::output::Printer;
 use smolsock_linux::stack::HostStack;
 use smolsock_linux::tap::HostDevice;
-use smolsock_linux::wait::{wait_readable, wait_readable_or};
+use smolsock_linux::wait::{self, READABLE, Waiter};
 use smolsock_std::KernelStack;
 
 /// How a run ended, when not well.
@@ -221,6 +221,7 @@ fn run_until_stopped<D: HostDevice>(
     stop: &Stop,
     losses: &mut DeviceLosses,
 ) -> Result<(), RunError> {
+    let mut waiter = Waiter::new();
     loop {
         if let Some(signal) = stop.signal() {
             return Err(RunError::Signal(signal));
@@ -241,12 +242,15 @@ fn run_until_stopped<D: HostDevice>(
         // interactive server); what is read waits in `input` until wanted.
         let stdin = input.wait_fd();
         printer.flush();
-        let ready = wait_readable_or(device.fd(), stdin, Some(stop.fd()), timeout)
-            .map_err(RunError::Device)?;
-        if ready.device {
+        waiter.clear();
+        let frames = waiter.add(device.fd(), READABLE);
+        let stdin = stdin.map(|fd| waiter.add(fd, READABLE));
+        waiter.add(stop.fd(), READABLE);
+        waiter.wait(timeout).map_err(RunError::Device)?;
+        if waiter.fired(frames) {
             losses.check(device, Some(now), printer);
         }
-        if ready.input {
+        if stdin.is_some_and(|token| waiter.fired(token)) {
             input.read_available();
         }
     }
@@ -274,7 +278,7 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
             return;
         }
         let timeout = until_release(device, now, runner::sleep_for(stack, now, Some(end)));
-        if wait_readable(device.fd(), None, timeout).is_err() {
+        if wait::ready(device.fd(), READABLE, timeout).is_err() {
             return;
         }
     }

@@ -2,7 +2,9 @@
 //! blocking the poll loop.
 
 use std::collections::VecDeque;
-use std::os::fd::RawFd;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use smolsock::runner::Feed;
 use smolsock::{Program, Stack};
@@ -12,7 +14,9 @@ const MAX_LINE: usize = 64 * 1024;
 
 /// A queue of messages and, for stdin, the descriptor to wait on for more.
 pub struct LineInput {
-    fd: Option<RawFd>,
+    /// Stdin, unbuffered: one `read(2)` per call, so nothing waits in a buffer that a
+    /// wait on the descriptor cannot see (`std::io::Stdin` buffers).
+    stdin: Option<File>,
     partial: Vec<u8>,
     lines: VecDeque<Vec<u8>>,
     eof: bool,
@@ -28,7 +32,7 @@ impl LineInput {
     /// Fixed messages (one per command-line argument).
     pub fn messages(messages: Vec<String>) -> Self {
         Self {
-            fd: None,
+            stdin: None,
             partial: Vec::new(),
             lines: messages.into_iter().map(String::into_bytes).collect(),
             eof: true,
@@ -38,11 +42,19 @@ impl LineInput {
 
     /// Lines typed on (or piped into) stdin.
     pub fn stdin() -> Self {
+        // A descriptor of our own on stdin (a duplicate; closing it leaves stdin open).
+        let stdin = match std::io::stdin().as_fd().try_clone_to_owned() {
+            Ok(fd) => Some(File::from(fd)),
+            Err(e) => {
+                log::warn!("cannot read stdin: {e}; no input");
+                None
+            }
+        };
         Self {
-            fd: Some(libc::STDIN_FILENO),
+            eof: stdin.is_none(),
+            stdin,
             partial: Vec::new(),
             lines: VecDeque::new(),
-            eof: false,
             ended: false,
         }
     }
@@ -52,7 +64,7 @@ impl LineInput {
         if self.eof || !self.lines.is_empty() {
             None
         } else {
-            self.fd
+            self.stdin.as_ref().map(AsRawFd::as_raw_fd)
         }
     }
 
@@ -68,13 +80,11 @@ impl LineInput {
 
     /// Reads what stdin has (call only when it is readable: one `read`, so it cannot block).
     pub fn read_available(&mut self) {
-        let Some(fd) = self.fd else {
+        let Some(mut stdin) = self.stdin.as_ref() else {
             return;
         };
         let mut chunk = [0u8; 4096];
-        // SAFETY: reads at most `chunk.len()` bytes into a local buffer.
-        let n = unsafe { libc::read(fd, chunk.as_mut_ptr().cast(), chunk.len()) };
-        match usize::try_from(n) {
+        match stdin.read(&mut chunk) {
             Ok(0) => {
                 self.eof = true;
                 if !self.partial.is_empty() {
@@ -82,8 +92,7 @@ impl LineInput {
                 }
             }
             Ok(n) => self.push_bytes(chunk.get(..n).unwrap_or_default()),
-            Err(_) => {
-                let error = std::io::Error::last_os_error();
+            Err(error) => {
                 if error.kind() != std::io::ErrorKind::Interrupted
                     && error.kind() != std::io::ErrorKind::WouldBlock
                 {

@@ -20,7 +20,7 @@ use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
 use smolsock_linux::stack::seed_or_config_error;
 use smolsock_linux::tap::{HostDevice, TunTap};
-use smolsock_linux::wait::wait_readable;
+use smolsock_linux::wait::{self, READABLE};
 use smolsock_std::KernelStack;
 
 /// The kernel's address on the namespace's TAP: the peer of the smoltcp subject.
@@ -338,7 +338,7 @@ impl<'a> Subject for SmolSubject<'a, '_> {
             let nap = smol_duration(TICK.min(limit - elapsed));
             let nap = self.stack.poll_delay(now).map_or(nap, |d| d.min(nap));
             // A failed wait only shortens the nap; a broken device shows as lost packets.
-            let _ = wait_readable(self.device.fd(), None, Some(nap));
+            let _ = wait::ready(self.device.fd(), READABLE, Some(nap));
         }
     }
 

@@ -11,10 +11,9 @@
 //! (loopback frames carry an Ethernet header with zero MACs, so it reads both kinds of
 //! interface).
 
-use std::ffi::CString;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
@@ -22,12 +21,15 @@ use std::time::{Duration, Instant};
 
 use smolsock_frames::Packet;
 
-/// How long the reader waits in `poll(2)` before looking at the stop flag again.
-const POLL_INTERVAL_MS: libc::c_int = 20;
+use crate::packet::PacketSocket;
+use crate::wait::{self, READABLE};
+
+/// How long the reader waits for a frame before looking at the stop flag again.
+const POLL_INTERVAL: smoltcp::time::Duration = smoltcp::time::Duration::from_millis(20);
 /// Receive buffer: the largest IPv4 packet plus an Ethernet header, and some slack.
 const FRAME_BUFFER: usize = 65_536 + 64;
 /// Socket receive buffer asked for, so that bursts on loopback are not dropped.
-const SOCKET_BUFFER: libc::c_int = 8 << 20;
+const SOCKET_BUFFER: usize = 8 << 20;
 
 /// Which way a frame went through the interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +57,7 @@ pub struct Frame {
 
 /// What the capturing thread and its owner share.
 struct Shared {
-    fd: OwnedFd,
+    socket: PacketSocket,
     frames: Mutex<Vec<Frame>>,
     stop: AtomicBool,
     error: Mutex<Option<io::Error>>,
@@ -80,80 +82,13 @@ impl Capture {
     ///
     /// Frames are seen from the moment this returns.
     pub fn start(interface: &str) -> io::Result<Capture> {
-        let name = CString::new(interface).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("interface name {interface:?} contains a NUL byte"),
-            )
-        })?;
-        // SAFETY: `name` is a valid NUL-terminated string.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!(
-                    "cannot capture on '{interface}': no such interface in this network namespace"
-                ),
-            ));
-        }
-        let index = libc::c_int::try_from(index).map_err(io::Error::other)?;
-
-        // Protocol 0: the socket receives nothing until it is bound to the interface
-        // below, so no frame from another interface can slip in.
-        // SAFETY: a plain socket call; the descriptor is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(if error.raw_os_error() == Some(libc::EPERM) {
-                io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    format!(
-                        "cannot capture on '{interface}': a packet socket needs CAP_NET_RAW \
-                         (capture inside netns::enter's namespace, or run as root)"
-                    ),
-                )
-            } else {
-                annotate(error, interface, "open a packet socket")
-            });
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        // A bigger receive buffer; SO_RCVBUFFORCE passes the system limit when allowed.
-        // Either failing only makes drops likelier, and those are counted.
-        if setsockopt_int(&fd, libc::SO_RCVBUFFORCE, SOCKET_BUFFER).is_err() {
-            let _ = setsockopt_int(&fd, libc::SO_RCVBUF, SOCKET_BUFFER);
-        }
-
-        // SAFETY: `sockaddr_ll` is plain old data; all zeroes is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as libc::c_ushort;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = index;
-        // SAFETY: `addr` is a valid `sockaddr_ll` of the length given, alive for the call.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast(),
-                socklen_of::<libc::sockaddr_ll>(),
-            )
-        };
-        if rc < 0 {
-            return Err(annotate(
-                io::Error::last_os_error(),
-                interface,
-                "bind the packet socket",
-            ));
-        }
+        let socket = PacketSocket::open(interface)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot capture: {e}")))?;
+        // A bigger receive buffer: failing only makes drops likelier, and those are counted.
+        let _ = socket.grow_receive_buffer(SOCKET_BUFFER);
 
         let shared = Arc::new(Shared {
-            fd,
+            socket,
             frames: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             error: Mutex::new(None),
@@ -202,7 +137,7 @@ impl Capture {
 
     /// Frames the kernel dropped because the capture could not keep up, so far.
     pub fn drops(&self) -> u64 {
-        if let Some(n) = packet_drops(self.shared.fd.as_raw_fd()) {
+        if let Ok(n) = self.shared.socket.drops() {
             self.shared.drops.fetch_add(n, Ordering::Relaxed);
         }
         self.shared.drops.load(Ordering::Relaxed)
@@ -264,48 +199,6 @@ fn annotate(error: io::Error, interface: &str, step: &str) -> io::Error {
     )
 }
 
-fn socklen_of<T>() -> libc::socklen_t {
-    // Socket address and option structs are a few dozen bytes.
-    libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(libc::socklen_t::MAX)
-}
-
-fn setsockopt_int(fd: &OwnedFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
-    // SAFETY: passes one `c_int`, alive for the call, with its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
-            std::ptr::from_ref(&value).cast(),
-            socklen_of::<libc::c_int>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Drops since the last call (the kernel resets its counters when read).
-fn packet_drops(fd: RawFd) -> Option<u64> {
-    let mut stats = libc::tpacket_stats {
-        tp_packets: 0,
-        tp_drops: 0,
-    };
-    let mut len = socklen_of::<libc::tpacket_stats>();
-    // SAFETY: the kernel writes at most `len` bytes into `stats`, alive for the call.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_PACKET,
-            libc::PACKET_STATISTICS,
-            std::ptr::from_mut(&mut stats).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(u64::from(stats.tp_drops))
-}
-
 /// What one non-blocking read gave.
 enum Read {
     Frame(Frame),
@@ -315,59 +208,40 @@ enum Read {
     Empty,
 }
 
-fn read_one(fd: RawFd, buf: &mut [u8]) -> io::Result<Read> {
+fn read_one(socket: &PacketSocket, buf: &mut [u8]) -> io::Result<Read> {
     loop {
-        // SAFETY: `sockaddr_ll` is plain old data; all zeroes is a valid value.
-        let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        let mut from_len = socklen_of::<libc::sockaddr_ll>();
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf` and at most
-        // `from_len` bytes into `from`, both alive for the call. With MSG_TRUNC the
-        // return value is the frame's full length, which may exceed `buf.len()`.
-        let n = unsafe {
-            libc::recvfrom(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_TRUNC | libc::MSG_DONTWAIT,
-                std::ptr::from_mut(&mut from).cast(),
-                &mut from_len,
-            )
-        };
+        let received = socket.recv(buf);
         let time = Instant::now();
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            return match error.kind() {
-                io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => Ok(Read::Empty),
-                _ => Err(error),
-            };
-        }
-        let wire_len = usize::try_from(n).unwrap_or(0);
-        let outgoing = from.sll_pkttype == libc::PACKET_OUTGOING;
-        if outgoing && from.sll_hatype == libc::ARPHRD_LOOPBACK {
+        let received = match received {
+            Ok(received) => received,
+            Err(error) => {
+                return match error.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => Ok(Read::Empty),
+                    _ => Err(error),
+                };
+            }
+        };
+        if received.outgoing && received.loopback {
             return Ok(Read::Skipped);
         }
-        let data = buf
-            .get(..wire_len.min(buf.len()))
-            .unwrap_or_default()
-            .to_vec();
+        let data = buf.get(..received.len).unwrap_or_default().to_vec();
         return Ok(Read::Frame(Frame {
             time,
-            direction: if outgoing {
+            direction: if received.outgoing {
                 Direction::Outgoing
             } else {
                 Direction::Incoming
             },
             packet: Packet::parse(&data),
             data,
-            wire_len,
+            wire_len: received.wire_len,
         }));
     }
 }
 
 /// The capture thread: reads until told to stop, then drains what is queued and ends.
 fn read_loop(shared: &Shared) {
-    let fd = shared.fd.as_raw_fd();
     let mut buf = vec![0u8; FRAME_BUFFER];
     let fail = |error: io::Error| {
         lock(&shared.error).get_or_insert(error);
@@ -377,7 +251,7 @@ fn read_loop(shared: &Shared) {
         // read before the thread ends.
         let stopping = shared.stop.load(Ordering::Acquire);
         loop {
-            match read_one(fd, &mut buf) {
+            match read_one(&shared.socket, &mut buf) {
                 Ok(Read::Frame(frame)) => lock(&shared.frames).push(frame),
                 Ok(Read::Skipped) => {}
                 Ok(Read::Empty) => break,
@@ -387,18 +261,8 @@ fn read_loop(shared: &Shared) {
         if stopping {
             return;
         }
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one `pollfd`, alive for the call.
-        let rc = unsafe { libc::poll(&mut pfd, 1, POLL_INTERVAL_MS) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return fail(error);
-            }
+        if let Err(error) = wait::ready(shared.socket.as_raw_fd(), READABLE, Some(POLL_INTERVAL)) {
+            return fail(error);
         }
     }
 }

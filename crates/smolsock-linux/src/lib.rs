@@ -8,19 +8,38 @@
 //! - [`capture`]: packet capture on an interface (`AF_PACKET`), as the kernel saw it, each
 //!   frame decoded by `smolsock-frames`;
 //! - [`pcap`]: `--pcap FILE`, a device wrapper writing every frame, that never panics;
-//! - [`wait`]: `ppoll(2)` on a device, an input and a wake-up descriptor;
+//! - [`wait`]: `ppoll(2)` on a device, an input and a wake-up descriptor, or on many
+//!   sockets;
+//! - [`iface`]: every interface ioctl (index, flags, MTU, addresses, TUN/TAP attach), with
+//!   `libc`'s constants;
+//! - [`packet`]: the one `AF_PACKET` socket, for a veth end, capture and forged frames;
 //! - [`stack`]: a [`SmolStack`](smolsock::smol::SmolStack) sized for a host, with heap
 //!   storage and a seed from the operating system.
 //!
-//! It may use the core (`smolsock`), `smolsock-frames`, smoltcp and `libc`; nothing here
-//! knows the CLI, the kernel-socket twin or `compare`, which build on it.
+//! It may use the core (`smolsock`), `smolsock-frames`, smoltcp, `libc`, `socket2` and
+//! `nix`; nothing here knows the CLI, the kernel-socket twin or `compare`, which build on
+//! it.
+//!
+//! Every system call that touches memory of ours goes through one function here with one
+//! `unsafe` block and the comment that argues for it: one `ioctl` on an `ifreq`
+//! ([`iface`]), one `ppoll` ([`wait`]), one `bind`, `recvfrom` and `getsockopt` on a packet
+//! socket ([`packet`]). Calls that touch none go through `nix` and `socket2`, which need no
+//! `unsafe` at all.
 
 #![warn(missing_docs)]
 
 pub mod capture;
+#[expect(unsafe_code, reason = "the one ioctl on an ifreq, and TUNSETPERSIST")]
+pub mod iface;
 pub mod netns;
+#[expect(
+    unsafe_code,
+    reason = "bind, recvfrom and getsockopt with a sockaddr_ll"
+)]
+pub mod packet;
 pub mod pcap;
 pub mod stack;
 pub mod tap;
 mod veth;
+#[expect(unsafe_code, reason = "the one ppoll")]
 pub mod wait;

@@ -12,11 +12,15 @@
 //! Nothing needs cleaning up: the namespace, and the TAP in it, disappear when the
 //! process exits.
 
-use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
+
+use nix::sched::{CloneFlags, unshare};
+
+use crate::iface;
+use crate::tap::{AttachError, Kind, TUN_PATH};
 
 /// Name of the TAP device [`enter`] creates.
 pub const TAP_NAME: &str = "tap0";
@@ -26,12 +30,6 @@ pub const KERNEL_ADDR: Ipv4Addr = Ipv4Addr::new(192, 168, 69, 100);
 pub const PREFIX_LEN: u8 = 24;
 /// The kernel side's MAC address on the TAP device (locally administered).
 pub const KERNEL_MAC: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x64];
-
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-const TUN_PATH: &str = "/dev/net/tun";
 
 /// Names of the veth pair made when no TAP can be: the kernel's end, and the end a stack
 /// drives with raw frames.
@@ -242,7 +240,7 @@ pub fn enter() -> Result<Namespace, NetnsError> {
     let user_namespace = unshare_namespaces()?;
     let cfg = Config { user_namespace };
 
-    cfg.set_flags("lo", libc::IFF_UP, "bring it up")?;
+    cfg.bring_up("lo")?;
     // No IPv6 on new interfaces: the TAP then carries only what the programs send
     // (smolsock speaks IPv4), not the kernel's router solicitations and MLD reports.
     // `/proc/sys/net` shows the namespace of the reader, so this one. Cosmetic: a kernel
@@ -260,10 +258,10 @@ pub fn enter() -> Result<Namespace, NetnsError> {
                 tun: Box::new(tun),
                 veth: error,
             })?;
-            if let Err(e) = crate::veth::checksum_in_software(kernel) {
+            if let Err(e) = iface::disable_tx_checksum_offload(kernel) {
                 log::warn!("{kernel}: cannot turn transmit checksum offload off: {e}");
             }
-            cfg.set_flags(stack, libc::IFF_UP, "bring it up")?;
+            cfg.bring_up(stack)?;
             log::info!("{TUN_PATH} is not usable here: using the veth pair {kernel}/{stack}");
             Link::Veth {
                 kernel: kernel.to_owned(),
@@ -276,17 +274,18 @@ pub fn enter() -> Result<Namespace, NetnsError> {
     let name = name.as_str();
     // The MAC is cosmetic (a fixed one makes captures reproducible): carry on without.
     // It must be set while the device is down.
-    let kernel_mac = match cfg.set_hwaddr(name, KERNEL_MAC) {
+    let kernel_mac = match iface::set_mac(name, KERNEL_MAC) {
         Ok(()) => Some(KERNEL_MAC),
         Err(e) => {
+            let e = cfg.error(name, "set the MAC address", e);
             log::warn!("{e}; the kernel keeps a random MAC address");
             None
         }
     };
-    cfg.set_inet(name, libc::SIOCSIFADDR, KERNEL_ADDR, "set the address")?;
+    iface::set_address(name, KERNEL_ADDR).map_err(|e| cfg.error(name, "set the address", e))?;
     let netmask = Ipv4Addr::from_bits(u32::MAX << (32 - u32::from(PREFIX_LEN)));
-    cfg.set_inet(name, libc::SIOCSIFNETMASK, netmask, "set the netmask")?;
-    cfg.set_flags(name, libc::IFF_UP, "bring it up")?;
+    iface::set_netmask(name, netmask).map_err(|e| cfg.error(name, "set the netmask", e))?;
+    cfg.bring_up(name)?;
     log::debug!(
         "in a private network namespace{}: {name} is {KERNEL_ADDR}/{PREFIX_LEN}",
         if user_namespace {
@@ -319,21 +318,22 @@ fn check_single_threaded() -> Result<(), NetnsError> {
 /// Unshares the network namespace (and the user namespace if needed); returns whether a
 /// user namespace was made.
 fn unshare_namespaces() -> Result<bool, NetnsError> {
-    // SAFETY: geteuid and getegid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (nix::unistd::geteuid(), nix::unistd::getegid());
     let mut root_error = None;
-    if uid == 0 {
-        // SAFETY: unshare takes flags only; it affects this process, not Rust memory.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
-            return Ok(false);
+    if uid.is_root() {
+        match unshare(CloneFlags::CLONE_NEWNET) {
+            Ok(()) => return Ok(false),
+            Err(errno) => {
+                let error = io::Error::from(errno);
+                log::debug!(
+                    "unshare(CLONE_NEWNET) as root failed ({error}); trying a user namespace"
+                );
+                root_error = Some(error);
+            }
         }
-        let error = io::Error::last_os_error();
-        log::debug!("unshare(CLONE_NEWNET) as root failed ({error}); trying a user namespace");
-        root_error = Some(error);
     }
-    // SAFETY: as above.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } != 0 {
-        let error = io::Error::last_os_error();
+    if let Err(errno) = unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET) {
+        let error = io::Error::from(errno);
         return Err(if error.raw_os_error() == Some(libc::EINVAL) {
             NetnsError::Threaded { threads: 0 }
         } else {
@@ -383,159 +383,43 @@ impl Config {
         }
     }
 
-    /// Runs one `ifreq` ioctl on a throwaway `AF_INET` socket.
-    fn ioctl(
-        &self,
-        name: &str,
-        request: libc::c_ulong,
-        ifr: &mut libc::ifreq,
-        step: &'static str,
-    ) -> Result<(), NetnsError> {
-        // SAFETY: a plain socket call; the descriptor is owned right away.
-        let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(self.error(name, step, io::Error::last_os_error()));
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: the request reads (and for SIOCG*, writes) one `ifreq`, which lives for
-        // the call.
-        let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, std::ptr::from_mut(ifr)) };
-        if rc < 0 {
-            return Err(self.error(name, step, io::Error::last_os_error()));
-        }
-        Ok(())
-    }
-
-    /// Sets `flags` (e.g. `IFF_UP`) on the interface, keeping the others.
-    fn set_flags(
-        &self,
-        name: &str,
-        flags: libc::c_int,
-        step: &'static str,
-    ) -> Result<(), NetnsError> {
-        let mut ifr = ifreq(name);
-        self.ioctl(name, libc::SIOCGIFFLAGS, &mut ifr, "read its flags")?;
-        // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member.
-        let old = unsafe { ifr.ifr_ifru.ifru_flags };
-        // The flags that fit the ioctl's `short` (IFF_UP and the like) are all we set.
-        ifr.ifr_ifru.ifru_flags = old | flags as libc::c_short;
-        self.ioctl(name, libc::SIOCSIFFLAGS, &mut ifr, step)
-    }
-
-    /// Sets an `AF_INET` address field (`SIOCSIFADDR`, `SIOCSIFNETMASK`).
-    fn set_inet(
-        &self,
-        name: &str,
-        request: libc::c_ulong,
-        addr: Ipv4Addr,
-        step: &'static str,
-    ) -> Result<(), NetnsError> {
-        let mut ifr = ifreq(name);
-        // A `sockaddr_in` laid over a `sockaddr`: family, then port (0), then the address.
-        let mut sa = libc::sockaddr {
-            sa_family: libc::AF_INET as libc::sa_family_t,
-            sa_data: [0; 14],
-        };
-        for (dst, src) in sa.sa_data[2..6].iter_mut().zip(addr.octets()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_addr = sa;
-        self.ioctl(name, request, &mut ifr, step)
-    }
-
-    /// Sets the Ethernet address; the device must be down.
-    fn set_hwaddr(&self, name: &str, mac: [u8; 6]) -> Result<(), NetnsError> {
-        let mut ifr = ifreq(name);
-        let mut sa = libc::sockaddr {
-            sa_family: libc::ARPHRD_ETHER,
-            sa_data: [0; 14],
-        };
-        for (dst, src) in sa.sa_data.iter_mut().zip(mac) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_hwaddr = sa;
-        self.ioctl(name, libc::SIOCSIFHWADDR, &mut ifr, "set the MAC address")
+    /// Brings interface `name` up.
+    fn bring_up(&self, name: &str) -> Result<(), NetnsError> {
+        iface::bring_up(name).map_err(|e| self.error(name, "bring it up", e))
     }
 
     /// Creates the persistent TAP device `name` and lets go of it, so that it stays,
     /// without a reader, until someone attaches (or the namespace goes away).
     fn create_tap(&self, name: &str) -> Result<(), NetnsError> {
-        let path = CString::new(TUN_PATH)
-            .map_err(|e| self.error(name, "name /dev/net/tun", io::Error::other(e)))?;
-        // SAFETY: `path` is a valid NUL-terminated string; the returned descriptor is
-        // checked and owned right away.
-        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
-                    NetnsError::TunMissing
-                }
-                Some(libc::EACCES) | Some(libc::EPERM) => NetnsError::TunDenied {
+        let tun = crate::tap::attach(name, Kind::Tap).map_err(|e| match e {
+            AttachError::Open(error) => match error.raw_os_error() {
+                Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => NetnsError::TunMissing,
+                Some(libc::EACCES | libc::EPERM) => NetnsError::TunDenied {
                     user_namespace: self.user_namespace,
                     error,
                 },
                 _ => self.error(name, "open /dev/net/tun to create the TAP device", error),
-            });
-        }
-        // SAFETY: `raw` is a freshly opened descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let mut ifr = ifreq(name);
-        ifr.ifr_ifru.ifru_flags = IFF_TAP | IFF_NO_PI;
-        // SAFETY: TUNSETIFF reads and writes one `ifreq`, which lives for the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, std::ptr::from_mut(&mut ifr)) };
-        if rc < 0 {
-            return Err(self.error(
-                name,
-                "create the TAP device (TUNSETIFF)",
-                io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: TUNSETPERSIST takes its argument by value; no memory is passed.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETPERSIST, 1 as libc::c_ulong) };
-        if rc < 0 {
-            return Err(self.error(
+            },
+            AttachError::SetIff(error) => {
+                self.error(name, "create the TAP device (TUNSETIFF)", error)
+            }
+        })?;
+        iface::tun_set_persist(tun.as_fd()).map_err(|error| {
+            self.error(
                 name,
                 "make the TAP device persistent (TUNSETPERSIST)",
-                io::Error::last_os_error(),
-            ));
-        }
-        // Dropping `fd` detaches; the device stays because it is persistent.
-        drop(fd);
+                error,
+            )
+        })?;
+        // Closing `tun` detaches; the device stays because it is persistent.
+        drop(tun);
         Ok(())
     }
-}
-
-/// An all-zero `ifreq` naming `name` (truncated to fit; our names are short).
-pub(crate) fn ifreq(name: &str) -> libc::ifreq {
-    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr
-        .ifr_name
-        .iter_mut()
-        .take(libc::IFNAMSIZ - 1)
-        .zip(name.bytes())
-    {
-        *dst = src as libc::c_char;
-    }
-    ifr
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ifreq_names_and_terminates() {
-        let ifr = ifreq("tap0");
-        assert_eq!(
-            ifr.ifr_name[..5],
-            [b't', b'a', b'p', b'0', 0].map(|b| b as libc::c_char)
-        );
-        let long = ifreq("a-very-long-interface-name");
-        assert_eq!(long.ifr_name[libc::IFNAMSIZ - 1], 0);
-    }
 
     #[test]
     fn messages_say_how_to_fix() {

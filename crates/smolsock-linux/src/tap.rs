@@ -7,18 +7,20 @@
 //! missing or foreign device gets a clear message (as root, `TUNSETIFF` would otherwise
 //! silently create a new, unconfigured device).
 
-use std::ffi::CString;
 use std::fmt;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TUN: libc::c_short = 0x0001;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
+use crate::iface;
+use crate::packet::PacketSocket;
+
+/// The TUN/TAP clone device.
+pub const TUN_PATH: &str = "/dev/net/tun";
 const ETHERNET_HEADER: usize = 14;
 
 /// TAP (Ethernet frames) or TUN (IP packets).
@@ -44,6 +46,58 @@ impl Kind {
             Kind::Tun => "tun",
         }
     }
+
+    /// `TUNSETIFF`'s flags: the kind, and no packet information header.
+    fn flags(self) -> libc::c_short {
+        // Both fit the request's `short` (0x0001, 0x0002, 0x1000).
+        let kind = match self {
+            Kind::Tap => libc::IFF_TAP,
+            Kind::Tun => libc::IFF_TUN,
+        };
+        (kind | libc::IFF_NO_PI) as libc::c_short
+    }
+}
+
+/// Why [`attach`] failed.
+#[derive(Debug)]
+pub enum AttachError {
+    /// [`TUN_PATH`] could not be opened.
+    Open(io::Error),
+    /// `TUNSETIFF` refused: the device is busy, of another kind, not ours, or (as root)
+    /// could not be made.
+    SetIff(io::Error),
+}
+
+impl fmt::Display for AttachError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttachError::Open(e) => write!(f, "cannot open {TUN_PATH}: {e}"),
+            AttachError::SetIff(e) => write!(f, "cannot attach to the device (TUNSETIFF): {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AttachError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AttachError::Open(e) | AttachError::SetIff(e) => Some(e),
+        }
+    }
+}
+
+/// Opens [`TUN_PATH`] non-blocking and attaches it to the device `name` of `kind`
+/// (`TUNSETIFF`, no packet information header): what the file reads and writes are the
+/// device's frames (TAP) or packets (TUN). As root, a missing device is created, for as
+/// long as the file stays open.
+pub fn attach(name: &str, kind: Kind) -> Result<File, AttachError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(TUN_PATH)
+        .map_err(AttachError::Open)?;
+    iface::tun_set_iff(file.as_fd(), name, kind.flags()).map_err(AttachError::SetIff)?;
+    Ok(file)
 }
 
 /// Why a device could not be opened, each with the fix in its message.
@@ -146,32 +200,9 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Reads an interface's `ifreq` field through `ioctl` on a throwaway socket, in the
-/// network namespace of this process (sysfs may show another namespace's devices).
-fn interface_ioctl(name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
-    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as libc::c_char;
-    }
-    // SAFETY: a plain socket call; the descriptor is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: the request reads and writes one `ifreq`, which lives for the call.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), request, &mut ifr) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(ifr)
-}
-
 /// An open TAP or TUN device.
 pub struct TunTap {
-    fd: OwnedFd,
+    file: File,
     kind: Kind,
     mtu: usize,
     rx: Vec<u8>,
@@ -186,15 +217,15 @@ impl TunTap {
     /// Attaches to the existing device `name`.
     pub fn open(name: &str, kind: Kind) -> Result<Self, OpenError> {
         let owned = || name.to_owned();
-        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
+        if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) {
             return Err(OpenError::Missing {
                 name: owned(),
                 kind,
             });
         }
-        let flags = match interface_ioctl(name, libc::SIOCGIFFLAGS) {
-            // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member.
-            Ok(ifr) => unsafe { ifr.ifr_ifru.ifru_flags },
+        // Looked up first: as root, `TUNSETIFF` would silently create a missing device.
+        let flags = match iface::flags(name) {
+            Ok(flags) => flags,
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
                 return Err(OpenError::Missing {
                     name: owned(),
@@ -208,32 +239,13 @@ impl TunTap {
                 });
             }
         };
-        let mtu = interface_ioctl(name, libc::SIOCGIFMTU)
-            // SAFETY: SIOCGIFMTU filled the `ifru_mtu` member.
-            .map(|ifr| unsafe { ifr.ifr_ifru.ifru_mtu })
-            .ok()
-            .and_then(|m| usize::try_from(m).ok())
-            .unwrap_or(1500);
-
-        let path = CString::new("/dev/net/tun").map_err(|e| OpenError::Io {
-            name: owned(),
-            error: io::Error::other(e),
-        })?;
-        // SAFETY: `path` is a valid NUL-terminated string; the returned descriptor is
-        // checked and owned right away.
-        let raw = unsafe {
-            libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            )
-        };
-        if raw < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => OpenError::TunDenied {
+        let mtu = iface::mtu(name).unwrap_or(1500);
+        let file = attach(name, kind).map_err(|e| match e {
+            AttachError::Open(error) => match error.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM) => OpenError::TunDenied {
                     name: owned(),
                     kind,
-                    mode: std::fs::metadata("/dev/net/tun").ok().map(|m| {
+                    mode: std::fs::metadata(TUN_PATH).ok().map(|m| {
                         std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
                     }),
                 },
@@ -241,29 +253,9 @@ impl TunTap {
                     name: owned(),
                     error,
                 },
-            });
-        }
-        // SAFETY: `raw` is a freshly opened descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-
-        let mut ifr: libc::ifreq = unsafe {
-            // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
-            std::mem::zeroed()
-        };
-        for (dst, src) in ifr.ifr_name.iter_mut().zip(name.bytes()) {
-            *dst = src as libc::c_char;
-        }
-        ifr.ifr_ifru.ifru_flags = IFF_NO_PI
-            | match kind {
-                Kind::Tap => IFF_TAP,
-                Kind::Tun => IFF_TUN,
-            };
-        // SAFETY: TUNSETIFF reads and writes one `ifreq`, which lives for the call.
-        let rc = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF, &mut ifr) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            return Err(match error.raw_os_error() {
-                Some(libc::EPERM) | Some(libc::EACCES) => OpenError::PermissionDenied {
+            },
+            AttachError::SetIff(error) => match error.raw_os_error() {
+                Some(libc::EPERM | libc::EACCES) => OpenError::PermissionDenied {
                     name: owned(),
                     kind,
                 },
@@ -277,91 +269,41 @@ impl TunTap {
                     name: owned(),
                     error,
                 },
-            });
-        }
+            },
+        })?;
         let frame = mtu
             + match kind {
                 Kind::Tap => ETHERNET_HEADER,
                 Kind::Tun => 0,
             };
-        if i32::from(flags) & libc::IFF_UP == 0 {
+        if flags & libc::IFF_UP == 0 {
             log::warn!("{name} is down: bring it up with `sudo ip link set {name} up`");
         }
-        Ok(Self {
-            fd,
+        Ok(Self::new(file, kind, frame, Some(name.to_owned())))
+    }
+
+    /// Sends and receives raw Ethernet frames on the existing interface `name` through an
+    /// `AF_PACKET` socket: the free end of a veth pair, where no TAP can be made. The
+    /// device behaves as a TAP.
+    pub fn packet(name: &str) -> io::Result<Self> {
+        let socket = PacketSocket::open(name)?;
+        let frame = iface::mtu(name).unwrap_or(1500) + ETHERNET_HEADER;
+        // A packet socket reads and writes one frame per call, as a TAP does.
+        let file = File::from(OwnedFd::from(socket));
+        Ok(Self::new(file, Kind::Tap, frame, None))
+    }
+
+    fn new(file: File, kind: Kind, frame: usize, queue_drops: Option<String>) -> Self {
+        Self {
+            file,
             kind,
             mtu: frame,
             rx: vec![0; frame],
             tx: vec![0; frame],
             error: None,
             dropped_tx: 0,
-            queue_drops: Some(name.to_owned()),
-        })
-    }
-}
-
-impl TunTap {
-    /// Sends and receives raw Ethernet frames on the existing interface `name` through an
-    /// `AF_PACKET` socket: the free end of a veth pair, where no TAP can be made. The
-    /// device behaves as a TAP.
-    pub fn packet(name: &str) -> io::Result<Self> {
-        let c_name = CString::new(name).map_err(io::Error::other)?;
-        // SAFETY: `c_name` is a valid NUL-terminated string.
-        let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
-        if index == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no interface {name} in this network namespace"),
-            ));
+            queue_drops,
         }
-        let protocol = (libc::ETH_P_ALL as u16).to_be();
-        // SAFETY: a plain socket call; the descriptor is owned right away.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(protocol),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // SAFETY: `sockaddr_ll` is plain old data; all zeroes is a valid value.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = protocol;
-        addr.sll_ifindex = i32::try_from(index).map_err(io::Error::other)?;
-        let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
-        // SAFETY: binds to a `sockaddr_ll` that lives for the call, with its true size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
-                len,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mtu = interface_ioctl(name, libc::SIOCGIFMTU)
-            // SAFETY: SIOCGIFMTU filled the `ifru_mtu` member.
-            .map(|ifr| unsafe { ifr.ifr_ifru.ifru_mtu })
-            .ok()
-            .and_then(|m| usize::try_from(m).ok())
-            .unwrap_or(1500);
-        let frame = mtu + ETHERNET_HEADER;
-        Ok(Self {
-            fd,
-            kind: Kind::Tap,
-            mtu: frame,
-            rx: vec![0; frame],
-            tx: vec![0; frame],
-            error: None,
-            dropped_tx: 0,
-            queue_drops: None,
-        })
     }
 }
 
@@ -415,7 +357,7 @@ impl<D: HostDevice, const Q: usize> HostDevice for smolsock::faults::Faulty<'_, 
 
 impl HostDevice for TunTap {
     fn fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.file.as_raw_fd()
     }
 
     fn take_error(&mut self) -> Option<io::Error> {
@@ -439,7 +381,7 @@ pub struct RxToken<'a> {
 
 /// Room to send one frame.
 pub struct TxToken<'a> {
-    fd: RawFd,
+    file: &'a File,
     buf: &'a mut Vec<u8>,
     error: &'a mut Option<io::Error>,
     dropped: &'a mut u64,
@@ -452,13 +394,10 @@ impl phy::RxToken for RxToken<'_> {
 }
 
 impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(mut self, len: usize, f: F) -> R {
         self.buf.resize(len, 0);
         let result = f(self.buf);
-        // SAFETY: writes `len` initialized bytes from our own buffer to our own descriptor.
-        let n = unsafe { libc::write(self.fd, self.buf.as_ptr().cast(), len) };
-        if n < 0 {
-            let error = io::Error::last_os_error();
+        if let Err(error) = self.file.write(self.buf) {
             if error.kind() == io::ErrorKind::WouldBlock {
                 *self.dropped += 1;
                 // Said, not silent; rate-limited to the 1st, 2nd, 4th, 8th... drop.
@@ -481,29 +420,22 @@ impl Device for TunTap {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        // SAFETY: reads at most `rx.len()` bytes into our own buffer.
-        let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                self.rx.as_mut_ptr().cast(),
-                self.rx.len(),
-            )
-        };
-        if n < 0 {
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::WouldBlock
-                && error.kind() != io::ErrorKind::Interrupted
-            {
-                self.error.get_or_insert(error);
+        let n = match (&self.file).read(&mut self.rx) {
+            Ok(n) => n,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::WouldBlock
+                    && error.kind() != io::ErrorKind::Interrupted
+                {
+                    self.error.get_or_insert(error);
+                }
+                return None;
             }
-            return None;
-        }
-        let n = usize::try_from(n).unwrap_or(0);
+        };
         let frame = self.rx.get(..n)?;
         Some((
             RxToken { frame },
             TxToken {
-                fd: self.fd.as_raw_fd(),
+                file: &self.file,
                 buf: &mut self.tx,
                 error: &mut self.error,
                 dropped: &mut self.dropped_tx,
@@ -513,7 +445,7 @@ impl Device for TunTap {
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
         Some(TxToken {
-            fd: self.fd.as_raw_fd(),
+            file: &self.file,
             buf: &mut self.tx,
             error: &mut self.error,
             dropped: &mut self.dropped_tx,

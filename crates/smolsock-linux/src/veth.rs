@@ -4,16 +4,14 @@
 //! frames on the other through an `AF_PACKET` socket
 //! ([`TunTap::packet`](crate::tap::TunTap::packet)).
 
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
+
+use socket2::{Domain, Protocol, Socket, Type};
 
 const NLMSG_HEADER: usize = 16;
 const IFINFOMSG: usize = 16;
 /// `VETH_INFO_PEER` of `linux/veth.h`.
 const VETH_INFO_PEER: u16 = 1;
-/// `SIOCETHTOOL` and `ETHTOOL_STXCSUM` of `linux/sockios.h` and `linux/ethtool.h`.
-const SIOCETHTOOL: libc::c_ulong = 0x8946;
-const ETHTOOL_STXCSUM: u32 = 0x17;
 
 /// A netlink message under construction: attributes are appended, nests patched.
 struct Message(Vec<u8>);
@@ -94,56 +92,19 @@ fn ack_error(reply: &[u8]) -> Option<i32> {
 
 /// Creates the veth pair `kernel` / `peer` in this network namespace.
 pub fn create(kernel: &str, peer: &str) -> io::Result<()> {
-    // SAFETY: a plain socket call; the descriptor is owned right away.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let request = new_veth_request(kernel, peer);
-    // SAFETY: sends `request.len()` bytes from a live buffer.
-    let sent = unsafe { libc::send(fd.as_raw_fd(), request.as_ptr().cast(), request.len(), 0) };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let socket = Socket::new(
+        Domain::from(libc::AF_NETLINK),
+        Type::RAW,
+        Some(Protocol::from(libc::NETLINK_ROUTE)),
+    )?;
+    socket.send(&new_veth_request(kernel, peer))?;
     let mut reply = [0u8; 1024];
-    // SAFETY: receives at most `reply.len()` bytes into a local buffer.
-    let got = unsafe { libc::recv(fd.as_raw_fd(), reply.as_mut_ptr().cast(), reply.len(), 0) };
-    let got = usize::try_from(got).map_err(|_| io::Error::last_os_error())?;
+    let got = (&socket).read(&mut reply)?;
     match ack_error(reply.get(..got).unwrap_or_default()) {
         Some(0) => Ok(()),
         Some(errno) => Err(io::Error::from_raw_os_error(-errno)),
         None => Err(io::Error::other("rtnetlink gave no acknowledgement")),
     }
-}
-
-/// Turns transmit checksum offload off on `name`, so frames the kernel sends there carry
-/// finished checksums (a veth would otherwise leave them to a "hardware" that does not
-/// exist, and smoltcp would drop them).
-pub fn checksum_in_software(name: &str) -> io::Result<()> {
-    let mut value: [u32; 2] = [ETHTOOL_STXCSUM, 0];
-    let mut ifr = crate::netns::ifreq(name);
-    ifr.ifr_ifru.ifru_data = value.as_mut_ptr().cast();
-    // SAFETY: a plain socket call; the descriptor is owned right away.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: SIOCETHTOOL reads the `ifreq` and the `ethtool_value` it points to, both
-    // alive for the call.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), SIOCETHTOOL, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -17,6 +17,11 @@
 //! and drops further SYNs, answers `close` with unread data by a reset, and so on (see
 //! `smolsock compare`).
 
+#![expect(
+    unsafe_code,
+    reason = "SIOCOUTQ, and a receive buffer seen as maybe-uninitialised for socket2"
+)]
+
 use std::cell::Cell;
 use std::io::{self, Read};
 use std::mem::MaybeUninit;
@@ -25,6 +30,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use smolsock::net::{Datagram, Phase, Recv, Stack, TcpTimeouts, UdpLosses};
 use smolsock::{Error, Result};
+use smolsock_linux::wait::{READABLE, Waiter};
 use smoltcp::time::Duration;
 use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 
@@ -116,7 +122,7 @@ pub struct KernelStack {
     tcp: Slots,
     listeners: Slots,
     /// Reused by [`wait`](Self::wait), so waiting does not allocate once warmed up.
-    pollfds: Vec<libc::pollfd>,
+    waiter: Waiter,
 }
 
 impl Default for KernelStack {
@@ -187,7 +193,7 @@ impl KernelStack {
             udp: Slots(Vec::new()),
             tcp: Slots(Vec::new()),
             listeners: Slots(Vec::new()),
-            pollfds: Vec::new(),
+            waiter: Waiter::new(),
         }
     }
 
@@ -204,67 +210,35 @@ impl KernelStack {
         also: Option<RawFd>,
         timeout: Option<Duration>,
     ) -> io::Result<bool> {
-        self.pollfds.clear();
+        self.waiter.clear();
         let armed = self
             .udp
             .iter()
             .chain(self.tcp.iter())
             .chain(self.listeners.iter());
         for slot in armed.filter(|s| s.interest.get() != 0) {
-            self.pollfds.push(libc::pollfd {
-                fd: slot.socket.as_raw_fd(),
-                events: slot.interest.get(),
-                revents: 0,
-            });
+            self.waiter
+                .add(slot.socket.as_raw_fd(), slot.interest.get());
         }
         if let Some(fd) = also {
-            self.pollfds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
+            self.waiter.add(fd, READABLE);
         }
-        if let Some(fd) = input {
-            self.pollfds.push(libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            });
-        }
-        let ts = timeout.map(smolsock_linux::wait::timespec);
-        let ts_ptr = ts
-            .as_ref()
-            .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-        let count = libc::nfds_t::try_from(self.pollfds.len()).unwrap_or(libc::nfds_t::MAX);
-        // SAFETY: `pollfds` holds `count` entries and, like `ts`, outlives the call.
-        let rc = unsafe { libc::ppoll(self.pollfds.as_mut_ptr(), count, ts_ptr, std::ptr::null()) };
-        if rc < 0 {
-            let error = io::Error::last_os_error();
-            return if error.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(error)
-            };
-        }
-        // The armed sockets are in `pollfds` in the order they were pushed.
+        let input = input.map(|fd| self.waiter.add(fd, READABLE));
+        self.waiter.wait(timeout)?;
+        // The armed sockets come first in the set, in the order they were added.
         let armed = self
             .udp
             .iter()
             .chain(self.tcp.iter())
             .chain(self.listeners.iter());
         let armed = armed.filter(|s| s.interest.get() != 0);
-        for (slot, polled) in armed.zip(self.pollfds.iter()) {
-            if polled.revents != 0 {
+        for (slot, fired) in armed.zip(self.waiter.fired_all()) {
+            if fired {
                 // Disarmed: the program retries, and a new "would block" arms it again.
                 slot.interest.set(0);
             }
         }
-        let input_ready = input.is_some()
-            && self
-                .pollfds
-                .last()
-                .is_some_and(|p| Some(p.fd) == input && p.revents != 0);
-        Ok(input_ready)
+        Ok(input.is_some_and(|token| self.waiter.fired(token)))
     }
 }
 

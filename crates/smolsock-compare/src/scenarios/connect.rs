@@ -2,6 +2,7 @@
 //! closing the listener (S7), and the backlog (S12).
 
 use super::*;
+use smolsock_linux::wait::{self, WRITABLE};
 
 /// S1/S3: connect to a port where nothing listens.
 pub fn connect_refused<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
@@ -269,14 +270,12 @@ impl PendingConnect {
         if let Some(known) = self.1.get() {
             return known;
         }
-        let mut pollfd = libc::pollfd {
-            fd: self.0.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        // SAFETY: one valid `pollfd` for the duration of the call; a zero timeout.
-        let rc = unsafe { libc::poll(&mut pollfd, 1, 0) };
-        if rc <= 0 {
+        let writable = wait::ready(
+            self.0.as_raw_fd(),
+            WRITABLE,
+            Some(smoltcp::time::Duration::ZERO),
+        );
+        if !matches!(writable, Ok(true)) {
             return Ending::TimedOut;
         }
         let outcome = match self.0.take_error() {
