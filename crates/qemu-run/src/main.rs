@@ -15,7 +15,7 @@
 
 #![expect(
     unsafe_code,
-    reason = "a signal handler, pre_exec and if_nametoindex: the process plumbing QEMU needs"
+    reason = "a signal handler (signal, _exit) and pre_exec: the process plumbing QEMU needs"
 )]
 
 use std::io::{Read, Write};
@@ -25,6 +25,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use defmt_decoder::{DecodeError, Table};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 /// What `lm3s6965evb` writes to stderr at every start (harmless, before any guest code).
 const QEMU_NOISE: &str = "Timer with period zero, disabling";
@@ -35,8 +37,8 @@ static QEMU_PGID: AtomicI32 = AtomicI32::new(0);
 extern "C" fn on_signal(signal: libc::c_int) {
     let pgid = QEMU_PGID.load(Ordering::SeqCst);
     if pgid > 0 {
-        // SAFETY: kill is async-signal-safe and passes no memory.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        // killpg is async-signal-safe.
+        let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     }
     // SAFETY: _exit is async-signal-safe; it runs no destructor, and none is needed.
     unsafe { libc::_exit(128 + signal) }
@@ -48,8 +50,8 @@ struct Guard(Child);
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Ok(pid) = i32::try_from(self.0.id()) {
-            // SAFETY: plain system call; the group is QEMU's own (process_group(0)).
-            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            // The group is QEMU's own (process_group(0)).
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.0.wait();
         QEMU_PGID.store(0, Ordering::SeqCst);
@@ -59,11 +61,7 @@ impl Drop for Guard {
 /// Whether a network device of that name exists in this network namespace
 /// (`if_nametoindex`; /sys/class/net may show another namespace's devices).
 fn interface_exists(name: &str) -> bool {
-    let Ok(name) = std::ffi::CString::new(name) else {
-        return false;
-    };
-    // SAFETY: `name` is a valid NUL-terminated string for the call's duration.
-    unsafe { libc::if_nametoindex(name.as_ptr()) != 0 }
+    nix::net::if_::if_nametoindex(name).is_ok_and(|index| index != 0)
 }
 
 struct Args {
@@ -133,13 +131,8 @@ fn run() -> Result<ExitCode, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let die_with_parent = || {
-        // SAFETY: PR_SET_PDEATHSIG takes integers only; no memory is passed.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == -1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
+    let die_with_parent =
+        || nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from);
     // SAFETY: the closure runs between fork and exec, where only async-signal-safe calls
     // are allowed: it makes one (prctl) and allocates nothing.
     unsafe { cmd.pre_exec(die_with_parent) };

@@ -20,16 +20,21 @@
 //! `nix`; nothing here knows the CLI, the kernel-socket twin or `compare`, which build on
 //! it.
 //!
-//! Every system call that touches memory of ours goes through one function here with one
-//! `unsafe` block and the comment that argues for it: one `ioctl` on an `ifreq`
-//! ([`iface`]), one `ppoll` ([`wait`]), one `bind`, `recvfrom` and `getsockopt` on a packet
-//! socket ([`packet`]). Calls that touch none go through `nix` and `socket2`, which need no
-//! `unsafe` at all.
+//! `unsafe` lives in three modules, which say why (`#[expect(unsafe_code)]`; the workspace
+//! denies it everywhere else), one block per system call, each with the comment that
+//! argues for it: [`iface`] (the one `ioctl` on an `ifreq`, the zeroed `ifreq` and reads
+//! of its union, `TUNSETPERSIST`), [`packet`] (`bind`, `recvfrom` and `getsockopt` with a
+//! `sockaddr_ll`) and [`wait`] (the one `ppoll`). Everything else goes through `std`
+//! (files for TAP and stdin I/O), `socket2` (sockets) and `nix` (`unshare`, `geteuid`,
+//! socket options), which need no `unsafe` of ours.
 
 #![warn(missing_docs)]
 
 pub mod capture;
-#[expect(unsafe_code, reason = "the one ioctl on an ifreq, and TUNSETPERSIST")]
+#[expect(
+    unsafe_code,
+    reason = "the one ioctl on an ifreq, its union, TUNSETPERSIST"
+)]
 pub mod iface;
 pub mod netns;
 #[expect(
