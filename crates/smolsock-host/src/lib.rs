@@ -5,7 +5,6 @@
 //! - [`driver`]: the poll loops (`ppoll(2)` on the device, or on the kernel's sockets, and
 //!   stdin until the next deadline);
 //! - [`kernel`]: the std twin, the socket layer over the host kernel's own stack;
-//! - [`inproc`]: two stacks on an in-memory link with a simulated clock (demo and tests);
 //! - [`netns`]: a private network namespace with a ready TAP device (or, without
 //!   `/dev/net/tun`, a [`veth`] pair), made in-process;
 //! - [`pcap`]: `--pcap FILE`, a device wrapper writing every frame, that never panics;
@@ -23,7 +22,6 @@ pub mod cli;
 pub mod compare;
 pub mod demo;
 pub mod driver;
-pub mod inproc;
 pub mod input;
 pub mod kernel;
 pub mod netns;
