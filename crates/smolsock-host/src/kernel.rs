@@ -310,10 +310,10 @@ impl Stack for KernelStack {
     }
 
     fn udp_bind(&mut self, socket: KernelUdp, port: u16) -> Result<()> {
+        let slot = self.udp.get(socket.0)?;
         if port == 0 {
             return Err(Error::InvalidPort);
         }
-        let slot = self.udp.get(socket.0)?;
         slot.socket
             .bind(&any_port(port))
             .map_err(|e| match map_error(&e) {
@@ -328,11 +328,13 @@ impl Stack for KernelStack {
         (local.port() != 0).then_some(local)
     }
 
-    fn udp_max_payload(&self, _socket: KernelUdp) -> usize {
-        UDP_MAX_PAYLOAD
+    /// 0 for a stale handle.
+    fn udp_max_payload(&self, socket: KernelUdp) -> usize {
+        self.udp.get(socket.0).map_or(0, |_| UDP_MAX_PAYLOAD)
     }
 
     fn udp_send_to(&mut self, socket: KernelUdp, data: &[u8], to: SocketAddrV4) -> Result<()> {
+        let slot = self.udp.get(socket.0)?;
         if to.port() == 0 || to.ip().is_unspecified() {
             return Err(Error::Unaddressable);
         }
@@ -342,7 +344,6 @@ impl Stack for KernelStack {
                 max: UDP_MAX_PAYLOAD,
             });
         }
-        let slot = self.udp.get(socket.0)?;
         match slot
             .socket
             .send_to_with_flags(data, &SockAddr::from(to), libc::MSG_NOSIGNAL)
@@ -770,6 +771,8 @@ mod tests {
             Err(Error::StaleHandle)
         );
         assert_eq!(stack.udp_local(old), None);
+        assert_eq!(stack.udp_max_payload(old), 0);
+        assert!(stack.udp_flushed(old));
         stack.udp_close(old);
         stack.udp_send_to(new, b"mine", to).unwrap();
         assert!(stack.udp_local(new).is_some(), "the new socket is open");

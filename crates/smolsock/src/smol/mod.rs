@@ -8,7 +8,13 @@
 //! - a **listener**: `backlog` pool sockets listen on one port; each completes a handshake on
 //!   its own, `accept` hands out an established one and puts a fresh socket in its place
 //!   (rules S5, S6, S12). Closing the listener leaves accepted connections alone (S7);
-//! - **ephemeral ports** for clients and for UDP sockets that send before binding (S2, S10).
+//! - **ephemeral ports** for clients and for UDP sockets that send before binding (S2, S10);
+//! - **handles with a generation**: a handle names a pool slot and the generation it was
+//!   handed out in, so one kept after its close is [`Error::StaleHandle`], never the
+//!   connection that reuses the socket;
+//! - **why a connection ended**: refused (a reset answered the SYN), reset, or timed out
+//!   (smoltcp's give-up), each its own error in [`Stack::tcp_phase`], `tcp_recv` and
+//!   `tcp_send`, as the kernel's `ECONNREFUSED`, `ECONNRESET` and `ETIMEDOUT`.
 //!
 //! A socket in TIME-WAIT still counts as closing; when the pool runs dry the oldest such
 //! socket is reused, as `tcp_tw_reuse` lets Linux do, and failing that the oldest socket
@@ -129,9 +135,10 @@ struct TcpSlot {
     generation: u32,
     /// Its state at the last look (after every frame and every egress).
     last: tcp::State,
-    /// Why smoltcp closed the connection by itself: refused or reset (a segment of the
-    /// peer's, seen by the gate) or timed out (smoltcp's give-up). `None` while it is
-    /// not closed, and when it closed in order (both FINs).
+    /// Why the connection closed without the program closing it: refused or reset (a
+    /// segment of the peer's, seen by the gate), timed out (smoltcp's give-up), or not
+    /// connected (shut down before it opened). `None` while it is not closed, and when it
+    /// closed in order (both FINs).
     ended: Option<Error>,
 }
 
