@@ -619,6 +619,31 @@ fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
 }
 
 #[test]
+fn a_connect_whose_syns_go_unanswered_times_out_and_is_not_refused() {
+    let mut net = Net::new(4);
+    // A full backlog drops further SYNs silently: the client's SYNs get no answer.
+    let listener = net.server.tcp_listen(PORT, 1).expect("listen");
+    let first = net.dial();
+    net.run(50);
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+    let second = net.dial();
+    net.client.tcp_set_timeouts(
+        second,
+        crate::net::TcpTimeouts {
+            keepalive: None,
+            give_up: Some(Duration::from_secs(2)),
+        },
+    );
+    net.run(1000);
+    assert_eq!(net.client.tcp_phase(second), Phase::Connecting);
+    net.run(2000);
+    assert_eq!(net.client.tcp_phase(second), Phase::Failed(Error::TimedOut));
+    // The first, established and never accepted, is untouched.
+    assert!(net.server.tcp_accept(listener).is_ok());
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+}
+
+#[test]
 fn a_connection_closed_in_order_is_no_failure_even_with_a_give_up_set() {
     let mut net = Net::new(4);
     let listener = net.server.tcp_listen(PORT, 2).expect("listen");
