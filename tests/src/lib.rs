@@ -149,7 +149,7 @@ fn workspace_bin(name: &str, package: &str, env: &str) -> PathBuf {
 
 /// Path of the `smolsock` binary (`$SMOLSOCK_BIN`, or built next to this test binary).
 pub fn smolsock_bin() -> PathBuf {
-    workspace_bin("smolsock", "smolsock-host", "SMOLSOCK_BIN")
+    workspace_bin("smolsock", "smolsock-cli", "SMOLSOCK_BIN")
 }
 
 /// The emulated board's address (QEMU `lm3s6965evb`, boards/qemu-lm3s6965).

@@ -230,14 +230,17 @@ fn every_scenario_on_both_stacks_behaves_as_observed() {
             ladder.len() >= 9,
             "{stack}'s S13 ladder is too short: {ladder:?}"
         );
+        // Printed to a pipe: ASCII arrows, each end's state beside its end.
         let text: Vec<&str> = ladder.iter().filter_map(Value::as_str).collect();
         assert!(
             text.iter()
-                .any(|l| l.starts_with("SYN-SENT") && l.contains("--SYN seq=0-"))
+                .any(|l| l.trim_start().starts_with("SYN-SENT -- SYN seq=0 -")),
+            "{text:#?}"
         );
         assert!(
             text.iter()
-                .any(|l| l.starts_with("TIME-WAIT") && l.ends_with("CLOSED"))
+                .any(|l| l.trim_start().starts_with("TIME-WAIT") && l.ends_with("> CLOSED")),
+            "{text:#?}"
         );
     }
     // The loss row's times change from run to run: they are figures beside its sentence.

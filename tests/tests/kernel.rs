@@ -232,7 +232,7 @@ fn kernel_and_smoltcp_tcp_server_print_the_same_events() {
                 Some("listening"),
                 "{smol:?}"
             );
-            assert!(kinds.iter().any(|k| k == "peer-closed"), "{smol:?}");
+            assert!(kinds.iter().any(|k| k == "peer_closed"), "{smol:?}");
             assert_eq!(
                 shape(&smol),
                 shape(&kern),

@@ -117,10 +117,12 @@ fn ci() -> Result<(), String> {
             "warnings",
         ],
     )?;
-    // The core must build for a Cortex-M4F with either logging back end, and for the
-    // Cortex-M3 of the emulated board.
+    // The core must build for a Cortex-M4F with either logging back end (and with the
+    // serialized events, which need no allocator), and for the Cortex-M3 of the emulated
+    // board.
     for (target, feature) in [
         ("thumbv7em-none-eabihf", "defmt"),
+        ("thumbv7em-none-eabihf", "defmt,serde"),
         ("thumbv7em-none-eabihf", "log"),
         ("thumbv7m-none-eabi", "defmt"),
         ("thumbv7m-none-eabi", "defmt,faults"),
@@ -147,7 +149,7 @@ fn ci() -> Result<(), String> {
             "--target",
             "thumbv7em-none-eabihf",
             "--features",
-            "defmt",
+            "defmt,serde",
             "--",
             "-D",
             "warnings",
@@ -160,7 +162,7 @@ fn ci() -> Result<(), String> {
     )?;
     // The namespace tests run the binaries next to them, and the QEMU tests the boards'
     // release firmware: build all of them before testing.
-    cargo(&root, &["build", "-p", "smolsock-host", "-p", "qemu-run"])?;
+    cargo(&root, &["build", "-p", "smolsock-cli", "-p", "qemu-run"])?;
     build_boards(true)?;
     test_workspace(&root)?;
     Ok(())
@@ -310,7 +312,7 @@ fn size() -> Result<(), String> {
 
 fn bench() -> Result<(), String> {
     let root = root();
-    cargo(&root, &["build", "--release", "-p", "smolsock-host"])?;
+    cargo(&root, &["build", "--release", "-p", "smolsock-cli"])?;
     let bin = root.join("target/release/smolsock");
     // SAFETY-free: setting a variable for our own child processes only.
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -340,7 +342,7 @@ const END: &str = "<!-- smolsock compare --markdown: end -->";
 
 fn behaviour() -> Result<(), String> {
     let root = root();
-    cargo(&root, &["build", "-p", "smolsock-host"])?;
+    cargo(&root, &["build", "-p", "smolsock-cli"])?;
     let out = Command::new(root.join("target/debug/smolsock"))
         .args(["compare", "--markdown"])
         .output()

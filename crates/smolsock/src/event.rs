@@ -1,13 +1,19 @@
 //! What the programs report, in one format for the host and the boards.
 //!
 //! Every program emits [`Event`]s through a callback. Their [`Display`]
-//! form is the text line both the host binary and the board firmware print; the host also
-//! renders them as JSON lines.
+//! form is the text line both the host binary and the board firmware print. With the
+//! `serde` feature they are also data: `Record` is their serialized form, the JSON lines
+//! of the host's `--json` (described, field by field, in `docs/events.md`).
 
 use core::fmt::{self, Display, Formatter};
 use core::net::SocketAddrV4;
 
 use crate::error::Error;
+
+#[cfg(feature = "serde")]
+mod record;
+#[cfg(feature = "serde")]
+pub use record::Record;
 
 /// Number of a TCP connection within one program run, from 1.
 pub type ConnId = u32;
@@ -86,6 +92,11 @@ impl Counter {
 /// Transport of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum Proto {
     /// A UDP socket.
     Udp,
@@ -106,6 +117,11 @@ impl Proto {
 /// Where datagrams were lost before the program saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum LossCause {
     /// The socket's receive buffer was full: the program did not read fast enough.
     SocketBuffer,
@@ -120,8 +136,8 @@ impl LossCause {
     /// Short name (the `cause` field of the JSON form).
     pub fn as_str(self) -> &'static str {
         match self {
-            LossCause::SocketBuffer => "socket-buffer",
-            LossCause::DeviceQueue => "device-queue",
+            LossCause::SocketBuffer => "socket_buffer",
+            LossCause::DeviceQueue => "device_queue",
             LossCause::Fragments => "fragments",
         }
     }
@@ -163,6 +179,16 @@ pub enum CloseReason {
     },
     /// The program is ending (a signal, a fatal error, the end of its input).
     Shutdown,
+}
+
+impl CloseReason {
+    /// Short name (the `reason` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Idle { .. } => "idle",
+            CloseReason::Shutdown => "shutdown",
+        }
+    }
 }
 
 /// One thing a program did or saw.
@@ -296,11 +322,11 @@ impl Event<'_> {
             Event::Accepted { .. } => "accepted",
             Event::Sent { .. } => "sent",
             Event::Received { .. } => "received",
-            Event::AwaitingReply { .. } => "awaiting-reply",
-            Event::PeerClosed { .. } => "peer-closed",
+            Event::AwaitingReply { .. } => "awaiting_reply",
+            Event::PeerClosed { .. } => "peer_closed",
             Event::Closed { .. } => "closed",
             Event::Closing { .. } => "closing",
-            Event::ListenerClosed { .. } => "listener-closed",
+            Event::ListenerClosed { .. } => "listener_closed",
             Event::Lost { .. } => "lost",
             Event::Error { .. } => "error",
         }

@@ -274,6 +274,7 @@ fn parse_rate(text: &str) -> Result<u64> {
 /// What the injector did to the frames of one direction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Counters {
     /// Frames that came in to be faulted.
     pub frames: u64,
@@ -307,6 +308,7 @@ impl Counters {
 /// The counters of both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct FaultStats {
     /// Frames from the device to the stack.
     pub rx: Counters,

@@ -28,7 +28,8 @@
 //!   ephemeral ports.
 //! - [`programs`]: the four programs; each `poll` does what can be done without blocking
 //!   and says when it next needs to run.
-//! - [`event`]: what the programs report, with one text form for host and board.
+//! - [`event`]: what the programs report, with one text form for host and board and,
+//!   with the `serde` feature, one data form (`event::Record`, the `--json` lines).
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
 //! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
 //! - [`sim`]: two stacks on that link with a simulated clock, running a server and a
@@ -41,7 +42,8 @@
 //! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
 //! exclusive. With neither, the crate logs nothing. `faults` adds the `faults` module (the
 //! host enables it; default board builds leave it out). `fast-crc` trades 15 KiB of table
-//! for a faster CRC-32.
+//! for a faster CRC-32. `serde` makes events (and the fault counters) serializable without
+//! an allocator: the schema of `docs/events.md`, the same on the host and on boards.
 //!
 //! ## Guarantees
 //! No heap, no `unsafe`, and no panics on input from the network or the user: failures
