@@ -697,3 +697,72 @@ fn sink_server_under_faults_reports_the_kernel_clients_crc() {
         },
     );
 }
+
+/// A normal user is told which of two doors is shut: `/dev/net/tun` itself (mode 0600, as
+/// in many containers; the TAP's owner does not matter then), or a TAP that belongs to
+/// someone else. Needs root, to give a network and mount namespace a `/dev/net/tun` of its
+/// own and a root-owned `tap0`, then to run `smolsock` as `nobody` (util-linux's `setpriv`);
+/// so it is ignored by default and `cargo xtask ci` runs it when it runs as root (CI does).
+#[test]
+#[ignore = "needs root: cargo xtask ci runs it as root"]
+fn a_normal_user_is_told_whether_dev_net_tun_or_the_tap_is_closed_to_them() {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    assert!(
+        root,
+        "this test needs root (a private /dev/net/tun, setpriv)"
+    );
+    // A copy that `nobody` may run, wherever the build directory is.
+    let dir = std::env::temp_dir().join(format!("smolsock-tun-user-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("dev")).expect("temp dir");
+    let bin = dir.join("smolsock");
+    std::fs::copy(smolsock_tests::smolsock_bin(), &bin).expect("copy smolsock");
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(&dir, 0o755), (&bin, 0o755)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    // Everything below happens in the new namespaces and goes with them; only the
+    // directory stays behind, removed after.
+    let script = r#"
+        set -e
+        mount -t tmpfs tmpfs "$DIR/dev"
+        mknod "$DIR/dev/tun" c 10 200
+        mount --bind "$DIR/dev/tun" /dev/net/tun
+        ip tuntap add name tap0 mode tap user 0
+        ip link set tap0 up
+        as_nobody() {
+            setpriv --reuid=65534 --regid=65534 --clear-groups \
+                "$DIR/smolsock" udp-recv --tap tap0 --count 1 2>&1 || echo "exit status $?"
+        }
+        chmod 0600 "$DIR/dev/tun"; echo "=== 0600"; as_nobody
+        chmod 0666 "$DIR/dev/tun"; echo "=== 0666"; as_nobody
+    "#;
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--net", "sh", "-c", script])
+        .env("DIR", &dir)
+        .output()
+        .expect("run unshare (util-linux)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (closed_tun, foreign_tap) = stdout.split_once("=== 0666").expect("both runs happened");
+    // /dev/net/tun closed: that is what the user hears, and the fix for it.
+    assert!(
+        closed_tun.contains("permission denied opening /dev/net/tun (its mode is 0600)")
+            && closed_tun.contains("chmod 0666 /dev/net/tun")
+            && !closed_tun.contains("another user")
+            && closed_tun.contains("exit status 1"),
+        "{closed_tun}"
+    );
+    // /dev/net/tun open, the TAP root's: the TAP belongs to another user.
+    assert!(
+        foreign_tap.contains("TAP device 'tap0': it belongs to another user")
+            && foreign_tap.contains("ip tuntap add name tap0 mode tap user $USER")
+            && foreign_tap.contains("exit status 1"),
+        "{foreign_tap}"
+    );
+}

@@ -172,14 +172,24 @@ fn ci() -> Result<(), String> {
 /// adds up every test binary's result (the last binary alone may be a doc-test run of 0).
 fn test_workspace(root: &Path) -> Result<(), String> {
     use std::io::{BufRead, BufReader};
-    eprintln!("\n==> (cd ./) cargo test --workspace");
+    // Tests that need real root (not a user namespace) are `#[ignore]`d; as root they run.
+    // /proc/self belongs to the process's effective user.
+    let root_user = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata("/proc/self").map_err(|e| format!("/proc/self: {e}"))?,
+    ) == 0;
+    let args: &[&str] = if root_user {
+        &["test", "--workspace", "--", "--include-ignored"]
+    } else {
+        &["test", "--workspace"]
+    };
+    eprintln!("\n==> (cd ./) cargo {}", args.join(" "));
     let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["test", "--workspace"])
+        .args(args)
         .current_dir(root)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
-    let (mut passed, mut failed) = (0u64, 0u64);
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
     if let Some(out) = child.stdout.take() {
         for line in BufReader::new(out).lines().map_while(Result::ok) {
             println!("{line}");
@@ -200,10 +210,14 @@ fn test_workspace(root: &Path) -> Result<(), String> {
                 };
                 passed += count(" passed");
                 failed += count(" failed");
+                ignored += count(" ignored");
             }
         }
     }
     let status = child.wait().map_err(|e| format!("cargo test: {e}"))?;
+    if ignored > 0 {
+        println!("\n{ignored} test(s) need root and did not run (run `cargo xtask ci` as root)");
+    }
     println!("\n{passed} passed, {failed} failed");
     if status.success() {
         Ok(())
@@ -283,8 +297,11 @@ fn size() -> Result<(), String> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // target/<thumb triple>/release: not target/release (the host's build scripts) nor
+        // target/faults (the faulty firmware).
         let Some(target_dir) = std::fs::read_dir(board.join("target")).ok().and_then(|rd| {
             rd.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("thumb"))
                 .map(|e| e.path().join("release"))
                 .find(|p| p.is_dir())
         }) else {

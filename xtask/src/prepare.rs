@@ -1,5 +1,6 @@
 //! Installs what a fresh machine lacks for `cargo xtask ci`, so the README's test command
-//! works on its own: the thumb targets, rustfmt and clippy, flip-link, and QEMU.
+//! works on its own: the toolchain's components and targets (rust-toolchain.toml),
+//! flip-link, and QEMU.
 
 use std::process::Command;
 
@@ -23,6 +24,24 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `rustup toolchain install`: the toolchain rust-toolchain.toml names, with its components
+/// and targets, each installed only if missing (offline, a check). rustup's cargo set
+/// RUSTUP_TOOLCHAIN for us, which would hide the file and its lists: not for this command.
+fn toolchain() -> Result<(), String> {
+    eprintln!("\n==> rustup toolchain install");
+    let status = Command::new("rustup")
+        .args(["toolchain", "install"])
+        .current_dir(crate::root())
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .status()
+        .map_err(|e| format!("cannot run rustup: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err("failed: rustup toolchain install".into())
+    }
+}
+
 fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
@@ -32,16 +51,7 @@ fn is_root() -> bool {
 
 /// Makes sure every tool the checks need is there, installing it where possible.
 pub fn prepare() -> Result<(), String> {
-    run(
-        "rustup",
-        &[
-            "target",
-            "add",
-            "thumbv7em-none-eabihf",
-            "thumbv7m-none-eabi",
-        ],
-    )?;
-    run("rustup", &["component", "add", "rustfmt", "clippy"])?;
+    toolchain()?;
     if !have("flip-link") {
         run("cargo", &["install", "--locked", "flip-link"])?;
     }

@@ -7,14 +7,17 @@
 //! addresses. The loop, the clock, the PHY driver and the four programs' mains
 //! are shared with the other boards in `smolsock-board`. Linking this crate
 //! also links the defmt RTT logger and the panic handler (panic-probe), so a
-//! firmware binary is its buffers in statics and one call:
+//! firmware binary is its board, its program and its buffer sizes:
 //!
 //! ```ignore
-//! #[cortex_m_rt::entry]
-//! fn main() -> ! {
-//!     // storage, tcp: socket storage and buffers in statics (cortex_m::singleton!)
-//!     smolsock_board::apps::tcp_server::<_, 4, 8, 4096>(nucleo_f429zi::board(), storage, tcp)
-//! }
+//! smolsock_board::program!(
+//!     board = nucleo_f429zi::board(),
+//!     tcp_server {
+//!         clients: 4,
+//!         backlog: 4,
+//!         buf: 4096
+//!     }
+//! );
 //! ```
 //!
 //! Layout of the crate:
@@ -43,8 +46,8 @@ pub mod net;
 pub mod rng;
 
 pub use net::EthDevice;
-use smolsock_board::lan8742a as phy;
 pub use smolsock_board::Clock;
+use smolsock_board::lan8742a as phy;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
 

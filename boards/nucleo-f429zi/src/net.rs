@@ -239,14 +239,14 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        if len <= MTU {
-            if let Ok(mut packet) = self.ring.send_next(len, None) {
-                let r = f(&mut packet);
-                // Sets OWN and kicks the TX DMA.
-                packet.send();
-                TX_FRAMES.fetch_add(1, Ordering::Relaxed);
-                return r;
-            }
+        if len <= MTU
+            && let Ok(mut packet) = self.ring.send_next(len, None)
+        {
+            let r = f(&mut packet);
+            // Sets OWN and kicks the TX DMA.
+            packet.send();
+            TX_FRAMES.fetch_add(1, Ordering::Relaxed);
+            return r;
         }
         // Cannot happen while tokens are only made for free descriptors and
         // smoltcp respects the MTU; drop the frame rather than panic.

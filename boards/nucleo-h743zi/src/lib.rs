@@ -8,14 +8,17 @@
 //! addresses. The loop, the clock, the PHY driver and the four programs' mains
 //! are shared with the other boards in `smolsock-board`. Linking this crate
 //! also links the defmt RTT logger and the panic handler (panic-probe), so a
-//! firmware binary is its buffers in statics and one call:
+//! firmware binary is its board, its program and its buffer sizes:
 //!
 //! ```ignore
-//! #[cortex_m_rt::entry]
-//! fn main() -> ! {
-//!     // storage, tcp: socket storage and buffers in statics (cortex_m::singleton!)
-//!     smolsock_board::apps::tcp_server::<_, 4, 8, 4096>(nucleo_h743zi::board(), storage, tcp)
-//! }
+//! smolsock_board::program!(
+//!     board = nucleo_h743zi::board(),
+//!     tcp_server {
+//!         clients: 4,
+//!         backlog: 4,
+//!         buf: 8192
+//!     }
+//! );
 //! ```
 //!
 //! Layout of the crate:
@@ -129,8 +132,8 @@ fn hse_present() -> bool {
 
 fn rcc_config(hse: bool) -> embassy_stm32::Config {
     use embassy_stm32::rcc::{
-        mux, AHBPrescaler, APBPrescaler, Hse, HseMode, Hsi48Config, Pll, PllDiv, PllMul, PllPreDiv,
-        PllSource, Sysclk, VoltageScale,
+        AHBPrescaler, APBPrescaler, Hse, HseMode, Hsi48Config, Pll, PllDiv, PllMul, PllPreDiv,
+        PllSource, Sysclk, VoltageScale, mux,
     };
     let mut config = embassy_stm32::Config::default();
     let rcc = &mut config.rcc;

@@ -20,8 +20,8 @@ use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Med
 use smoltcp::time::Instant;
 
 use crate::config::PHY_ADDRESS;
-use smolsock_board::lan8742a::{self, Link, PhyError, Speed};
 use smolsock_board::Clock;
+use smolsock_board::lan8742a::{self, Link, PhyError, Speed};
 
 /// embassy-stm32's Ethernet driver as used on this board.
 pub type Eth = Ethernet<'static, ETH, Lan8742a<Sma<'static, ETH_SMA>>>;

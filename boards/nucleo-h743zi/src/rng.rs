@@ -20,11 +20,11 @@ use core::future::Future;
 use core::pin::pin;
 use core::task::{Context, Poll, Waker};
 
+use embassy_stm32::Peri;
 use embassy_stm32::pac;
 use embassy_stm32::pac::rcc::vals::Rngsel;
 use embassy_stm32::peripherals::RNG;
 use embassy_stm32::rng::{self, Rng};
-use embassy_stm32::Peri;
 
 use crate::Irqs;
 

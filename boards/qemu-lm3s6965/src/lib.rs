@@ -15,10 +15,17 @@
 //! * defmt logging over semihosting, and a panic/fault handler that logs and ends QEMU
 //!   with a failing exit status.
 //!
-//! A firmware is its buffers in statics and one call of `smolsock_board::apps`:
+//! A firmware names the board, its program and its buffer sizes:
 //!
 //! ```ignore
-//! smolsock_board::apps::udp_recv(Board::init(), storage, udp, buf)
+//! smolsock_board::program!(
+//!     board = smolsock_qemu_lm3s6965::Board::init(),
+//!     udp_recv {
+//!         buf: 1536,
+//!         datagrams: 4,
+//!         recv: 1024
+//!     }
+//! );
 //! ```
 #![no_std]
 #![warn(missing_docs)]

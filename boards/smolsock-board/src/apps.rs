@@ -1,6 +1,6 @@
 //! The four programs of the seed as firmware mains, the same on every board. A binary
-//! declares its buffers in statics (their sizes are the board's RAM budget), makes its
-//! board, and calls one of these.
+//! names its board, its program and its buffer sizes (the board's RAM budget) through
+//! [`program!`](crate::program), which puts the buffers in statics and calls one of these.
 
 use core::net::SocketAddrV4;
 
@@ -104,4 +104,132 @@ pub fn tcp_client<B: Board, const BUF: usize>(
         timeouts: DEFAULT_TIMEOUTS,
     };
     run(board, stack, &mut TcpClient::new(config, tx, rx), lines)
+}
+
+/// A firmware's `main`: the board, one of the seed's four programs and its buffer sizes.
+///
+/// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers are
+/// statics made with `cortex_m::singleton!` (`.bss`, no allocator), sized by constant
+/// expressions, given in this order:
+///
+/// | program | sizes | then |
+/// |---|---|---|
+/// | `tcp_server` | `clients` served at once, `backlog` sockets listening for the next ones (rule S12), `buf` bytes of each socket's receive and of its transmit ring | |
+/// | `tcp_client` | `buf` bytes of the socket's rings, `message` the largest line, `recv` bytes taken per receive | `peer` (port 9090) and the `lines` to send |
+/// | `udp_recv` | `buf` payload bytes and `datagrams` queued in each direction, `recv` bytes kept of each datagram (rule S11) | |
+/// | `udp_send` | `buf` and `datagrams` as above, `message` the largest message | `peer` (port 9090) and the `messages` to send |
+///
+/// A whole firmware binary (the crate attributes `#![no_std]` and `#![no_main]`, then):
+///
+/// ```ignore
+/// smolsock_board::program!(
+///     board = my_board::board(),
+///     tcp_server {
+///         clients: 4,
+///         backlog: 4,
+///         buf: 4096
+///     }
+/// );
+/// ```
+///
+/// ```ignore
+/// smolsock_board::program!(
+///     board = my_board::board(),
+///     tcp_client {
+///         buf: 4096,
+///         message: 256,
+///         recv: 1024,
+///         peer: my_board::PEER_ADDRESS,
+///         lines: [b"hello 1\n", b"hello 2\n"],
+///     }
+/// );
+/// ```
+#[macro_export]
+macro_rules! program {
+    (
+        board = $board:expr,
+        tcp_server { clients: $clients:expr, backlog: $backlog:expr, buf: $buf:expr $(,)? } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{SocketStorage, TcpBuffers, singleton, taken_twice};
+            const CLIENTS: usize = $clients;
+            // Every client and every backlog slot has a socket of its own.
+            const SOCKETS: usize = CLIENTS + $backlog;
+            const BUF: usize = $buf;
+            let statics = (
+                singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS]),
+                singleton!(: [TcpBuffers<BUF>; SOCKETS] = [const { TcpBuffers::new() }; SOCKETS]),
+            );
+            let (Some(storage), Some(tcp)) = statics else {
+                taken_twice()
+            };
+            $crate::apps::tcp_server::<_, CLIENTS, SOCKETS, BUF>($board, storage, tcp)
+        }
+    };
+    (
+        board = $board:expr,
+        tcp_client {
+            buf: $buf:expr, message: $message:expr, recv: $recv:expr,
+            peer: $peer:expr, lines: [$($line:expr),* $(,)?] $(,)?
+        } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{SocketStorage, TcpBuffers, singleton, taken_twice, to_peer};
+            /// The lines the board sends, in order, on one connection.
+            const LINES: &[&[u8]] = &[$($line),*];
+            let statics = (
+                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(: TcpBuffers<{ $buf }> = TcpBuffers::new()),
+                singleton!(: [u8; $message] = [0; $message]),
+                singleton!(: [u8; $recv] = [0; $recv]),
+            );
+            let (Some(storage), Some(tcp), Some(tx), Some(rx)) = statics else {
+                taken_twice()
+            };
+            $crate::apps::tcp_client($board, storage, tcp, tx, rx, to_peer($peer), LINES)
+        }
+    };
+    (
+        board = $board:expr,
+        udp_recv { buf: $buf:expr, datagrams: $datagrams:expr, recv: $recv:expr $(,)? } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{SocketStorage, UdpBuffers, singleton, taken_twice};
+            let statics = (
+                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
+                singleton!(: [u8; $recv] = [0; $recv]),
+            );
+            let (Some(storage), Some(udp), Some(buf)) = statics else {
+                taken_twice()
+            };
+            $crate::apps::udp_recv($board, storage, udp, buf)
+        }
+    };
+    (
+        board = $board:expr,
+        udp_send {
+            buf: $buf:expr, datagrams: $datagrams:expr, message: $message:expr,
+            peer: $peer:expr, messages: [$($msg:expr),* $(,)?] $(,)?
+        } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{SocketStorage, UdpBuffers, singleton, taken_twice, to_peer};
+            /// What the board sends, one datagram each.
+            const MESSAGES: &[&[u8]] = &[$($msg),*];
+            let statics = (
+                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
+                singleton!(: [u8; $message] = [0; $message]),
+            );
+            let (Some(storage), Some(udp), Some(buf)) = statics else {
+                taken_twice()
+            };
+            $crate::apps::udp_send($board, storage, udp, buf, to_peer($peer), MESSAGES)
+        }
+    };
 }

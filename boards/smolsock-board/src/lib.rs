@@ -5,12 +5,13 @@
 //! - [`board`]: the [`Board`] trait (device, clock, sleep, addresses), the firmware loop
 //!   [`run`] around the core's `smolsock::runner::round`, and [`EthBoard`], a `Board` for
 //!   MACs with a PHY and no receive interrupt;
-//! - [`apps`]: the seed's four programs as firmware mains;
+//! - [`apps`]: the seed's four programs as firmware mains, and [`program!`], which makes
+//!   one of them a binary's `main` with its board and its buffer sizes;
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`seed`]: seeds for smoltcp from a device ID or a host's clock.
 //!
-//! A firmware binary declares its socket buffers in statics and calls, for example,
-//! `apps::tcp_server(board, storage, buffers)`.
+//! A firmware binary is one line of [`program!`], for example
+//! `program!(board = my_board::board(), tcp_server { clients: 4, backlog: 4, buf: 4096 });`.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -23,3 +24,23 @@ pub mod seed;
 
 pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run};
 pub use clock::Clock;
+
+/// What the expansion of [`program!`] uses; not an API.
+#[doc(hidden)]
+pub mod __private {
+    pub use cortex_m::singleton;
+    pub use cortex_m_rt::entry;
+    pub use smolsock::smol::{TcpBuffers, UdpBuffers};
+    pub use smolsock::smoltcp::iface::SocketStorage;
+
+    /// A second `singleton!` of one static: only if `main` ran twice, a bug.
+    #[inline(always)]
+    pub fn taken_twice() -> ! {
+        defmt::panic!("statics taken twice")
+    }
+
+    /// The peer's address at the seed's port.
+    pub fn to_peer(ip: core::net::Ipv4Addr) -> core::net::SocketAddrV4 {
+        core::net::SocketAddrV4::new(ip, smolsock::DEFAULT_PORT)
+    }
+}

@@ -11,11 +11,32 @@ use smolsock_frames::Style;
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
 
+/// What `smolsock --help` says first (`-h` shows it alone).
+const ABOUT: &str = "The four socket programs of a classic Python tutorial (UDP receiver and \
+                     sender, TCP server and client) on smoltcp, a no_std TCP/IP stack, or on \
+                     the Linux kernel's stack";
+
+/// What `smolsock --help` says in place of [`ABOUT`].
+const LONG_ABOUT: &str = "The four socket programs of a classic Python tutorial (UDP receiver \
+and sender, TCP server and client) on smoltcp, a no_std TCP/IP stack, or on the Linux \
+kernel's stack.
+
+A program runs on smoltcp attached to a TAP or TUN device (default: tap0, with smoltcp at \
+192.168.69.1/24), or with --stack kernel on the host's own sockets. smolsock demo runs \
+them all against each other in-process, with no device and no privileges; smolsock \
+compare checks the tutorial's rules on both stacks in a network namespace of its own. \
+The rules, and where each one shows: docs/tutorial.md.";
+
+/// What `--json` does for each of the four programs.
+const JSON_EVENTS: &str = "Print every event as one JSON object per line instead of text \
+                           (the fields are in docs/events.md)";
+
 /// The socket programs of a classic tutorial on the smoltcp TCP/IP stack.
 #[derive(Debug, Parser)]
-#[command(name = "smolsock", version, about, long_about = None)]
+#[command(name = "smolsock", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
-    /// Print events as JSON lines (compare: the table as one JSON document).
+    /// Print JSON instead of text (each command's --help says what it prints); also
+    /// accepted after the command, as each command's own --json.
     #[arg(long, global = true)]
     pub json: bool,
     /// Write every frame to this pcap file (for Wireshark). A file that cannot be written
@@ -34,55 +55,65 @@ pub struct Cli {
 /// One subcommand per program, plus the demo.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Bind a port and print every datagram with its sender (the seed's UDP receiver).
+    /// Bind a port and print every datagram with its sender (the tutorial's UDP receiver).
     UdpRecv {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Port to bind on every local address.
-        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        #[arg(long, value_name = "PORT", default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
         /// Exit after this many datagrams.
-        #[arg(long)]
+        #[arg(long, value_name = "N")]
         count: Option<u64>,
         /// Most bytes taken from one datagram, like recvfrom(1024); larger ones are reported truncated.
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
+        #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u16).range(1..))]
         buf: u16,
     },
-    /// Send one datagram per argument, or per stdin line (the seed's UDP sender).
+    /// Send one datagram per argument, or per stdin line (the tutorial's UDP sender).
     UdpSend {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Destination IP:PORT.
-        #[arg(long, value_parser = parse_socket_addr)]
+        #[arg(long, value_name = "IP:PORT", value_parser = parse_socket_addr)]
         to: SocketAddrV4,
         /// Seconds to wait for the last datagram to leave (ARP) before giving up.
-        #[arg(long, default_value_t = 3.0, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = 3.0, value_parser = parse_seconds)]
         timeout: f64,
-        /// Messages; without any, stdin is read line by line.
+        /// One datagram per argument, sent as given (no newline added; quote a message with
+        /// spaces); without any, one datagram per stdin line (without its newline).
         messages: Vec<String>,
     },
-    /// Listen and serve many clients at once (the seed's TCP server).
+    /// Listen and serve many clients at once (the tutorial's TCP server).
     TcpServer {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Port to listen on.
-        #[arg(long, default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
+        #[arg(long, value_name = "PORT", default_value_t = smolsock::DEFAULT_PORT, value_parser = parse_port)]
         port: u16,
         /// Connections that complete their handshake while the server is busy (listen's backlog).
-        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=32))]
         backlog: u16,
         /// echo: send data back; interactive: answer each message with a stdin line; sink: count only.
         #[arg(long, value_enum, default_value_t = Mode::Echo)]
         mode: Mode,
         /// Stop accepting after this many clients, exit when they are done.
-        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         max_clients: Option<u64>,
         /// Seconds a half-open connection (SYN received, handshake not completed) may hold a
         /// listening socket; when all are half-open the oldest gives way to a new SYN [default: 3]. smoltcp only.
-        #[arg(long, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         syn_timeout: Option<f64>,
         /// What a SYN gets when the backlog is full of connections not yet accepted: drop (the
         /// client retries, as on Linux) or reset (smoltcp's own answer: connection refused) [default: drop]. smoltcp only.
@@ -92,25 +123,28 @@ pub enum Command {
         #[command(flatten)]
         timeouts: TimeoutArgs,
     },
-    /// Connect, send each message, print the replies (the seed's TCP client).
+    /// Connect, send each message, print the replies (the tutorial's TCP client).
     TcpClient {
         /// Device and addresses.
         #[command(flatten)]
         device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
         /// Server IP:PORT.
-        #[arg(long, value_parser = parse_socket_addr)]
+        #[arg(long, value_name = "IP:PORT", value_parser = parse_socket_addr)]
         to: SocketAddrV4,
-        /// One connection per message (the seed's short connection).
+        /// One connection per message (the tutorial's short connection).
         #[arg(long)]
         short: bool,
         /// Seconds to wait for the handshake, and for the server to close after us.
-        #[arg(long, default_value_t = 5.0, value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
         timeout: f64,
         /// Send this many bytes of a test pattern instead of messages (bulk transfer).
-        #[arg(long, conflicts_with = "messages")]
+        #[arg(long, value_name = "N", conflicts_with = "messages")]
         bytes: Option<u64>,
         /// Most bytes taken by one recv, like recv(1024).
-        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+        #[arg(long, value_name = "BYTES", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
         buf: u32,
         /// Seconds to wait for the server's answer after each message, like settimeout (0: forever).
         #[arg(long, value_name = "SECS", default_value_t = secs(smolsock::programs::DEFAULT_REPLY_TIMEOUT), value_parser = parse_seconds_or_off)]
@@ -118,7 +152,8 @@ pub enum Command {
         /// Connection lifetime bounds.
         #[command(flatten)]
         timeouts: TimeoutArgs,
-        /// Messages; without any, stdin is read line by line.
+        /// One message per argument, sent as given (no newline added; quote a message with
+        /// spaces); without any, one message per stdin line (without its newline).
         messages: Vec<String>,
     },
     /// Run the programs against each other on two in-process stacks (no privileges needed).
@@ -126,13 +161,21 @@ pub enum Command {
         /// How to draw the packet ladder.
         #[arg(long, value_enum, default_value_t = Arrows::Auto)]
         arrows: Arrows,
+        /// Print every event, and every packet on the link, as one JSON object per line
+        /// instead of text (the fields are in docs/events.md).
+        #[arg(long)]
+        json: bool,
     },
-    /// Observe the seed's rules on the kernel's stack and on smoltcp, side by side.
+    /// Check the tutorial's rules S1-S13 on the kernel's stack and on smoltcp, side by side.
     ///
     /// Runs in a network namespace it makes itself (a user namespace when not root), with
     /// tap0 for smoltcp (a veth pair when /dev/net/tun is closed to us) and the kernel as
     /// the peer; nothing outside it is touched. Takes about 35 s.
     Compare {
+        /// Print the table as one JSON document instead of text: for each scenario its
+        /// rule, what was done, and what each stack did.
+        #[arg(long)]
+        json: bool,
         /// Print the table as Markdown (the ladders follow as code blocks).
         #[arg(long, conflicts_with = "json")]
         markdown: bool,
@@ -178,6 +221,20 @@ impl Command {
             | Command::TcpServer { device, .. }
             | Command::TcpClient { device, .. } => Some(device),
             Command::Demo { .. } | Command::Compare { .. } => None,
+        }
+    }
+
+    /// Whether to print JSON: the command's own `--json`, which also carries a `--json`
+    /// given before the command (clap copies a global flag's value to the command's flag
+    /// of the same name).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::UdpRecv { json, .. }
+            | Command::UdpSend { json, .. }
+            | Command::TcpServer { json, .. }
+            | Command::TcpClient { json, .. }
+            | Command::Demo { json, .. }
+            | Command::Compare { json, .. } => *json,
         }
     }
 }
@@ -279,16 +336,16 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "IF")]
     pub tun: Option<String>,
     /// Address and prefix of the smoltcp stack [default: 192.168.69.1/24]. smoltcp only.
-    #[arg(long, value_parser = parse_cidr)]
+    #[arg(long, value_name = "CIDR", value_parser = parse_cidr)]
     pub ip: Option<Ipv4Cidr>,
     /// MAC address of the smoltcp stack, TAP only [default: 02:00:00:00:00:01]. smoltcp only.
     #[arg(long, value_parser = parse_mac)]
     pub mac: Option<EthernetAddress>,
     /// Default gateway, inside the --ip subnet. smoltcp only.
-    #[arg(long)]
+    #[arg(long, value_name = "IP")]
     pub gateway: Option<Ipv4Addr>,
     /// Bytes in each TCP socket's receive and transmit rings [default: 65536]. smoltcp only.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1024..=16 * 1024 * 1024))]
     pub tcp_buf: Option<u32>,
     /// Faults on the smoltcp stack's device, for example
     /// loss=5%,dup=1%,reorder=2%,corrupt=0.1%,delay=10ms,jitter=5ms,rate=10mbit,seed=7

@@ -139,11 +139,13 @@ fn tcp_timeouts(args: TimeoutArgs) -> TcpTimeouts {
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
-    let mut printer = Printer::new(cli.json);
+    let json = cli.command.json();
+    let mut printer = Printer::new(json);
     if let Command::Compare {
         markdown,
         only,
         arrows,
+        ..
     } = &cli.command
     {
         if cli.pcap.is_some() {
@@ -151,9 +153,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--pcap does not apply to compare; it captures by itself".into(),
             ));
         }
-        return compare(cli.json, *markdown, only, arrows.style(*markdown));
+        return compare(json, *markdown, only, arrows.style(*markdown));
     }
-    if let Command::Demo { arrows } = cli.command {
+    if let Command::Demo { arrows, .. } = cli.command {
         if cli.pcap.is_some() {
             return Err(Failure::Usage(
                 "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),

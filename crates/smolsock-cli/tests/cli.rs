@@ -480,3 +480,171 @@ fn bad_fault_specifications_get_one_line_and_exit_2() {
         "--faults configures the smoltcp stack",
     );
 }
+
+/// `--help` of `smolsock COMMAND` (or of `smolsock` when `command` is empty), short or long.
+fn help(command: &str, flag: &str) -> String {
+    let mut args = vec![];
+    if !command.is_empty() {
+        args.push(command);
+    }
+    args.push(flag);
+    let out = smolsock(&args);
+    assert!(out.status.success(), "{args:?}");
+    String::from_utf8(out.stdout).expect("help is UTF-8")
+}
+
+/// The four programs, the demo and compare, as `smolsock --help` lists them.
+const COMMANDS: [&str; 6] = [
+    "udp-recv",
+    "udp-send",
+    "tcp-server",
+    "tcp-client",
+    "demo",
+    "compare",
+];
+
+#[test]
+fn top_level_help_says_what_smolsock_is_not_the_package_description() {
+    for flag in ["-h", "--help"] {
+        let text = help("", flag);
+        assert!(
+            !text.contains(env!("CARGO_PKG_DESCRIPTION")),
+            "{flag}: the package description is for crates.io, not for a user:\n{text}"
+        );
+        let first = text.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("The four socket programs of a classic Python tutorial")
+                && first.contains("smoltcp")
+                && first.contains("Linux kernel"),
+            "{flag}: {first}"
+        );
+    }
+    let long = help("", "--help");
+    for needle in [
+        "--stack kernel",
+        "smolsock demo",
+        "smolsock compare",
+        "docs/tutorial.md",
+    ] {
+        assert!(long.contains(needle), "--help lacks {needle:?}:\n{long}");
+    }
+}
+
+/// The short help's line for `flag` (`      --json   Print ...`) in `smolsock COMMAND -h`.
+fn flag_line(command: &str, flag: &str) -> String {
+    let help = help(command, "-h");
+    help.lines()
+        .find(|l| l.trim_start().starts_with(flag) && l.contains("  "))
+        .unwrap_or_else(|| panic!("no {flag} in:\n{help}"))
+        .to_string()
+}
+
+#[test]
+fn each_commands_json_help_says_what_that_command_prints() {
+    for program in ["udp-recv", "udp-send", "tcp-server", "tcp-client"] {
+        let line = flag_line(program, "--json");
+        assert!(
+            line.contains("every event as one JSON object per line")
+                && line.contains("docs/events.md")
+                && !line.contains("compare"),
+            "{program}: {line}"
+        );
+    }
+    let demo = flag_line("demo", "--json");
+    assert!(
+        demo.contains("every packet on the link") && !demo.contains("compare"),
+        "{demo}"
+    );
+    let compare = flag_line("compare", "--json");
+    assert!(compare.contains("one JSON document"), "{compare}");
+    // Before the command, `--json` is the same flag: the demo prints JSON either way.
+    for args in [&["--json", "demo"][..], &["demo", "--json"][..]] {
+        let out = smolsock(args);
+        let first = String::from_utf8_lossy(&out.stdout);
+        let first = first.lines().next().unwrap_or_default();
+        assert!(
+            serde_json::from_str::<serde_json::Value>(first).is_ok(),
+            "{args:?}: {first}"
+        );
+    }
+}
+
+#[test]
+fn message_arguments_are_documented_as_one_message_each() {
+    let send = help("udp-send", "--help");
+    assert!(send.contains("One datagram per argument"), "{send}");
+    let client = help("tcp-client", "--help");
+    assert!(client.contains("One message per argument"), "{client}");
+    for text in [send, client] {
+        assert!(text.contains("no newline added"), "{text}");
+    }
+}
+
+/// The flags `smolsock COMMAND -h` lists, without `--help`.
+fn help_flags(command: &str) -> std::collections::BTreeSet<String> {
+    help(command, "-h")
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            let line = line.strip_prefix("-v, ").unwrap_or(line);
+            let flag = line.split([' ', ',']).next()?.trim_end_matches("...");
+            (flag.starts_with("--") && flag != "--help").then(|| flag.to_string())
+        })
+        .collect()
+}
+
+/// The README's "Every flag" table: for each command, the flags it lists.
+fn readme_flags() -> std::collections::BTreeMap<&'static str, std::collections::BTreeSet<String>> {
+    let readme = include_str!("../../../README.md");
+    let table = readme
+        .split_once("### Every flag")
+        .expect("the README has a section \"Every flag\"")
+        .1;
+    let mut flags: std::collections::BTreeMap<_, std::collections::BTreeSet<String>> =
+        COMMANDS.iter().map(|c| (*c, Default::default())).collect();
+    let rows = table
+        .lines()
+        .skip_while(|l| !l.starts_with("| flag |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'));
+    for row in rows {
+        let cells: Vec<&str> = row.split(" | ").collect();
+        let (flag_cell, commands) = (cells[0], cells[1]);
+        let flag = flag_cell
+            .split(['`', ' ', ','])
+            .find(|w| w.starts_with("--"))
+            .unwrap_or_else(|| panic!("no --flag in the row {row}"));
+        let named: Vec<&str> = if commands == "every command" {
+            COMMANDS.to_vec()
+        } else if commands == "the four programs" {
+            COMMANDS[..4].to_vec()
+        } else {
+            commands
+                .split(", ")
+                .map(|c| c.trim_matches('`'))
+                .inspect(|c| assert!(COMMANDS.contains(c), "{c} in the row {row}"))
+                .collect()
+        };
+        for command in named {
+            flags.get_mut(command).unwrap().insert(flag.to_string());
+        }
+    }
+    flags
+}
+
+/// The README lists every flag of every command, and no flag a command lacks.
+#[test]
+fn readme_flag_table_matches_every_commands_help() {
+    let readme = readme_flags();
+    for command in COMMANDS {
+        let help = help_flags(command);
+        assert!(help.contains("--json"), "{command}: {help:?}");
+        let listed = &readme[command];
+        let missing: Vec<_> = help.difference(listed).collect();
+        let extra: Vec<_> = listed.difference(&help).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "README's \"Every flag\" for {command}: missing {missing:?}, not a flag of it {extra:?}"
+        );
+    }
+}

@@ -63,7 +63,17 @@ pub enum OpenError {
         /// What was asked for.
         wanted: Kind,
     },
-    /// The user may not attach to it.
+    /// The user may not open `/dev/net/tun`, through which every TAP and TUN device is
+    /// attached (a normal user where it is mode 0600).
+    TunDenied {
+        /// Interface name.
+        name: String,
+        /// TAP or TUN.
+        kind: Kind,
+        /// The permission bits of `/dev/net/tun`, when they could be read.
+        mode: Option<u32>,
+    },
+    /// The device belongs to another user (`/dev/net/tun` opened, `TUNSETIFF` refused).
     PermissionDenied {
         /// Interface name.
         name: String,
@@ -107,6 +117,17 @@ impl fmt::Display for OpenError {
                 wanted.name().to_uppercase(),
                 wanted.other().name().to_uppercase(),
                 wanted.other().name(),
+            ),
+            OpenError::TunDenied { name, kind, mode } => write!(
+                f,
+                "cannot attach to {} device '{name}': permission denied opening /dev/net/tun{}; \
+                 let users open it with: sudo chmod 0666 /dev/net/tun (the usual mode: a user \
+                 still attaches only to devices they own), or run as root",
+                kind.name().to_uppercase(),
+                match mode {
+                    Some(mode) => format!(" (its mode is {mode:04o})"),
+                    None => String::new(),
+                },
             ),
             OpenError::PermissionDenied { name, kind } => write!(
                 f,
@@ -209,9 +230,12 @@ impl TunTap {
         if raw < 0 {
             let error = io::Error::last_os_error();
             return Err(match error.raw_os_error() {
-                Some(libc::EACCES) | Some(libc::EPERM) => OpenError::PermissionDenied {
+                Some(libc::EACCES) | Some(libc::EPERM) => OpenError::TunDenied {
                     name: owned(),
                     kind,
+                    mode: std::fs::metadata("/dev/net/tun").ok().map(|m| {
+                        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+                    }),
                 },
                 _ => OpenError::Io {
                     name: owned(),

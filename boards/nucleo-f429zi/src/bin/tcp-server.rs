@@ -7,29 +7,11 @@
 #![no_std]
 #![no_main]
 
-use cortex_m::singleton;
-use cortex_m_rt::entry;
-use smolsock::smol::TcpBuffers;
-use smolsock::smoltcp::iface::SocketStorage;
-
-/// Clients served at once.
-const CLIENTS: usize = 4;
-/// TCP sockets: every client and every backlog slot (rule S12) has its own.
-const SOCKETS: usize = CLIENTS + 4;
-/// Bytes of each socket's receive ring and of its transmit ring.
-const TCP_BUFFER: usize = 4096;
-
-#[entry]
-fn main() -> ! {
-    let storage = singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS]);
-    let tcp =
-        singleton!(: [TcpBuffers<TCP_BUFFER>; SOCKETS] = [const { TcpBuffers::new() }; SOCKETS]);
-    let (Some(storage), Some(tcp)) = (storage, tcp) else {
-        defmt::panic!("statics taken twice");
-    };
-    smolsock_board::apps::tcp_server::<_, CLIENTS, SOCKETS, TCP_BUFFER>(
-        nucleo_f429zi::board(),
-        storage,
-        tcp,
-    )
-}
+smolsock_board::program!(
+    board = nucleo_f429zi::board(),
+    tcp_server {
+        clients: 4,
+        backlog: 4,
+        buf: 4096
+    }
+);

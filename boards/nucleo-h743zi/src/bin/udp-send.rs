@@ -6,29 +6,17 @@
 #![no_std]
 #![no_main]
 
-use core::net::SocketAddrV4;
-
-use cortex_m::singleton;
-use cortex_m_rt::entry;
-use nucleo_h743zi::config::PEER_ADDRESS;
-use smolsock::smol::UdpBuffers;
-use smolsock::smoltcp::iface::SocketStorage;
-
-/// What the board sends, one datagram each.
-const MESSAGES: [&[u8]; 3] = [
-    b"hello from nucleo-h743zi 1",
-    b"hello from nucleo-h743zi 2",
-    b"hello from nucleo-h743zi 3",
-];
-
-#[entry]
-fn main() -> ! {
-    let storage = singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]);
-    let udp = singleton!(: UdpBuffers<2048, 4> = UdpBuffers::new());
-    let buf = singleton!(: [u8; 512] = [0; 512]);
-    let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
-        defmt::panic!("statics taken twice");
-    };
-    let to = SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT);
-    smolsock_board::apps::udp_send(nucleo_h743zi::board(), storage, udp, buf, to, &MESSAGES)
-}
+smolsock_board::program!(
+    board = nucleo_h743zi::board(),
+    udp_send {
+        buf: 2048,
+        datagrams: 4,
+        message: 512,
+        peer: nucleo_h743zi::config::PEER_ADDRESS,
+        messages: [
+            b"hello from nucleo-h743zi 1",
+            b"hello from nucleo-h743zi 2",
+            b"hello from nucleo-h743zi 3",
+        ],
+    }
+);

@@ -6,25 +6,11 @@
 #![no_std]
 #![no_main]
 
-use cortex_m::singleton;
-use cortex_m_rt::entry;
-use smolsock::smol::TcpBuffers;
-use smolsock::smoltcp::iface::SocketStorage;
-use smolsock_qemu_lm3s6965::Board;
-
-/// Clients served at once.
-const CLIENTS: usize = 4;
-/// Sockets listening for the next clients (the backlog, rule S12).
-const BACKLOG: usize = 4;
-/// TCP sockets: every client and every backlog slot has its own.
-const SOCKETS: usize = CLIENTS + BACKLOG;
-
-#[entry]
-fn main() -> ! {
-    let storage = singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS]);
-    let tcp = singleton!(: [TcpBuffers<2048>; SOCKETS] = [const { TcpBuffers::new() }; SOCKETS]);
-    let (Some(storage), Some(tcp)) = (storage, tcp) else {
-        defmt::panic!("statics taken twice");
-    };
-    smolsock_board::apps::tcp_server::<_, CLIENTS, SOCKETS, 2048>(Board::init(), storage, tcp)
-}
+smolsock_board::program!(
+    board = smolsock_qemu_lm3s6965::Board::init(),
+    tcp_server {
+        clients: 4,
+        backlog: 4,
+        buf: 2048
+    }
+);

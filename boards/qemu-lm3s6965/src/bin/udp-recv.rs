@@ -7,20 +7,11 @@
 #![no_std]
 #![no_main]
 
-use cortex_m::singleton;
-use cortex_m_rt::entry;
-use smolsock::programs::RECV_CHUNK;
-use smolsock::smol::UdpBuffers;
-use smolsock::smoltcp::iface::SocketStorage;
-use smolsock_qemu_lm3s6965::Board;
-
-#[entry]
-fn main() -> ! {
-    let storage = singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]);
-    let udp = singleton!(: UdpBuffers<1536, 4> = UdpBuffers::new());
-    let buf = singleton!(: [u8; RECV_CHUNK] = [0; RECV_CHUNK]);
-    let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
-        defmt::panic!("statics taken twice");
-    };
-    smolsock_board::apps::udp_recv(Board::init(), storage, udp, buf)
-}
+smolsock_board::program!(
+    board = smolsock_qemu_lm3s6965::Board::init(),
+    udp_recv {
+        buf: 1536,
+        datagrams: 4,
+        recv: 1024
+    }
+);

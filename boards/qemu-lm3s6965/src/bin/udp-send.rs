@@ -6,29 +6,17 @@
 #![no_std]
 #![no_main]
 
-use core::net::SocketAddrV4;
-
-use cortex_m::singleton;
-use cortex_m_rt::entry;
-use smolsock::smol::UdpBuffers;
-use smolsock::smoltcp::iface::SocketStorage;
-use smolsock_qemu_lm3s6965::{Board, PEER_ADDRESS};
-
-/// What the board sends, one datagram each.
-const MESSAGES: [&[u8]; 3] = [
-    b"hello from the board 1",
-    b"hello from the board 2",
-    b"hello from the board 3",
-];
-
-#[entry]
-fn main() -> ! {
-    let storage = singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]);
-    let udp = singleton!(: UdpBuffers<1536, 4> = UdpBuffers::new());
-    let buf = singleton!(: [u8; 512] = [0; 512]);
-    let (Some(storage), Some(udp), Some(buf)) = (storage, udp, buf) else {
-        defmt::panic!("statics taken twice");
-    };
-    let to = SocketAddrV4::new(PEER_ADDRESS, smolsock::DEFAULT_PORT);
-    smolsock_board::apps::udp_send(Board::init(), storage, udp, buf, to, &MESSAGES)
-}
+smolsock_board::program!(
+    board = smolsock_qemu_lm3s6965::Board::init(),
+    udp_send {
+        buf: 1536,
+        datagrams: 4,
+        message: 512,
+        peer: smolsock_qemu_lm3s6965::PEER_ADDRESS,
+        messages: [
+            b"hello from the board 1",
+            b"hello from the board 2",
+            b"hello from the board 3",
+        ],
+    }
+);
