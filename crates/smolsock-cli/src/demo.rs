@@ -7,16 +7,16 @@ use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
+use smolsock::sim::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
 use smolsock::{DEFAULT_PORT, Program};
 use smolsock_frames::{Packet, Relative, Rung, Sequences, Style, ladder};
 use smoltcp::socket::tcp;
 use smoltcp::time::Duration;
 
 use crate::driver::RunError;
-use crate::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
 use crate::input::LineInput;
 use crate::output::Printer;
-use smolsock_linux::stack::{HostStack, Sizing};
+use smolsock_linux::stack::{HOST_SOCKETS, HostStack, Sizing, build_stack, seed_or_config_error};
 
 /// Prints events, frames and state changes.
 struct Narrator<'p> {
@@ -109,6 +109,14 @@ fn messages(list: &[&str]) -> LineInput {
     LineInput::messages(list.iter().map(|s| s.to_string()).collect())
 }
 
+/// Two host stacks on the core's simulated link, with heap storage, randomly seeded.
+fn pair(sizing: Sizing) -> Result<Box<Pair<'static, HOST_SOCKETS>>, RunError> {
+    let seed = seed_or_config_error().map_err(RunError::Program)?;
+    Pair::new(seed, |config, device| build_stack(device, config, sizing))
+        .map(Box::new)
+        .map_err(RunError::Program)
+}
+
 const DEMO_SIZING: Sizing = Sizing {
     tcp_sockets: 8,
     tcp_buf: 4096,
@@ -126,7 +134,7 @@ fn tcp_scenario(
     lines: &[&str],
 ) -> Result<(), RunError> {
     heading(narrator.printer, title, note);
-    let mut pair = Pair::new(DEMO_SIZING).map_err(RunError::Program)?;
+    let mut pair = pair(DEMO_SIZING)?;
     let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
         port: DEFAULT_PORT,
         backlog: 2,
@@ -149,14 +157,16 @@ fn tcp_scenario(
         &mut tx,
         &mut rx,
     );
-    let ending = pair.run(
-        &mut server,
-        &mut client,
-        &mut LineInput::none(),
-        &mut messages(lines),
-        narrator,
-        Duration::from_secs(60),
-    )?;
+    let ending = pair
+        .run(
+            &mut server,
+            &mut client,
+            &mut LineInput::none(),
+            &mut messages(lines),
+            narrator,
+            Duration::from_secs(60),
+        )
+        .map_err(RunError::Input)?;
     check(ending, &server, &client)
 }
 
@@ -187,7 +197,7 @@ pub fn run(printer: &mut Printer, style: Style) -> Result<(), RunError> {
         "The receiver binds port 9090 (S1); the sender never binds: its first sendto picks a random port (S10).\n\
          The first packet needs the server's MAC, so an ARP exchange comes first.",
     );
-    let mut pair = Pair::new(sizing).map_err(RunError::Program)?;
+    let mut pair = pair(sizing)?;
     let mut rx_buf = [0u8; 1024];
     let mut tx_buf = [0u8; 1472];
     let mut receiver = UdpReceiver::new(
@@ -204,14 +214,16 @@ pub fn run(printer: &mut Printer, style: Style) -> Result<(), RunError> {
         },
         &mut tx_buf,
     );
-    let ending = pair.run(
-        &mut receiver,
-        &mut sender,
-        &mut LineInput::none(),
-        &mut messages(&["hello, udp", "你好 (utf-8)"]),
-        &mut narrator,
-        limit,
-    )?;
+    let ending = pair
+        .run(
+            &mut receiver,
+            &mut sender,
+            &mut LineInput::none(),
+            &mut messages(&["hello, udp", "你好 (utf-8)"]),
+            &mut narrator,
+            limit,
+        )
+        .map_err(RunError::Input)?;
     check(ending, &receiver, &sender)?;
 
     tcp_scenario(

@@ -17,13 +17,19 @@ use smolsock::{Program, Stack};
 use smoltcp::phy::Medium;
 use smoltcp::time::Duration;
 
-use smolsock_cli::cli::{
+mod cli;
+mod demo;
+mod driver;
+mod input;
+mod output;
+
+use cli::{
     Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
     TimeoutArgs, parse_cidr,
 };
-use smolsock_cli::driver::{self, RunError};
-use smolsock_cli::input::LineInput;
-use smolsock_cli::output::Printer;
+use driver::RunError;
+use input::LineInput;
+use output::Printer;
 use smolsock_frames::Style;
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
@@ -155,7 +161,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--pcap needs a TAP or TUN device; the demo prints its packets instead".into(),
             ));
         }
-        return smolsock_cli::demo::run(&mut printer, arrows.style(false))
+        return demo::run(&mut printer, arrows.style(false))
             .map_err(|e| Failure::Message(format!("demo failed: {e}")));
     }
     let Some(device) = cli.command.device().cloned() else {

@@ -244,12 +244,17 @@ impl<'a, 'd> SmolSubject<'a, 'd> {
         let SmolStorage { tcp, udp } = storage;
         slots.clear();
         slots.resize_with(tcp.len() + udp.len(), || SocketStorage::EMPTY);
-        let mut stack = SmolStack::new(config, device, slots, SmolInstant::now())?;
+        let mut stack = SmolStack::new(config, device, slots.as_mut_slice(), SmolInstant::now())?;
         for (rx, tx) in tcp.iter_mut() {
-            stack.add_tcp(rx, tx)?;
+            stack.add_tcp(rx.as_mut_slice(), tx.as_mut_slice())?;
         }
         for (rx_meta, rx, tx_meta, tx) in udp.iter_mut() {
-            stack.add_udp(rx_meta, rx, tx_meta, tx)?;
+            stack.add_udp(
+                rx_meta.as_mut_slice(),
+                rx.as_mut_slice(),
+                tx_meta.as_mut_slice(),
+                tx.as_mut_slice(),
+            )?;
         }
         Ok(Self {
             stack,

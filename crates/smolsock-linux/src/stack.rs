@@ -1,7 +1,7 @@
 //! Building a [`SmolStack`] on the host, with socket storage on the heap.
 //!
-//! A board keeps socket buffers in `static`s; the host allocates them once per process and
-//! leaks them, which gives the `'static` lifetime the stack wants with no `unsafe`.
+//! A board keeps socket buffers in `static`s; the host hands the stack vectors it owns
+//! (smoltcp's `ManagedSlice::Owned`), freed with the stack.
 
 use smolsock::smol::{SmolStack, StackConfig};
 use smoltcp::iface::SocketStorage;
@@ -42,10 +42,6 @@ impl Default for Sizing {
     }
 }
 
-fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
-    Box::leak(vec![value; len].into_boxed_slice())
-}
-
 /// What [`random_seed`] and [`seed_or_config_error`] say when the operating system gives no
 /// random numbers.
 pub const NO_SEED: &str = "the operating system gave no random numbers for the stack's seed";
@@ -71,22 +67,17 @@ pub fn build_stack<D: Device + ?Sized>(
     sizing: Sizing,
 ) -> smolsock::Result<HostStack> {
     let count = sizing.tcp_sockets + sizing.udp_sockets;
-    let storage: &'static mut [SocketStorage<'static>] = Box::leak(
-        (0..count)
-            .map(|_| SocketStorage::EMPTY)
-            .collect::<Vec<_>>()
-            .into_boxed_slice(),
-    );
+    let storage: Vec<SocketStorage<'static>> = (0..count).map(|_| SocketStorage::EMPTY).collect();
     let mut stack = SmolStack::new(config, device, storage, Instant::now())?;
     for _ in 0..sizing.tcp_sockets {
-        stack.add_tcp(leak(0u8, sizing.tcp_buf), leak(0u8, sizing.tcp_buf))?;
+        stack.add_tcp(vec![0u8; sizing.tcp_buf], vec![0u8; sizing.tcp_buf])?;
     }
     for _ in 0..sizing.udp_sockets {
         stack.add_udp(
-            leak(udp::PacketMetadata::EMPTY, sizing.udp_packets),
-            leak(0u8, sizing.udp_buf),
-            leak(udp::PacketMetadata::EMPTY, sizing.udp_packets),
-            leak(0u8, sizing.udp_buf),
+            vec![udp::PacketMetadata::EMPTY; sizing.udp_packets],
+            vec![0u8; sizing.udp_buf],
+            vec![udp::PacketMetadata::EMPTY; sizing.udp_packets],
+            vec![0u8; sizing.udp_buf],
         )?;
     }
     Ok(stack)

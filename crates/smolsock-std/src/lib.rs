@@ -37,17 +37,26 @@ use socket2::{Domain, Protocol, SockAddr, Socket, TcpKeepalive, Type};
 /// Largest UDP payload over IPv4.
 pub const UDP_MAX_PAYLOAD: usize = 65507;
 
+/// Where a handle's socket is: its index among the sockets of its kind, and the generation
+/// of that index it was made in. A closed socket's index is reused with a new generation,
+/// so an old handle is stale ([`Error::StaleHandle`]) rather than the new socket's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Key {
+    index: usize,
+    generation: u32,
+}
+
 /// A UDP socket of a [`KernelStack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelUdp(usize);
+pub struct KernelUdp(Key);
 
 /// A TCP connection of a [`KernelStack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelTcp(usize);
+pub struct KernelTcp(Key);
 
 /// A TCP listener of a [`KernelStack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KernelListener(usize);
+pub struct KernelListener(Key);
 
 /// One kernel socket and the readiness the program waits for on it.
 struct Slot {
@@ -81,38 +90,60 @@ impl Slot {
     }
 }
 
-/// Sockets of one kind, indexed by their handles; a closed socket's index is reused.
-struct Slots(Vec<Option<Slot>>);
+/// One index of [`Slots`]: its socket, if open, and its generation (bumped when a socket
+/// is put there and when it is removed).
+#[derive(Default)]
+struct Entry {
+    generation: u32,
+    slot: Option<Slot>,
+}
+
+/// Sockets of one kind, found by their handles' [`Key`]s; a closed socket's index is
+/// reused, in a new generation.
+struct Slots(Vec<Entry>);
 
 impl Slots {
-    fn insert(&mut self, slot: Slot) -> usize {
-        match self.0.iter().position(Option::is_none) {
-            Some(index) => {
-                if let Some(entry) = self.0.get_mut(index) {
-                    *entry = Some(slot);
-                }
-                index
-            }
+    fn insert(&mut self, slot: Slot) -> Key {
+        let index = match self.0.iter().position(|e| e.slot.is_none()) {
+            Some(index) => index,
             None => {
-                self.0.push(Some(slot));
+                self.0.push(Entry::default());
                 self.0.len() - 1
             }
-        }
+        };
+        let generation = match self.0.get_mut(index) {
+            Some(entry) => {
+                entry.generation = entry.generation.wrapping_add(1);
+                entry.slot = Some(slot);
+                entry.generation
+            }
+            None => 0,
+        };
+        Key { index, generation }
     }
 
-    fn get(&self, index: usize) -> Result<&Slot> {
+    /// The socket of `key`, or [`Error::StaleHandle`] once it was closed.
+    fn get(&self, key: Key) -> Result<&Slot> {
         self.0
-            .get(index)
-            .and_then(Option::as_ref)
-            .ok_or(Error::NotConnected)
+            .get(key.index)
+            .filter(|e| e.generation == key.generation)
+            .and_then(|e| e.slot.as_ref())
+            .ok_or(Error::StaleHandle)
     }
 
-    fn remove(&mut self, index: usize) -> Option<Slot> {
-        self.0.get_mut(index).and_then(Option::take)
+    /// Takes the socket of `key` out (nothing for a stale key).
+    fn remove(&mut self, key: Key) -> Option<Slot> {
+        let entry = self
+            .0
+            .get_mut(key.index)
+            .filter(|e| e.generation == key.generation)?;
+        let slot = entry.slot.take()?;
+        entry.generation = entry.generation.wrapping_add(1);
+        Some(slot)
     }
 
     fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.0.iter().flatten()
+        self.0.iter().filter_map(|e| e.slot.as_ref())
     }
 }
 
@@ -253,10 +284,10 @@ impl Stack for KernelStack {
     }
 
     fn udp_bind(&mut self, socket: KernelUdp, port: u16) -> Result<()> {
+        let slot = self.udp.get(socket.0)?;
         if port == 0 {
             return Err(Error::InvalidPort);
         }
-        let slot = self.udp.get(socket.0)?;
         slot.socket
             .bind(&any_port(port))
             .map_err(|e| match map_error(&e) {
@@ -271,11 +302,13 @@ impl Stack for KernelStack {
         (local.port() != 0).then_some(local)
     }
 
-    fn udp_max_payload(&self, _socket: KernelUdp) -> usize {
-        UDP_MAX_PAYLOAD
+    /// 0 for a stale handle.
+    fn udp_max_payload(&self, socket: KernelUdp) -> usize {
+        self.udp.get(socket.0).map_or(0, |_| UDP_MAX_PAYLOAD)
     }
 
     fn udp_send_to(&mut self, socket: KernelUdp, data: &[u8], to: SocketAddrV4) -> Result<()> {
+        let slot = self.udp.get(socket.0)?;
         if to.port() == 0 || to.ip().is_unspecified() {
             return Err(Error::Unaddressable);
         }
@@ -285,7 +318,6 @@ impl Stack for KernelStack {
                 max: UDP_MAX_PAYLOAD,
             });
         }
-        let slot = self.udp.get(socket.0)?;
         match slot
             .socket
             .send_to_with_flags(data, &SockAddr::from(to), libc::MSG_NOSIGNAL)
@@ -644,7 +676,92 @@ mod tests {
         let from = server.join().unwrap();
         assert_eq!(SocketAddr::V4(stack.tcp_local(socket).unwrap()), from);
         stack.tcp_close(socket);
-        assert_eq!(stack.tcp_phase(socket), Phase::Failed(Error::NotConnected));
+        assert_eq!(stack.tcp_phase(socket), Phase::Failed(Error::StaleHandle));
+    }
+
+    /// An IPv4 address of a loopback listener that accepts and keeps its connections.
+    fn loopback_listener() -> (TcpListener, SocketAddrV4) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(at) = listener.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        (listener, at)
+    }
+
+    fn open(stack: &mut KernelStack, at: SocketAddrV4) -> KernelTcp {
+        let socket = stack.tcp_connect(at).unwrap();
+        until(stack, |s| match s.tcp_phase(socket) {
+            Phase::Connecting => Err(Error::WouldBlock),
+            Phase::Open => Ok(()),
+            Phase::Failed(e) => Err(e),
+        });
+        socket
+    }
+
+    #[test]
+    fn a_stale_tcp_handle_never_reaches_the_next_connection() {
+        let (listener, at) = loopback_listener();
+        let mut stack = KernelStack::new();
+        let old = open(&mut stack, at);
+        let (_first, _) = listener.accept().unwrap();
+        stack.tcp_close(old);
+        let new = open(&mut stack, at);
+        let (mut second, _) = listener.accept().unwrap();
+        assert_ne!(old, new);
+        assert_eq!(old.0.index, new.0.index, "the same index serves again");
+        assert_eq!(stack.tcp_phase(old), Phase::Failed(Error::StaleHandle));
+        assert_eq!(stack.tcp_send(old, b"x"), Err(Error::StaleHandle));
+        assert_eq!(stack.tcp_recv(old, &mut [0u8; 8]), Err(Error::StaleHandle));
+        assert_eq!(stack.tcp_local(old), None);
+        assert_eq!(stack.tcp_peer(old), None);
+        assert_eq!(stack.tcp_unacked(old), 0);
+        stack.tcp_set_timeouts(old, TcpTimeouts::default());
+        stack.tcp_shutdown(old);
+        stack.tcp_close(old);
+        stack.tcp_abort(old);
+        // The new connection did not notice.
+        assert_eq!(stack.tcp_phase(new), Phase::Open);
+        assert_eq!(until(&mut stack, |s| s.tcp_send(new, b"mine")), 4);
+        let mut buf = [0u8; 4];
+        second.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"mine");
+    }
+
+    #[test]
+    fn stale_udp_and_listener_handles_never_reach_the_next_socket() {
+        let mut stack = KernelStack::new();
+        let old = stack.udp_open().unwrap();
+        stack.udp_close(old);
+        let new = stack.udp_open().unwrap();
+        assert_eq!(old.0.index, new.0.index, "the same index serves again");
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let SocketAddr::V4(to) = peer.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        assert_eq!(stack.udp_bind(old, to.port()), Err(Error::StaleHandle));
+        assert_eq!(stack.udp_send_to(old, b"x", to), Err(Error::StaleHandle));
+        assert_eq!(
+            stack.udp_recv_from(old, &mut [0u8; 8]),
+            Err(Error::StaleHandle)
+        );
+        assert_eq!(stack.udp_local(old), None);
+        assert_eq!(stack.udp_max_payload(old), 0);
+        assert!(stack.udp_flushed(old));
+        stack.udp_close(old);
+        stack.udp_send_to(new, b"mine", to).unwrap();
+        assert!(stack.udp_local(new).is_some(), "the new socket is open");
+
+        let (listener, _) = loopback_listener();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let old = stack.tcp_listen(port, 1).unwrap();
+        stack.listener_close(old);
+        let new = stack.tcp_listen(port, 1).unwrap();
+        assert_eq!(stack.tcp_accept(old), Err(Error::StaleHandle));
+        stack.listener_close(old);
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_, peer) = until(&mut stack, |s| s.tcp_accept(new));
+        assert_eq!(SocketAddr::V4(peer), client.local_addr().unwrap());
     }
 
     #[test]

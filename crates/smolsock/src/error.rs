@@ -54,6 +54,9 @@ pub enum Error {
     PermissionDenied,
     /// Another operating-system error, by its `errno` (the kernel stack only).
     Os(i32),
+    /// A socket handle was used after the call that closed it: its socket may already
+    /// serve another connection, which the handle never reaches.
+    StaleHandle,
 }
 
 impl fmt::Display for Error {
@@ -85,6 +88,9 @@ impl fmt::Display for Error {
                 f.write_str("permission denied (ports below 1024 need privileges)")
             }
             Error::Os(errno) => write!(f, "operating system error {errno}"),
+            Error::StaleHandle => f.write_str(
+                "stale socket handle: its socket was closed (and may serve another connection now)",
+            ),
         }
     }
 }

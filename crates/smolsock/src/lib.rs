@@ -32,6 +32,8 @@
 //!   with the `serde` feature, one data form (`event::Record`, the `--json` lines).
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
 //! - [`link`]: an in-memory Ethernet link between two stacks, for the demo and tests.
+//! - [`sim`]: two stacks on that link with a simulated clock, running a server and a
+//!   client program (the demo, and the crate's own tests in `tests/`).
 //! - `faults` (feature `faults`): a seeded fault injector in front of any smoltcp device:
 //!   loss, duplication, reordering, corruption, delay with jitter and a rate limit, each
 //!   direction, with counters.
@@ -61,6 +63,7 @@ pub mod link;
 pub mod net;
 pub mod programs;
 pub mod runner;
+pub mod sim;
 pub mod smol;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@
 //!
 //! With the `faults` feature, either end can run behind a fault injector: keep a
 //! `faults::FaultInjector` per end and hand the stack `injector.wrap(link.a())` on each
-//! poll (the host's `inproc::Pair` does so).
+//! poll ([`sim::Pair`](crate::sim::Pair) does so).
 
 use heapless::{Deque, Vec};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};

@@ -58,9 +58,13 @@ pub enum Recv {
 pub enum Phase {
     /// The handshake is under way (SYN sent).
     Connecting,
-    /// The connection is open in at least one direction.
+    /// The connection opened and has not failed: data may move, or, once both sides
+    /// closed in order, reading gives end-of-stream.
     Open,
-    /// The connection is gone: refused or reset before it opened, or reset after.
+    /// The connection is gone, and why: [`ConnectionRefused`](crate::Error::ConnectionRefused)
+    /// (a reset answered the SYN: nobody listens there), [`ConnectionReset`](crate::Error::ConnectionReset)
+    /// (a reset came later), [`TimedOut`](crate::Error::TimedOut) (the stack gave up), or
+    /// [`StaleHandle`](crate::Error::StaleHandle) (the handle was already closed).
     Failed(crate::Error),
 }
 
@@ -88,7 +92,11 @@ pub struct TcpTimeouts {
 ///
 /// Handles are small `Copy` values; a handle is valid from the call that returns it until
 /// the call that closes it (`udp_close`, `tcp_close`, `tcp_abort`, `listener_close`). After
-/// that the stack may hand the same socket out again.
+/// that the stack may hand the same socket out again, but never to the old handle: a stale
+/// handle reaches no socket. Calls that return a `Result` fail with
+/// [`Error::StaleHandle`](crate::Error::StaleHandle), `tcp_phase` says
+/// `Failed(StaleHandle)`, queries give their empty value (`None`, 0, no losses, flushed),
+/// and closing or configuring calls do nothing.
 pub trait Stack {
     /// A UDP socket.
     type Udp: Copy + Eq + Debug;

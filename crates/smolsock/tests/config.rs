@@ -24,7 +24,7 @@ fn config(ip: [u8; 4], len: u8, gateway: Option<[u8; 4]>) -> StackConfig {
 fn build(config: StackConfig, medium: Medium) -> Result<(), Error> {
     let mut device = Loopback::new(medium);
     let mut storage = [SocketStorage::EMPTY; 2];
-    SmolStack::<2>::new(config, &mut device, &mut storage, Instant::ZERO).map(|_| ())
+    SmolStack::<2>::new(config, &mut device, &mut storage[..], Instant::ZERO).map(|_| ())
 }
 
 fn refused(config: StackConfig, medium: Medium, needle: &str) {

@@ -357,13 +357,8 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     true
                 }
                 Phase::Failed(e) => {
+                    // The stack says why: refused (nobody listens there), reset, timed out.
                     stack.tcp_abort(socket);
-                    // A reset in answer to our SYN is a refusal: nobody listens there.
-                    let e = if e == Error::ConnectionReset {
-                        Error::ConnectionRefused
-                    } else {
-                        e
-                    };
                     self.fail(e, emit);
                     true
                 }

@@ -8,7 +8,13 @@
 //! - a **listener**: `backlog` pool sockets listen on one port; each completes a handshake on
 //!   its own, `accept` hands out an established one and puts a fresh socket in its place
 //!   (rules S5, S6, S12). Closing the listener leaves accepted connections alone (S7);
-//! - **ephemeral ports** for clients and for UDP sockets that send before binding (S2, S10).
+//! - **ephemeral ports** for clients and for UDP sockets that send before binding (S2, S10);
+//! - **handles with a generation**: a handle names a pool slot and the generation it was
+//!   handed out in, so one kept after its close is [`Error::StaleHandle`], never the
+//!   connection that reuses the socket;
+//! - **why a connection ended**: refused (a reset answered the SYN), reset, or timed out
+//!   (smoltcp's give-up), each its own error in [`Stack::tcp_phase`], `tcp_recv` and
+//!   `tcp_send`, as the kernel's `ECONNREFUSED`, `ECONNRESET` and `ETIMEDOUT`.
 //!
 //! A socket in TIME-WAIT still counts as closing; when the pool runs dry the oldest such
 //! socket is reused, as `tcp_tw_reuse` lets Linux do, and failing that the oldest socket
@@ -36,7 +42,7 @@ mod storage;
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use heapless::{LinearMap, Vec};
+use heapless::Vec;
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet, SocketStorage};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken};
 use smoltcp::socket::{Socket, tcp, udp};
@@ -46,6 +52,9 @@ use smoltcp::wire::{
 };
 
 pub use listener::{DEFAULT_SYN_TIMEOUT, ListenPolicy, WhenFull};
+/// What socket storage and buffers are given as: borrowed (`&mut [T]`, a board's statics)
+/// or, with an allocator, owned (`Vec<T>`), as smoltcp takes them.
+pub use managed::ManagedSlice;
 pub use ports::{EPHEMERAL_FIRST, EPHEMERAL_LAST, EphemeralPorts};
 pub use storage::{TcpBuffers, UdpBuffers};
 
@@ -89,20 +98,65 @@ pub struct StackConfig {
     pub seed: u64,
 }
 
-/// A UDP socket of a [`SmolStack`].
+/// A UDP socket of a [`SmolStack`]: a pool slot and the generation it was handed out in.
+/// Once closed, the handle is stale: calls with it fail with [`Error::StaleHandle`], even
+/// after the slot's socket was handed out again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct UdpHandle(SocketHandle);
+pub struct UdpHandle {
+    slot: usize,
+    generation: u32,
+}
 
-/// A TCP connection of a [`SmolStack`].
+/// A TCP connection of a [`SmolStack`]: a pool slot and the generation it was handed out
+/// in (see [`UdpHandle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct TcpHandle(SocketHandle);
+pub struct TcpHandle {
+    slot: usize,
+    generation: u32,
+}
 
-/// A TCP listener of a [`SmolStack`].
+/// A TCP listener of a [`SmolStack`]: a listener slot and the generation it was opened in
+/// (see [`UdpHandle`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ListenerHandle(usize);
+pub struct ListenerHandle {
+    slot: usize,
+    generation: u32,
+}
+
+/// One TCP socket of the pool: which smoltcp socket, the generation of the handles that
+/// reach it, and how its last connection ended.
+#[derive(Debug, Clone, Copy)]
+struct TcpSlot {
+    socket: SocketHandle,
+    /// Bumped each time the socket is handed out and each time it is given back.
+    generation: u32,
+    /// Its state at the last look (after every frame and every egress).
+    last: tcp::State,
+    /// Why the connection closed without the program closing it: refused or reset (a
+    /// segment of the peer's, seen by the gate), timed out (smoltcp's give-up), or not
+    /// connected (shut down before it opened). `None` while it is not closed, and when it
+    /// closed in order (both FINs).
+    ended: Option<Error>,
+}
+
+/// One UDP socket of the pool.
+#[derive(Debug, Clone, Copy)]
+struct UdpSlot {
+    socket: SocketHandle,
+    /// Bumped each time the socket is handed out and each time it is closed.
+    generation: u32,
+    /// Datagrams lost since it was opened.
+    losses: UdpLosses,
+}
+
+/// A connection that closed on its own (no reset seen) closed in order from these states;
+/// from any other, smoltcp's give-up timed it out.
+fn closes_in_order(state: tcp::State) -> bool {
+    matches!(state, tcp::State::TimeWait | tcp::State::LastAck)
+}
 
 /// One TCP socket as an observer sees it (the demo prints these as state changes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,10 +216,9 @@ pub struct SmolStack<'a, const N: usize = 16> {
     caps: DeviceCapabilities,
     policy: ListenPolicy,
     counters: GateCounters,
-    udp_losses: LinearMap<SocketHandle, UdpLosses, N>,
-    /// Why a connection that a reset closed failed: refused (the reset answered our SYN)
-    /// or reset. smoltcp closes a socket the same way for a reset and for its timeout.
-    reset_by_peer: LinearMap<SocketHandle, Error, N>,
+    tcp_slots: Vec<TcpSlot, N>,
+    udp_slots: Vec<UdpSlot, N>,
+    listener_generations: [u32; MAX_LISTENERS],
     reassembly: fragments::Reassembly,
     capacity: usize,
     added: usize,
@@ -214,16 +267,19 @@ fn usable_destination(ip: Ipv4Addr) -> bool {
 }
 
 impl<'a, const N: usize> SmolStack<'a, N> {
-    /// Creates the interface on `device` with room for `storage.len()` sockets.
+    /// Creates the interface on `device` with room for as many sockets as `storage` has
+    /// entries: a borrowed slice (`&mut [SocketStorage]`, a board's static) or, with an
+    /// allocator, an owned `Vec` of [`SocketStorage::EMPTY`].
     ///
     /// Sockets are added afterwards with [`add_tcp`](Self::add_tcp) and
     /// [`add_udp`](Self::add_udp).
     pub fn new<D: Device + ?Sized>(
         config: StackConfig,
         device: &mut D,
-        storage: &'a mut [SocketStorage<'a>],
+        storage: impl Into<ManagedSlice<'a, SocketStorage<'a>>>,
         now: Instant,
     ) -> Result<Self> {
+        let storage = storage.into();
         let caps = device.capabilities();
         let (hardware, link_header) = match caps.medium {
             Medium::Ethernet => {
@@ -304,8 +360,9 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             caps,
             policy: ListenPolicy::default(),
             counters: GateCounters::default(),
-            udp_losses: LinearMap::new(),
-            reset_by_peer: LinearMap::new(),
+            tcp_slots: Vec::new(),
+            udp_slots: Vec::new(),
+            listener_generations: [0; MAX_LISTENERS],
             reassembly: fragments::Reassembly::default(),
             capacity,
             added: 0,
@@ -324,17 +381,30 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         self.added < self.capacity
     }
 
-    /// Adds a TCP socket with the given receive and transmit rings to the pool.
-    pub fn add_tcp(&mut self, rx: &'a mut [u8], tx: &'a mut [u8]) -> Result<()> {
-        if !self.has_room() || self.tcp_free.is_full() {
+    /// Adds a TCP socket with the given receive and transmit rings to the pool: borrowed
+    /// slices (`&mut [u8]`, a board's statics) or, with an allocator, owned `Vec<u8>`s.
+    pub fn add_tcp(
+        &mut self,
+        rx: impl Into<ManagedSlice<'a, u8>>,
+        tx: impl Into<ManagedSlice<'a, u8>>,
+    ) -> Result<()> {
+        if !self.has_room() || self.tcp_slots.is_full() {
             return Err(Error::NoFreeSocket);
         }
-        let handle = self.sockets.add(tcp::Socket::new(
+        let socket = self.sockets.add(tcp::Socket::new(
             tcp::SocketBuffer::new(rx),
             tcp::SocketBuffer::new(tx),
         ));
         self.added += 1;
-        self.tcp_free.push(handle).map_err(|_| Error::NoFreeSocket)
+        let slot = TcpSlot {
+            socket,
+            generation: 0,
+            last: tcp::State::Closed,
+            ended: None,
+        };
+        // Cannot fail: both lists hold at most N sockets and `tcp_slots` had room.
+        let _ = self.tcp_slots.push(slot);
+        self.tcp_free.push(socket).map_err(|_| Error::NoFreeSocket)
     }
 
     /// Adds a TCP socket whose rings live in `buffers`.
@@ -342,27 +412,35 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         &mut self,
         buffers: &'a mut TcpBuffers<B>,
     ) -> Result<()> {
-        self.add_tcp(&mut buffers.rx, &mut buffers.tx)
+        self.add_tcp(&mut buffers.rx[..], &mut buffers.tx[..])
     }
 
-    /// Adds a UDP socket with the given packet metadata rings and payload rings to the pool.
+    /// Adds a UDP socket with the given packet metadata rings and payload rings to the pool:
+    /// borrowed slices or, with an allocator, owned `Vec`s, as for [`add_tcp`](Self::add_tcp).
     pub fn add_udp(
         &mut self,
-        rx_meta: &'a mut [udp::PacketMetadata],
-        rx: &'a mut [u8],
-        tx_meta: &'a mut [udp::PacketMetadata],
-        tx: &'a mut [u8],
+        rx_meta: impl Into<ManagedSlice<'a, udp::PacketMetadata>>,
+        rx: impl Into<ManagedSlice<'a, u8>>,
+        tx_meta: impl Into<ManagedSlice<'a, udp::PacketMetadata>>,
+        tx: impl Into<ManagedSlice<'a, u8>>,
     ) -> Result<()> {
-        if !self.has_room() || self.udp_free.is_full() {
+        if !self.has_room() || self.udp_slots.is_full() {
             return Err(Error::NoFreeSocket);
         }
         let socket = udp::Socket::new(
             udp::PacketBuffer::new(rx_meta, rx),
             udp::PacketBuffer::new(tx_meta, tx),
         );
-        let handle = self.sockets.add(socket);
+        let socket = self.sockets.add(socket);
         self.added += 1;
-        self.udp_free.push(handle).map_err(|_| Error::NoFreeSocket)
+        let slot = UdpSlot {
+            socket,
+            generation: 0,
+            losses: UdpLosses::default(),
+        };
+        // Cannot fail: both lists hold at most N sockets and `udp_slots` had room.
+        let _ = self.udp_slots.push(slot);
+        self.udp_free.push(socket).map_err(|_| Error::NoFreeSocket)
     }
 
     /// Adds a UDP socket whose buffers live in `buffers`.
@@ -376,7 +454,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
             rx_meta,
             tx_meta,
         } = buffers;
-        self.add_udp(rx_meta, rx, tx_meta, tx)
+        self.add_udp(&mut rx_meta[..], &mut rx[..], &mut tx_meta[..], &mut tx[..])
     }
 
     /// Sets the rules every listener follows (half-open timeout, what a SYN gets when the
@@ -471,14 +549,14 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     fn after_ingress(&mut self, watch: Watch, frame: &[u8]) {
         if let Some((handle, before)) = watch.reset
             && self.tcp(handle).state() == tcp::State::Closed
+            && let Some(slot) = self.tcp_slots.iter_mut().find(|s| s.socket == handle)
         {
-            let error = if before == tcp::State::SynSent {
+            // A reset in answer to our SYN is a refusal: nobody listens there.
+            slot.ended = Some(if before == tcp::State::SynSent {
                 Error::ConnectionRefused
             } else {
                 Error::ConnectionReset
-            };
-            // Cannot overflow: at most N TCP sockets are added.
-            let _ = self.reset_by_peer.insert(handle, error);
+            });
         }
         let (Some(handle), Some(before)) = (watch.udp, watch.queued) else {
             return;
@@ -643,16 +721,20 @@ impl<'a, const N: usize> SmolStack<'a, N> {
 
     /// Counts one datagram lost for socket `handle` (and for the stack).
     fn count_udp_loss(&mut self, handle: SocketHandle, incomplete: bool) {
-        let mut losses = self.udp_losses.get(&handle).copied().unwrap_or_default();
+        let slot = self.udp_slots.iter_mut().find(|s| s.socket == handle);
         if incomplete {
             self.counters.fragments_lost = self.counters.fragments_lost.saturating_add(1);
-            losses.incomplete = losses.incomplete.saturating_add(1);
         } else {
             self.counters.udp_dropped = self.counters.udp_dropped.saturating_add(1);
-            losses.buffer_full = losses.buffer_full.saturating_add(1);
         }
-        // Cannot overflow: at most N UDP sockets are added.
-        let _ = self.udp_losses.insert(handle, losses);
+        if let Some(slot) = slot {
+            let losses = &mut slot.losses;
+            if incomplete {
+                losses.incomplete = losses.incomplete.saturating_add(1);
+            } else {
+                losses.buffer_full = losses.buffer_full.saturating_add(1);
+            }
+        }
     }
 
     /// Notes a fragment of datagram `ident` from `src` addressed to the stack. Returns the
@@ -797,12 +879,79 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     /// second when the old peer never answered ARP (a spoofed SYN's, or a vanished peer's).
     /// The socket is taken out of the set and put back; its handle may change.
     fn fresh(&mut self, handle: SocketHandle) -> SocketHandle {
-        self.reset_by_peer.remove(&handle);
         let socket = self.tcp_mut(handle);
         socket.set_timeout(None);
         socket.set_keep_alive(None);
         let socket = self.sockets.remove(handle);
-        self.sockets.add(socket)
+        let renewed = self.sockets.add(socket);
+        if let Some(slot) = self.tcp_slots.iter_mut().find(|s| s.socket == handle) {
+            slot.socket = renewed;
+            slot.last = tcp::State::Closed;
+            slot.ended = None;
+        }
+        renewed
+    }
+
+    /// A handle for the pool socket `socket`, which the program now holds.
+    fn issue_tcp(&mut self, socket: SocketHandle) -> Result<TcpHandle> {
+        let (slot, entry) = self
+            .tcp_slots
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.socket == socket)
+            .ok_or(Error::NoFreeSocket)?;
+        entry.generation = entry.generation.wrapping_add(1);
+        Ok(TcpHandle {
+            slot,
+            generation: entry.generation,
+        })
+    }
+
+    /// The socket `handle` reaches, or [`Error::StaleHandle`] once it was closed.
+    fn tcp_socket(&self, handle: TcpHandle) -> Result<SocketHandle> {
+        match self.tcp_slots.get(handle.slot) {
+            Some(slot) if slot.generation == handle.generation => Ok(slot.socket),
+            _ => Err(Error::StaleHandle),
+        }
+    }
+
+    /// The program gives `handle` back: from now on it is stale.
+    fn release_tcp(&mut self, handle: TcpHandle) {
+        if let Some(slot) = self.tcp_slots.get_mut(handle.slot) {
+            slot.generation = slot.generation.wrapping_add(1);
+        }
+    }
+
+    /// Why the connection of pool slot `handle` failed, once smoltcp closed it by itself
+    /// (see [`TcpSlot::ended`]).
+    fn ended(&self, handle: TcpHandle) -> Option<Error> {
+        self.tcp_slots.get(handle.slot).and_then(|s| s.ended)
+    }
+
+    /// The socket `handle` reaches, or [`Error::StaleHandle`] once it was closed.
+    fn udp_socket(&self, handle: UdpHandle) -> Result<SocketHandle> {
+        match self.udp_slots.get(handle.slot) {
+            Some(slot) if slot.generation == handle.generation => Ok(slot.socket),
+            _ => Err(Error::StaleHandle),
+        }
+    }
+
+    /// Notes, for every TCP socket of the pool, how a connection that just closed ended:
+    /// a reset was already noted by the gate; otherwise it closed in order, or smoltcp
+    /// gave up on it.
+    fn note_endings(&mut self) {
+        for slot in self.tcp_slots.iter_mut() {
+            let state = self.sockets.get::<tcp::Socket>(slot.socket).state();
+            if state != tcp::State::Closed {
+                slot.ended = None;
+            } else if slot.last != tcp::State::Closed
+                && slot.ended.is_none()
+                && !closes_in_order(slot.last)
+            {
+                slot.ended = Some(Error::TimedOut);
+            }
+            slot.last = state;
+        }
     }
 
     fn give_back_tcp(&mut self, handle: SocketHandle) {
@@ -813,6 +962,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     }
 
     fn maintain(&mut self, now: Instant) {
+        self.note_endings();
         let mut lost: Vec<Option<u16>, { fragments::TRACKED }> = Vec::new();
         self.reassembly.expire(now, REASSEMBLY_TIMEOUT, &mut |p| {
             lost.push(p.port).unwrap_or(())
@@ -942,21 +1092,35 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
     type Listener = ListenerHandle;
 
     fn udp_open(&mut self) -> Result<UdpHandle> {
-        self.udp_free
-            .pop()
-            .map(UdpHandle)
-            .ok_or(Error::NoFreeSocket)
+        let socket = self.udp_free.pop().ok_or(Error::NoFreeSocket)?;
+        let Some((slot, entry)) = self
+            .udp_slots
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.socket == socket)
+        else {
+            // Cannot happen: every socket of the free list has its slot.
+            let _ = self.udp_free.push(socket);
+            return Err(Error::NoFreeSocket);
+        };
+        entry.generation = entry.generation.wrapping_add(1);
+        entry.losses = UdpLosses::default();
+        Ok(UdpHandle {
+            slot,
+            generation: entry.generation,
+        })
     }
 
     fn udp_bind(&mut self, socket: UdpHandle, port: u16) -> Result<()> {
-        if self.udp(socket.0).is_open() {
+        let handle = self.udp_socket(socket)?;
+        if self.udp(handle).is_open() {
             return Err(Error::InvalidConfig("the UDP socket is already bound"));
         }
-        self.bind_udp(socket.0, port).map(|_| ())
+        self.bind_udp(handle, port).map(|_| ())
     }
 
     fn udp_local(&self, socket: UdpHandle) -> Option<SocketAddrV4> {
-        let s = self.udp(socket.0);
+        let s = self.udp(self.udp_socket(socket).ok()?);
         if !s.is_open() {
             return None;
         }
@@ -968,12 +1132,16 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         Some(SocketAddrV4::new(ip, endpoint.port))
     }
 
+    /// 0 for a stale handle.
     fn udp_max_payload(&self, socket: UdpHandle) -> usize {
-        self.max_udp_payload
-            .min(self.udp(socket.0).payload_send_capacity())
+        self.udp_socket(socket).map_or(0, |handle| {
+            self.max_udp_payload
+                .min(self.udp(handle).payload_send_capacity())
+        })
     }
 
     fn udp_send_to(&mut self, socket: UdpHandle, data: &[u8], to: SocketAddrV4) -> Result<()> {
+        let handle = self.udp_socket(socket)?;
         let max = self.udp_max_payload(socket);
         if data.len() > max {
             return Err(Error::MessageTooLarge {
@@ -984,26 +1152,26 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         if to.port() == 0 || !self.routable(*to.ip()) {
             return Err(Error::Unaddressable);
         }
-        if !self.udp(socket.0).is_open() {
-            let port = self.bind_udp(socket.0, 0)?;
+        if !self.udp(handle).is_open() {
+            let port = self.bind_udp(handle, 0)?;
             debug!("udp: first send auto-bound port {}", port);
         }
-        match self.udp_mut(socket.0).send_slice(data, endpoint(to)) {
+        match self.udp_mut(handle).send_slice(data, endpoint(to)) {
             Ok(()) => Ok(()),
             Err(udp::SendError::BufferFull) => Err(Error::WouldBlock),
             Err(udp::SendError::Unaddressable) => Err(Error::Unaddressable),
         }
     }
 
+    /// `true` for a stale handle: nothing of its is queued any more.
     fn udp_flushed(&self, socket: UdpHandle) -> bool {
-        self.udp(socket.0).send_queue() == 0
+        self.udp_socket(socket)
+            .map_or(true, |handle| self.udp(handle).send_queue() == 0)
     }
 
     fn udp_recv_from(&mut self, socket: UdpHandle, buf: &mut [u8]) -> Result<Datagram> {
-        let (payload, meta) = self
-            .udp_mut(socket.0)
-            .recv()
-            .map_err(|_| Error::WouldBlock)?;
+        let handle = self.udp_socket(socket)?;
+        let (payload, meta) = self.udp_mut(handle).recv().map_err(|_| Error::WouldBlock)?;
         let Some(from) = v4(meta.endpoint) else {
             return Err(Error::WouldBlock);
         };
@@ -1018,15 +1186,26 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         })
     }
 
+    /// No losses for a stale handle.
     fn udp_losses(&self, socket: UdpHandle) -> UdpLosses {
-        self.udp_losses.get(&socket.0).copied().unwrap_or_default()
+        match self.udp_slots.get(socket.slot) {
+            Some(slot) if slot.generation == socket.generation => slot.losses,
+            _ => UdpLosses::default(),
+        }
     }
 
+    /// Does nothing with a stale handle.
     fn udp_close(&mut self, socket: UdpHandle) {
-        self.udp_losses.remove(&socket.0);
-        self.udp_mut(socket.0).close();
-        if !self.udp_free.contains(&socket.0) {
-            let _ = self.udp_free.push(socket.0);
+        let Ok(handle) = self.udp_socket(socket) else {
+            return;
+        };
+        self.udp_mut(handle).close();
+        if let Some(slot) = self.udp_slots.get_mut(socket.slot) {
+            slot.generation = slot.generation.wrapping_add(1);
+            slot.losses = UdpLosses::default();
+        }
+        if !self.udp_free.contains(&handle) {
+            let _ = self.udp_free.push(handle);
         }
     }
 
@@ -1048,7 +1227,7 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         match result {
             Ok(()) => {
                 trace!("tcp: connecting from port {}", port);
-                Ok(TcpHandle(handle))
+                self.issue_tcp(handle)
             }
             Err(_) => {
                 let _ = self.tcp_free.push(handle);
@@ -1057,79 +1236,119 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         }
     }
 
-    /// A closed connection failed as the ingress gate saw it: refused or reset by a
-    /// segment of the peer's, or else timed out (smoltcp's give-up, when one was set).
+    /// A connection smoltcp closed by itself failed as the stack saw it close: refused
+    /// (a reset answered our SYN), reset (a reset came later), or timed out (smoltcp's
+    /// give-up, see [`tcp_set_timeouts`](Stack::tcp_set_timeouts)). One that closed in
+    /// order (both FINs) stays `Open`: reading it gives end-of-stream. A stale handle is
+    /// `Failed(StaleHandle)`.
     fn tcp_phase(&self, socket: TcpHandle) -> Phase {
-        let s = self.tcp(socket.0);
-        match s.state() {
+        let handle = match self.tcp_socket(socket) {
+            Ok(handle) => handle,
+            Err(e) => return Phase::Failed(e),
+        };
+        match self.tcp(handle).state() {
             tcp::State::SynSent | tcp::State::SynReceived | tcp::State::Listen => Phase::Connecting,
-            tcp::State::Closed => Phase::Failed(match self.reset_by_peer.get(&socket.0) {
-                Some(&error) => error,
-                None if s.timeout().is_some() => Error::TimedOut,
-                None => Error::ConnectionReset,
-            }),
+            tcp::State::Closed => match self.ended(socket) {
+                Some(error) => Phase::Failed(error),
+                None => Phase::Open,
+            },
             _ => Phase::Open,
         }
     }
 
     fn tcp_local(&self, socket: TcpHandle) -> Option<SocketAddrV4> {
-        self.tcp(socket.0).local_endpoint().and_then(v4)
+        let handle = self.tcp_socket(socket).ok()?;
+        self.tcp(handle).local_endpoint().and_then(v4)
     }
 
     fn tcp_peer(&self, socket: TcpHandle) -> Option<SocketAddrV4> {
-        self.tcp(socket.0).remote_endpoint().and_then(v4)
+        let handle = self.tcp_socket(socket).ok()?;
+        self.tcp(handle).remote_endpoint().and_then(v4)
     }
 
+    /// A closed connection fails the send with the reason it closed (see
+    /// [`tcp_phase`](Stack::tcp_phase)), or `NotConnected` after our own shutdown.
     fn tcp_send(&mut self, socket: TcpHandle, data: &[u8]) -> Result<usize> {
-        let s = self.tcp_mut(socket.0);
+        let handle = self.tcp_socket(socket)?;
+        let ended = self.ended(socket);
+        let s = self.tcp_mut(handle);
         match s.send_slice(data) {
             Ok(0) if !data.is_empty() => Err(Error::WouldBlock),
             Ok(n) => Ok(n),
-            Err(_) if s.state() == tcp::State::Closed => Err(Error::ConnectionReset),
-            Err(_) => Err(Error::NotConnected),
+            Err(_) => Err(ended.unwrap_or(Error::NotConnected)),
         }
     }
 
+    /// 0 for a stale handle.
     fn tcp_unacked(&self, socket: TcpHandle) -> usize {
-        self.tcp(socket.0).send_queue()
+        self.tcp_socket(socket)
+            .map_or(0, |handle| self.tcp(handle).send_queue())
     }
 
+    /// A connection that failed gives the reason it closed (see
+    /// [`tcp_phase`](Stack::tcp_phase)).
     fn tcp_recv(&mut self, socket: TcpHandle, buf: &mut [u8]) -> Result<Recv> {
-        let s = self.tcp_mut(socket.0);
+        let handle = self.tcp_socket(socket)?;
+        let ended = self.ended(socket);
+        let s = self.tcp_mut(handle);
         match s.recv_slice(buf) {
             Ok(0) => Err(Error::WouldBlock),
             Ok(n) => Ok(Recv::Data(n)),
             Err(tcp::RecvError::Finished) => Ok(Recv::Eof),
-            Err(tcp::RecvError::InvalidState) if s.state() == tcp::State::Closed => {
-                Err(Error::ConnectionReset)
-            }
-            Err(tcp::RecvError::InvalidState) => Err(Error::NotConnected),
+            Err(tcp::RecvError::InvalidState) => Err(ended.unwrap_or(Error::NotConnected)),
         }
     }
 
+    /// Does nothing with a stale handle.
     fn tcp_shutdown(&mut self, socket: TcpHandle) {
-        self.tcp_mut(socket.0).close();
+        let Ok(handle) = self.tcp_socket(socket) else {
+            return;
+        };
+        let s = self.tcp_mut(handle);
+        s.close();
+        let state = s.state();
+        if let Some(slot) = self.tcp_slots.get_mut(socket.slot)
+            && state == tcp::State::Closed
+            && slot.last != tcp::State::Closed
+        {
+            // Shut down before it opened: the connection attempt is given up.
+            slot.last = state;
+            slot.ended = Some(Error::NotConnected);
+        }
     }
 
+    /// Does nothing with a stale handle.
     fn tcp_close(&mut self, socket: TcpHandle) {
-        let s = self.tcp_mut(socket.0);
+        let Ok(handle) = self.tcp_socket(socket) else {
+            return;
+        };
+        let s = self.tcp_mut(handle);
         s.close();
         // A closing socket waits for the peer's ACK and FIN; bound that wait.
         s.set_timeout(Some(CLOSE_GIVE_UP));
-        self.give_back_tcp(socket.0);
+        self.release_tcp(socket);
+        self.give_back_tcp(handle);
     }
 
+    /// Does nothing with a stale handle.
     fn tcp_abort(&mut self, socket: TcpHandle) {
-        self.tcp_mut(socket.0).abort();
-        self.give_back_tcp(socket.0);
+        let Ok(handle) = self.tcp_socket(socket) else {
+            return;
+        };
+        self.tcp_mut(handle).abort();
+        self.release_tcp(socket);
+        self.give_back_tcp(handle);
     }
 
     /// smoltcp's keep-alive and socket timeout. The timeout aborts the connection once
-    /// the peer has sent nothing for that long while smoltcp waits for it; smoltcp then
-    /// closes the socket as a reset would, so a program that set a give-up tells the two
-    /// apart by itself (see `programs`).
+    /// the peer has sent nothing for that long while smoltcp waits for it; the stack
+    /// notes that it closed without a reset from the peer, and reports it as
+    /// [`Error::TimedOut`]. Does nothing with a stale handle.
     fn tcp_set_timeouts(&mut self, socket: TcpHandle, timeouts: crate::net::TcpTimeouts) {
-        let s = self.tcp_mut(socket.0);
+        let Ok(handle) = self.tcp_socket(socket) else {
+            return;
+        };
+        let s = self.tcp_mut(handle);
         s.set_keep_alive(timeouts.keepalive);
         s.set_timeout(timeouts.give_up);
     }
@@ -1160,17 +1379,26 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         if available < backlog {
             return Err(Error::NoFreeSocket);
         }
-        if let Some(entry) = self.listeners.get_mut(slot) {
-            *entry = Some(Listener::new(port, backlog));
-        }
+        let (Some(entry), Some(generation)) = (
+            self.listeners.get_mut(slot),
+            self.listener_generations.get_mut(slot),
+        ) else {
+            return Err(Error::NoFreeListener);
+        };
+        *entry = Some(Listener::new(port, backlog));
+        *generation = generation.wrapping_add(1);
+        let generation = *generation;
         self.refill_listener(slot);
         debug!("tcp: listening on port {} with backlog {}", port, backlog);
-        Ok(ListenerHandle(slot))
+        Ok(ListenerHandle { slot, generation })
     }
 
     fn tcp_accept(&mut self, listener: ListenerHandle) -> Result<(TcpHandle, SocketAddrV4)> {
-        let Some(Some(slot)) = self.listeners.get_mut(listener.0) else {
-            return Err(Error::NotConnected);
+        if self.listener_generations.get(listener.slot) != Some(&listener.generation) {
+            return Err(Error::StaleHandle);
+        }
+        let Some(Some(slot)) = self.listeners.get_mut(listener.slot) else {
+            return Err(Error::StaleHandle);
         };
         let sockets = &self.sockets;
         let pos = slot.pool.iter().position(|m| {
@@ -1184,9 +1412,9 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         };
         // `remove`, not `swap_remove`: connections are accepted in the order they came.
         let handle = slot.pool.remove(pos).handle;
-        self.refill_listener(listener.0);
+        self.refill_listener(listener.slot);
         match self.tcp(handle).remote_endpoint().and_then(v4) {
-            Some(peer) => Ok((TcpHandle(handle), peer)),
+            Some(peer) => Ok((self.issue_tcp(handle)?, peer)),
             None => {
                 // Cannot happen for a synchronized socket; treat it as a reset connection.
                 self.give_back_tcp(handle);
@@ -1195,8 +1423,16 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         }
     }
 
+    /// Does nothing with a stale handle.
     fn listener_close(&mut self, listener: ListenerHandle) {
-        let Some(entry) = self.listeners.get_mut(listener.0) else {
+        let Some(generation) = self.listener_generations.get_mut(listener.slot) else {
+            return;
+        };
+        if *generation != listener.generation {
+            return;
+        }
+        *generation = generation.wrapping_add(1);
+        let Some(entry) = self.listeners.get_mut(listener.slot) else {
             return;
         };
         let Some(slot) = entry.take() else {

@@ -1,6 +1,6 @@
 //! Socket buffers with a size known at compile time, so a board can keep them in `static`s.
 //!
-//! The host passes slices it allocated instead; both end up in
+//! The host passes vectors it owns instead (smoltcp's `ManagedSlice::Owned`); both end up in
 //! [`SmolStack::add_tcp`](super::SmolStack::add_tcp) and
 //! [`SmolStack::add_udp`](super::SmolStack::add_udp).
 

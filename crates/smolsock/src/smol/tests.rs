@@ -24,10 +24,6 @@ const PORT: u16 = 9090;
 
 type TestStack = SmolStack<'static, 16>;
 
-fn leak<T: Clone>(value: T, len: usize) -> &'static mut [T] {
-    std::boxed::Box::leak(std::vec![value; len].into_boxed_slice())
-}
-
 fn stack<D: Device>(
     device: &mut D,
     ip: Ipv4Addr,
@@ -35,12 +31,9 @@ fn stack<D: Device>(
     tcp: usize,
     udp_buf: usize,
 ) -> TestStack {
-    let storage: &'static mut [SocketStorage<'static>] = std::boxed::Box::leak(
-        (0..tcp + 1)
-            .map(|_| SocketStorage::EMPTY)
-            .collect::<std::vec::Vec<_>>()
-            .into_boxed_slice(),
-    );
+    // Owned storage: the stack keeps it, nothing is leaked.
+    let storage: std::vec::Vec<SocketStorage<'static>> =
+        (0..tcp + 1).map(|_| SocketStorage::EMPTY).collect();
     let config = StackConfig {
         mac: EthernetAddress([2, 0, 0, 0, 0, mac]),
         ip: Ipv4Cidr::new(ip, 24),
@@ -50,15 +43,15 @@ fn stack<D: Device>(
     let mut stack = SmolStack::new(config, device, storage, Instant::ZERO).expect("stack");
     for _ in 0..tcp {
         stack
-            .add_tcp(leak(0u8, 4096), leak(0u8, 4096))
+            .add_tcp(std::vec![0u8; 4096], std::vec![0u8; 4096])
             .expect("tcp socket");
     }
     stack
         .add_udp(
-            leak(udp::PacketMetadata::EMPTY, 4),
-            leak(0u8, udp_buf),
-            leak(udp::PacketMetadata::EMPTY, 4),
-            leak(0u8, 2048),
+            std::vec![udp::PacketMetadata::EMPTY; 4],
+            std::vec![0u8; udp_buf],
+            std::vec![udp::PacketMetadata::EMPTY; 4],
+            std::vec![0u8; 2048],
         )
         .expect("udp socket");
     stack
@@ -74,9 +67,13 @@ struct Net {
 
 impl Net {
     fn new(server_sockets: usize) -> Self {
+        Self::sized(server_sockets, 8)
+    }
+
+    fn sized(server_sockets: usize, client_sockets: usize) -> Self {
         let mut link = std::boxed::Box::new(Link::<64>::new());
         let server = stack(&mut link.a(), SERVER, 1, server_sockets, 2048);
-        let client = stack(&mut link.b(), CLIENT, 2, 8, 2048);
+        let client = stack(&mut link.b(), CLIENT, 2, client_sockets, 2048);
         Net {
             link,
             server,
@@ -576,6 +573,10 @@ fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
         net.client.tcp_phase(refused),
         Phase::Failed(Error::ConnectionRefused)
     );
+    assert_eq!(
+        net.client.tcp_send(refused, b"x"),
+        Err(Error::ConnectionRefused)
+    );
     net.client.tcp_abort(refused);
     // An open connection the peer resets.
     let listener = net.server.tcp_listen(PORT, 2).expect("listen");
@@ -585,6 +586,10 @@ fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
     assert_eq!(
         net.client.tcp_phase(client),
         Phase::Failed(Error::ConnectionReset)
+    );
+    assert_eq!(
+        net.client.tcp_recv(client, &mut [0u8; 8]),
+        Err(Error::ConnectionReset)
     );
     net.client.tcp_abort(client);
     // An open connection whose peer goes silent while data waits: the give-up fires.
@@ -607,4 +612,148 @@ fn a_closed_connection_says_whether_it_was_refused_reset_or_timed_out() {
     assert_eq!(net.client.tcp_send(client, b"into the void"), Ok(13));
     net.run(3000);
     assert_eq!(net.client.tcp_phase(client), Phase::Failed(Error::TimedOut));
+    assert_eq!(
+        net.client.tcp_recv(client, &mut [0u8; 8]),
+        Err(Error::TimedOut)
+    );
+}
+
+#[test]
+fn a_connect_whose_syns_go_unanswered_times_out_and_is_not_refused() {
+    let mut net = Net::new(4);
+    // A full backlog drops further SYNs silently: the client's SYNs get no answer.
+    let listener = net.server.tcp_listen(PORT, 1).expect("listen");
+    let first = net.dial();
+    net.run(50);
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+    let second = net.dial();
+    net.client.tcp_set_timeouts(
+        second,
+        crate::net::TcpTimeouts {
+            keepalive: None,
+            give_up: Some(Duration::from_secs(2)),
+        },
+    );
+    net.run(1000);
+    assert_eq!(net.client.tcp_phase(second), Phase::Connecting);
+    net.run(2000);
+    assert_eq!(net.client.tcp_phase(second), Phase::Failed(Error::TimedOut));
+    // The first, established and never accepted, is untouched.
+    assert!(net.server.tcp_accept(listener).is_ok());
+    assert_eq!(net.client.tcp_phase(first), Phase::Open);
+}
+
+#[test]
+fn a_connection_closed_in_order_is_no_failure_even_with_a_give_up_set() {
+    let mut net = Net::new(4);
+    let listener = net.server.tcp_listen(PORT, 2).expect("listen");
+    let (client, server, _) = net.connected(listener);
+    net.client.tcp_set_timeouts(
+        client,
+        crate::net::TcpTimeouts {
+            keepalive: Some(Duration::from_secs(1)),
+            give_up: Some(Duration::from_secs(2)),
+        },
+    );
+    // The client shuts down, the server reads the end and closes: both FINs, and the
+    // client's socket leaves TIME-WAIT for CLOSED on its own.
+    net.client.tcp_shutdown(client);
+    net.run(50);
+    assert_eq!(net.server.tcp_recv(server, &mut [0u8; 8]), Ok(Recv::Eof));
+    net.server.tcp_close(server);
+    net.run(20_000);
+    assert_eq!(
+        net.client
+            .tcp(net.client.tcp_socket(client).expect("live"))
+            .state(),
+        tcp::State::Closed
+    );
+    assert_eq!(net.client.tcp_phase(client), Phase::Open);
+    assert_eq!(net.client.tcp_recv(client, &mut [0u8; 8]), Ok(Recv::Eof));
+}
+
+#[test]
+fn a_stale_tcp_handle_never_reaches_the_next_connection() {
+    // One client socket: the second connection must reuse the first one's socket.
+    let mut net = Net::sized(4, 1);
+    let listener = net.server.tcp_listen(PORT, 2).expect("listen");
+    let (old, old_server, _) = net.connected(listener);
+    net.client.tcp_abort(old);
+    net.run(50);
+    net.server.tcp_abort(old_server);
+    let (new, server, _) = net.connected(listener);
+    assert_ne!(old, new);
+    assert_eq!(old.slot, new.slot, "the same pool socket serves again");
+    // Every call with the old handle is an error value or does nothing.
+    assert_eq!(net.client.tcp_phase(old), Phase::Failed(Error::StaleHandle));
+    assert_eq!(net.client.tcp_send(old, b"x"), Err(Error::StaleHandle));
+    assert_eq!(
+        net.client.tcp_recv(old, &mut [0u8; 8]),
+        Err(Error::StaleHandle)
+    );
+    assert_eq!(net.client.tcp_local(old), None);
+    assert_eq!(net.client.tcp_peer(old), None);
+    assert_eq!(net.client.tcp_unacked(old), 0);
+    net.client.tcp_set_timeouts(
+        old,
+        crate::net::TcpTimeouts {
+            keepalive: None,
+            give_up: Some(Duration::from_millis(1)),
+        },
+    );
+    net.client.tcp_shutdown(old);
+    net.client.tcp_close(old);
+    net.client.tcp_abort(old);
+    // The new connection did not notice.
+    assert_eq!(net.client.tcp_phase(new), Phase::Open);
+    assert!(net.echo(new, server, b"still mine"));
+    // And a handle closed twice closes nothing the second time.
+    net.client.tcp_close(new);
+    let (third, server, _) = net.connected(listener);
+    net.client.tcp_close(new);
+    assert_eq!(net.client.tcp_phase(third), Phase::Open);
+    assert!(net.echo(third, server, b"and mine"));
+}
+
+#[test]
+fn a_stale_udp_handle_never_reaches_the_next_socket() {
+    let mut net = Net::new(2);
+    let old = net.server.udp_open().expect("udp");
+    net.server.udp_bind(old, 7000).expect("bind");
+    net.server.udp_close(old);
+    let new = net.server.udp_open().expect("the same socket again");
+    net.server.udp_bind(new, 7001).expect("bind");
+    assert_eq!(old.slot, new.slot, "the same pool socket serves again");
+    assert_eq!(net.server.udp_bind(old, 7002), Err(Error::StaleHandle));
+    assert_eq!(net.server.udp_local(old), None);
+    assert_eq!(net.server.udp_max_payload(old), 0);
+    assert!(net.server.udp_flushed(old));
+    assert_eq!(
+        net.server
+            .udp_send_to(old, b"x", SocketAddrV4::new(CLIENT, 7000)),
+        Err(Error::StaleHandle)
+    );
+    assert_eq!(
+        net.server.udp_recv_from(old, &mut [0u8; 8]),
+        Err(Error::StaleHandle)
+    );
+    net.server.udp_close(old);
+    assert_eq!(
+        net.server.udp_local(new).map(|a| a.port()),
+        Some(7001),
+        "closing the stale handle left the new socket bound"
+    );
+}
+
+#[test]
+fn a_stale_listener_handle_never_reaches_the_next_listener() {
+    let mut net = Net::new(4);
+    let old = net.server.tcp_listen(PORT, 1).expect("listen");
+    net.server.listener_close(old);
+    let new = net.server.tcp_listen(PORT, 1).expect("listen again");
+    assert_ne!(old, new);
+    assert_eq!(net.server.tcp_accept(old), Err(Error::StaleHandle));
+    net.server.listener_close(old);
+    let (client, server, _) = net.connected(new);
+    assert!(net.echo(client, server, b"served"));
 }

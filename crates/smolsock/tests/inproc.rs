@@ -7,11 +7,12 @@ use smolsock::programs::{
     ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver,
     UdpReceiverConfig, UdpSender, UdpSenderConfig, fill_pattern,
 };
+use smolsock::sim::{CLIENT_IP, Ending, Observer, SERVER_IP, Side};
 use smolsock::{Error, Event, Phase, Program, Recv, Stack};
-use smolsock_cli::inproc::{CLIENT_IP, Ending, Observer, Pair, SERVER_IP, Side};
-use smolsock_cli::input::LineInput;
-use smolsock_linux::stack::{HostStack, Sizing};
 use smoltcp::time::Duration;
+
+mod support;
+use support::{Lines, Sizing, TestStack, new_pair};
 
 const PORT: u16 = 9090;
 
@@ -58,8 +59,8 @@ impl Log {
     }
 }
 
-fn messages(list: &[&str]) -> LineInput {
-    LineInput::messages(list.iter().map(|s| s.to_string()).collect())
+fn messages(list: &[&str]) -> Lines {
+    Lines::of(list)
 }
 
 fn client(
@@ -67,7 +68,7 @@ fn client(
     bulk: Option<u64>,
     tx: &mut [u8],
     rx: &mut [u8],
-) -> TcpClient<'static, HostStack> {
+) -> TcpClient<'static, TestStack> {
     // The buffers outlive the test body; leak them for a 'static client.
     let tx: &'static mut [u8] = Box::leak(tx.to_vec().into_boxed_slice());
     let rx: &'static mut [u8] = Box::leak(rx.to_vec().into_boxed_slice());
@@ -86,7 +87,7 @@ fn client(
     )
 }
 
-fn server<const C: usize>(mode: ServeMode, backlog: usize, max: u64) -> TcpServer<HostStack, C> {
+fn server<const C: usize>(mode: ServeMode, backlog: usize, max: u64) -> TcpServer<TestStack, C> {
     TcpServer::new(TcpServerConfig {
         port: PORT,
         backlog,
@@ -99,7 +100,7 @@ fn server<const C: usize>(mode: ServeMode, backlog: usize, max: u64) -> TcpServe
 
 #[test]
 fn udp_sender_to_receiver_keeps_one_port_and_reports_truncation() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let (mut rbuf, mut sbuf) = ([0u8; 8], [0u8; 1472]);
     let mut recv = UdpReceiver::new(
         UdpReceiverConfig {
@@ -120,7 +121,7 @@ fn udp_sender_to_receiver_keeps_one_port_and_reports_truncation() {
         .run(
             &mut recv,
             &mut send,
-            &mut LineInput::none(),
+            &mut Lines::none(),
             &mut messages(&["a", "bb", "0123456789"]),
             &mut log,
             Duration::from_secs(30),
@@ -162,7 +163,7 @@ fn udp_sender_to_receiver_keeps_one_port_and_reports_truncation() {
 
 #[test]
 fn udp_sender_refuses_messages_larger_than_a_datagram() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut sbuf = vec![0u8; 4000];
     let mut send = UdpSender::new(
         UdpSenderConfig {
@@ -184,7 +185,7 @@ fn udp_sender_refuses_messages_larger_than_a_datagram() {
     pair.run(
         &mut recv,
         &mut send,
-        &mut LineInput::none(),
+        &mut Lines::none(),
         &mut messages(&[&big]),
         &mut log,
         Duration::from_secs(5),
@@ -200,7 +201,7 @@ fn udp_sender_refuses_messages_larger_than_a_datagram() {
     assert!(log.received.is_empty(), "nothing may be sent cut");
     // And input larger than the program's own buffer is refused at once.
     let mut small = [0u8; 4];
-    let mut send = UdpSender::<HostStack>::new(
+    let mut send = UdpSender::<TestStack>::new(
         UdpSenderConfig {
             to: server_addr(),
             flush_timeout: Duration::from_secs(1),
@@ -215,7 +216,7 @@ fn udp_sender_refuses_messages_larger_than_a_datagram() {
 
 #[test]
 fn tcp_long_connection_echoes_every_message_then_closes_both_ways() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = server::<4>(ServeMode::Echo, 2, 1);
     let mut cli = client(false, None, &mut [0; 1024], &mut [0; 1024]);
     let msgs: Vec<String> = (0..50).map(|i| format!("message {i}")).collect();
@@ -225,7 +226,7 @@ fn tcp_long_connection_echoes_every_message_then_closes_both_ways() {
         .run(
             &mut srv,
             &mut cli,
-            &mut LineInput::none(),
+            &mut Lines::none(),
             &mut messages(&refs),
             &mut log,
             Duration::from_secs(60),
@@ -281,7 +282,7 @@ fn tcp_long_connection_echoes_every_message_then_closes_both_ways() {
 
 #[test]
 fn tcp_short_connections_use_a_new_port_and_socket_each() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = server::<4>(ServeMode::Echo, 2, 3);
     let mut cli = client(true, None, &mut [0; 1024], &mut [0; 1024]);
     let mut log = Log::default();
@@ -289,7 +290,7 @@ fn tcp_short_connections_use_a_new_port_and_socket_each() {
         .run(
             &mut srv,
             &mut cli,
-            &mut LineInput::none(),
+            &mut Lines::none(),
             &mut messages(&["a", "b", "c"]),
             &mut log,
             Duration::from_secs(60),
@@ -316,7 +317,7 @@ fn tcp_short_connections_use_a_new_port_and_socket_each() {
 
 #[test]
 fn tcp_bulk_transfer_over_the_link_is_intact() {
-    let mut pair = Pair::new(Sizing {
+    let mut pair = new_pair(Sizing {
         tcp_buf: 65536,
         ..sizing()
     })
@@ -328,8 +329,8 @@ fn tcp_bulk_transfer_over_the_link_is_intact() {
         .run(
             &mut srv,
             &mut cli,
-            &mut LineInput::none(),
-            &mut LineInput::none(),
+            &mut Lines::none(),
+            &mut Lines::none(),
             &mut log,
             Duration::from_secs(120),
         )
@@ -347,7 +348,7 @@ fn tcp_bulk_transfer_over_the_link_is_intact() {
 
 #[test]
 fn connecting_to_a_closed_port_is_refused() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let sock = pair.client.tcp_connect(server_addr()).unwrap();
     pair.pump(Duration::from_millis(100));
     // The socket layer tells the reset that answered the SYN from one that broke an open
@@ -357,13 +358,13 @@ fn connecting_to_a_closed_port_is_refused() {
         Phase::Failed(Error::ConnectionRefused)
     );
     // Through the program, that is reported as a refusal (S1: no bind, no server).
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut cli = client(false, None, &mut [0; 64], &mut [0; 64]);
     struct Nothing;
-    impl Program<HostStack> for Nothing {
+    impl Program<TestStack> for Nothing {
         fn poll(
             &mut self,
-            _: &mut HostStack,
+            _: &mut TestStack,
             _: smoltcp::time::Instant,
             _: &mut dyn FnMut(&Event<'_>),
         ) -> smolsock::Poll {
@@ -377,7 +378,7 @@ fn connecting_to_a_closed_port_is_refused() {
     pair.run(
         &mut Nothing,
         &mut cli,
-        &mut LineInput::none(),
+        &mut Lines::none(),
         &mut messages(&["x"]),
         &mut log,
         Duration::from_secs(10),
@@ -391,7 +392,7 @@ fn backlog_completes_handshakes_before_accept_and_drops_beyond() {
     // S12 on smoltcp: `backlog` pool sockets each complete a handshake on their own; a
     // SYN that finds them all holding connections not yet accepted is dropped, as Linux
     // drops it, and the client's retransmission gets in once the server accepts.
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let listener = pair.server.tcp_listen(PORT, 2).unwrap();
     let mut socks = Vec::new();
     for _ in 0..3 {
@@ -419,7 +420,7 @@ fn backlog_completes_handshakes_before_accept_and_drops_beyond() {
 #[test]
 fn closing_the_listener_keeps_accepted_connections() {
     // S7: after the listener closes, new clients are refused, the accepted one goes on.
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let listener = pair.server.tcp_listen(PORT, 1).unwrap();
     let c1 = pair.client.tcp_connect(server_addr()).unwrap();
     pair.pump(Duration::from_millis(200));
@@ -443,7 +444,7 @@ fn closing_the_listener_keeps_accepted_connections() {
 
 #[test]
 fn pool_exhaustion_and_port_conflicts_are_errors() {
-    let mut pair = Pair::new(Sizing {
+    let mut pair = new_pair(Sizing {
         tcp_sockets: 2,
         ..sizing()
     })
@@ -517,10 +518,10 @@ impl Peer {
     }
 }
 
-impl Program<HostStack> for Peer {
+impl Program<TestStack> for Peer {
     fn poll(
         &mut self,
-        stack: &mut HostStack,
+        stack: &mut TestStack,
         now: smoltcp::time::Instant,
         _: &mut dyn FnMut(&Event<'_>),
     ) -> smolsock::Poll {
@@ -588,7 +589,7 @@ impl Program<HostStack> for Peer {
 }
 
 /// An echo server for one client that closes it after `idle` without data.
-fn idle_server(idle: Duration) -> TcpServer<HostStack, 2> {
+fn idle_server(idle: Duration) -> TcpServer<TestStack, 2> {
     TcpServer::new(TcpServerConfig {
         idle_timeout: Some(idle),
         ..server::<2>(ServeMode::Echo, 1, 1).config()
@@ -597,7 +598,7 @@ fn idle_server(idle: Duration) -> TcpServer<HostStack, 2> {
 
 #[test]
 fn idle_timeout_closes_an_idle_connection_with_fin() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = idle_server(Duration::from_secs(5));
     let mut peer = Peer::new(1, Duration::ZERO);
     let mut log = Log::default();
@@ -605,8 +606,8 @@ fn idle_timeout_closes_an_idle_connection_with_fin() {
         .run(
             &mut srv,
             &mut peer,
-            &mut LineInput::none(),
-            &mut LineInput::none(),
+            &mut Lines::none(),
+            &mut Lines::none(),
             &mut log,
             Duration::from_secs(60),
         )
@@ -629,7 +630,7 @@ fn idle_timeout_closes_an_idle_connection_with_fin() {
 
 #[test]
 fn idle_timeout_spares_a_connection_with_traffic() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = idle_server(Duration::from_secs(5));
     // A ping every 3 s for 30 s: never 5 s without data.
     let mut peer = Peer::new(10, Duration::from_secs(3));
@@ -637,8 +638,8 @@ fn idle_timeout_spares_a_connection_with_traffic() {
     pair.run(
         &mut srv,
         &mut peer,
-        &mut LineInput::none(),
-        &mut LineInput::none(),
+        &mut Lines::none(),
+        &mut Lines::none(),
         &mut log,
         Duration::from_secs(90),
     )
@@ -660,7 +661,7 @@ fn idle_timeout_spares_a_connection_with_traffic() {
 
 #[test]
 fn idle_timeout_resets_a_stuck_peer_that_never_reads() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = idle_server(Duration::from_secs(5));
     // The peer sends without end and never reads: the echo fills its window, the server
     // stops reading, and only zero-window probes and their answers move.
@@ -670,8 +671,8 @@ fn idle_timeout_resets_a_stuck_peer_that_never_reads() {
         .run(
             &mut srv,
             &mut peer,
-            &mut LineInput::none(),
-            &mut LineInput::none(),
+            &mut Lines::none(),
+            &mut Lines::none(),
             &mut log,
             Duration::from_secs(120),
         )
@@ -692,8 +693,8 @@ fn idle_timeout_resets_a_stuck_peer_that_never_reads() {
 
 #[test]
 fn shutdown_closes_every_connection_with_fin_and_reports_totals() {
-    let mut pair = Pair::new(sizing()).unwrap();
-    let mut srv = TcpServer::<HostStack, 4>::new(TcpServerConfig {
+    let mut pair = new_pair(sizing()).unwrap();
+    let mut srv = TcpServer::<TestStack, 4>::new(TcpServerConfig {
         max_clients: None,
         ..server::<4>(ServeMode::Echo, 2, 1).config()
     });
@@ -704,8 +705,8 @@ fn shutdown_closes_every_connection_with_fin_and_reports_totals() {
         pair.run(
             &mut srv,
             peer,
-            &mut LineInput::none(),
-            &mut LineInput::none(),
+            &mut Lines::none(),
+            &mut Lines::none(),
             &mut log,
             Duration::from_secs(1),
         )
@@ -757,7 +758,7 @@ fn shutdown_closes_every_connection_with_fin_and_reports_totals() {
 
 #[test]
 fn shutdown_resets_a_connection_with_unread_data() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     // Interactive: after the first message the server waits for a typed reply and reads
     // nothing more, so the second message stays unread.
     let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
@@ -766,9 +767,9 @@ fn shutdown_resets_a_connection_with_unread_data() {
     pair.run(
         &mut srv,
         &mut peer,
-        // stdin that never ends: the server keeps waiting for a line.
-        &mut LineInput::stdin(),
-        &mut LineInput::none(),
+        // Input that never ends: the server keeps waiting for a line.
+        &mut Lines::open(),
+        &mut Lines::none(),
         &mut log,
         Duration::from_secs(2),
     )
@@ -801,7 +802,7 @@ fn shutdown_resets_a_connection_with_unread_data() {
 
 #[test]
 fn oversized_interactive_reply_is_refused_and_the_server_goes_on() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
     let mut cli = client(false, None, &mut [0; 1024], &mut [0; 1024]);
     let big = "x".repeat(2000);
@@ -842,7 +843,7 @@ fn oversized_interactive_reply_is_refused_and_the_server_goes_on() {
 
 #[test]
 fn tcp_client_reply_timeout_ends_with_timed_out() {
-    let mut pair = Pair::new(sizing()).unwrap();
+    let mut pair = new_pair(sizing()).unwrap();
     // An interactive server whose operator never types: no answer, and no close.
     let mut srv = server::<2>(ServeMode::Interactive, 1, 1);
     let mut cli = TcpClient::new(
@@ -863,8 +864,8 @@ fn tcp_client_reply_timeout_ends_with_timed_out() {
     pair.run(
         &mut srv,
         &mut cli,
-        // stdin that never ends: the server keeps waiting for a line.
-        &mut LineInput::stdin(),
+        // Input that never ends: the server keeps waiting for a line.
+        &mut Lines::open(),
         &mut messages(&["hello"]),
         &mut log,
         Duration::from_secs(10),

@@ -19,11 +19,12 @@ use smolsock::programs::{
     TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver, UdpReceiverConfig, UdpSender,
     UdpSenderConfig, fill_pattern,
 };
+use smolsock::sim::{Ending, Observer, SERVER_IP, Side};
 use smolsock::{Error, Event, Program, Proto, Totals};
-use smolsock_cli::inproc::{Ending, Observer, Pair, SERVER_IP, Side};
-use smolsock_cli::input::LineInput;
-use smolsock_linux::stack::{HostStack, Sizing};
 use smoltcp::time::{Duration, Instant};
+
+mod support;
+use support::{Lines, Sizing, TestPair, TestStack, seeded_pair};
 
 const PORT: u16 = 9090;
 /// Seeds run; each gets one scenario, one fault mix and one choice of ends (the
@@ -108,15 +109,15 @@ impl Record {
 /// A program in a pair run. The leader is the one whose end ends the run; the follower
 /// (a server that would run for ever) counts as finished once the leader has.
 struct Paced<'p> {
-    inner: &'p mut dyn Program<HostStack>,
+    inner: &'p mut dyn Program<TestStack>,
     leader_done: Rc<Cell<bool>>,
     leads: bool,
 }
 
-impl Program<HostStack> for Paced<'_> {
+impl Program<TestStack> for Paced<'_> {
     fn poll(
         &mut self,
-        stack: &mut HostStack,
+        stack: &mut TestStack,
         now: Instant,
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> smolsock::Poll {
@@ -149,10 +150,10 @@ impl Program<HostStack> for Paced<'_> {
 
 /// Runs `client` against the long-running `server` until the client ends.
 fn run(
-    pair: &mut Pair,
-    server: &mut dyn Program<HostStack>,
-    client: &mut dyn Program<HostStack>,
-    input: &mut LineInput,
+    pair: &mut TestPair,
+    server: &mut dyn Program<TestStack>,
+    client: &mut dyn Program<TestStack>,
+    input: &mut Lines,
     limit: Duration,
 ) -> Result<(Ending, Record), String> {
     let done = Rc::new(Cell::new(false));
@@ -171,7 +172,7 @@ fn run(
         .run(
             &mut server,
             &mut client,
-            &mut LineInput::none(),
+            &mut Lines::none(),
             input,
             &mut record,
             limit,
@@ -180,7 +181,7 @@ fn run(
     Ok((ending, record))
 }
 
-fn tcp_client(bulk: Option<u64>, short: bool) -> TcpClient<'static, HostStack> {
+fn tcp_client(bulk: Option<u64>, short: bool) -> TcpClient<'static, TestStack> {
     let tx: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
     let rx: &'static mut [u8] = Box::leak(vec![0u8; 1024].into_boxed_slice());
     TcpClient::new(
@@ -196,6 +197,19 @@ fn tcp_client(bulk: Option<u64>, short: bool) -> TcpClient<'static, HostStack> {
         tx,
         rx,
     )
+}
+
+/// Two stacks seeded with `seed`, with faults in front of the server's end, the client's,
+/// or both.
+fn with_faults(
+    seed: u64,
+    server: Option<FaultConfig>,
+    client: Option<FaultConfig>,
+) -> smolsock::Result<Box<TestPair>> {
+    let mut pair = seeded_pair(sizing(), seed)?;
+    pair.set_faults(Side::Server, server);
+    pair.set_faults(Side::Client, client);
+    Ok(pair)
 }
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -215,8 +229,8 @@ fn messages(seed: u64, count: u64) -> Vec<String> {
         .collect()
 }
 
-fn lines(list: &[String]) -> LineInput {
-    LineInput::messages(list.to_vec())
+fn lines(list: &[String]) -> Lines {
+    Lines::of(list)
 }
 
 /// What the injectors did over all runs, and how the faulty transfers ended.
@@ -232,7 +246,7 @@ thread_local! {
 }
 
 /// Takes the fault injectors away, adding up what they did.
-fn faults_off(pair: &mut Pair) {
+fn faults_off(pair: &mut TestPair) {
     for side in [Side::Server, Side::Client] {
         if let Some(stats) = pair.fault_stats(side) {
             SUMMARY.with(|s| {
@@ -281,15 +295,15 @@ fn ended_clearly(ending: Ending, outcome: Option<smolsock::Result<()>>) -> Resul
 /// After the faults: the same server serves a clean client (bulk to a sink, or messages
 /// to an echo server).
 fn clean_client_served(
-    pair: &mut Pair,
-    server: &mut dyn Program<HostStack>,
+    pair: &mut TestPair,
+    server: &mut dyn Program<TestStack>,
     mode: ServeMode,
 ) -> Result<(), String> {
     faults_off(pair);
     // What the faulty run left (retransmissions to a gone peer and so on) may still be in
     // the air; it must not keep the clean client out.
     let (bulk, input) = match mode {
-        ServeMode::Sink => (Some(5000), LineInput::none()),
+        ServeMode::Sink => (Some(5000), Lines::none()),
         _ => (None, lines(&["clean".to_string()])),
     };
     let mut client = tcp_client(bulk, false);
@@ -320,9 +334,9 @@ fn clean_client_served(
 }
 
 /// A bulk transfer to a sink server.
-fn bulk(pair: &mut Pair, seed: u64) -> Result<(), String> {
+fn bulk(pair: &mut TestPair, seed: u64) -> Result<(), String> {
     let len = 20_000 + (seed * 7919) % 40_000;
-    let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
+    let mut server = TcpServer::<TestStack, 4>::new(TcpServerConfig {
         port: PORT,
         backlog: 2,
         mode: ServeMode::Sink,
@@ -331,13 +345,7 @@ fn bulk(pair: &mut Pair, seed: u64) -> Result<(), String> {
         timeouts: DEFAULT_TIMEOUTS,
     });
     let mut client = tcp_client(Some(len), false);
-    let (ending, record) = run(
-        pair,
-        &mut server,
-        &mut client,
-        &mut LineInput::none(),
-        LIMIT,
-    )?;
+    let (ending, record) = run(pair, &mut server, &mut client, &mut Lines::none(), LIMIT)?;
     let complete = ended_clearly(ending, client.outcome())?;
     let data = pattern(len as usize);
     for t in record.tcp_closed(Side::Server) {
@@ -365,10 +373,10 @@ fn bulk(pair: &mut Pair, seed: u64) -> Result<(), String> {
 }
 
 /// Messages to an echo server, on one long or on short connections.
-fn echo(pair: &mut Pair, seed: u64) -> Result<(), String> {
+fn echo(pair: &mut TestPair, seed: u64) -> Result<(), String> {
     let sent = messages(seed, 8);
     let short = seed.is_multiple_of(2);
-    let mut server = TcpServer::<HostStack, 4>::new(TcpServerConfig {
+    let mut server = TcpServer::<TestStack, 4>::new(TcpServerConfig {
         port: PORT,
         backlog: 2,
         mode: ServeMode::Echo,
@@ -398,7 +406,7 @@ fn echo(pair: &mut Pair, seed: u64) -> Result<(), String> {
 }
 
 /// Datagrams to a receiver: each that arrives is one that was sent, whole.
-fn datagrams(pair: &mut Pair, seed: u64) -> Result<(), String> {
+fn datagrams(pair: &mut TestPair, seed: u64) -> Result<(), String> {
     let sent = messages(seed, 12);
     let mut rbuf = vec![0u8; 1500];
     let mut receiver = UdpReceiver::new(
@@ -484,8 +492,7 @@ fn case(seed: u64) -> (String, Result<(), String>) {
             1 => (None, Some(config)),
             _ => (Some(config), Some(other)),
         };
-        let mut pair = Pair::with_faults(sizing(), seed, server, client)
-            .map_err(|e| format!("no pair: {e}"))?;
+        let mut pair = with_faults(seed, server, client).map_err(|e| format!("no pair: {e}"))?;
         match scenario {
             0 => bulk(&mut pair, seed),
             1 => echo(&mut pair, seed),
@@ -536,7 +543,7 @@ fn programs_survive_faults_across_seeds_and_serve_afterwards() {
 fn the_same_seed_gives_the_same_run() {
     let once = |seed: u64| {
         let config = FaultConfig::parse(&format!("{},seed={seed}", MIXES[7])).unwrap();
-        let mut pair = Pair::with_faults(sizing(), seed, Some(config), Some(config)).unwrap();
+        let mut pair = with_faults(seed, Some(config), Some(config)).unwrap();
         let result = bulk(&mut pair, seed);
         (result, pair.now())
     };
