@@ -97,6 +97,8 @@ pub fn tcp_client<B: Board, const BUF: usize>(
     let config = TcpClientConfig {
         to,
         short: false,
+        // As the tutorial's client: a line, its reply, the next line.
+        pace: smolsock::programs::Pace::LockStep,
         timeout: Duration::from_secs(10),
         bulk: None,
         reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),

@@ -137,6 +137,11 @@ pub enum Command {
         /// One connection per message (the tutorial's short connection).
         #[arg(long)]
         short: bool,
+        /// On a long connection: lockstep sends a message only once the server answered the
+        /// last (as the tutorial's client does), pipeline sends each as soon as the last is
+        /// queued; auto: lockstep for arguments and typed lines, pipeline for piped stdin.
+        #[arg(long, value_enum, default_value_t = PaceArg::Auto)]
+        pace: PaceArg,
         /// Seconds to wait for the handshake, and for the server to close after us.
         #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_seconds)]
         timeout: f64,
@@ -257,6 +262,17 @@ pub struct TimeoutArgs {
 
 fn secs(d: smoltcp::time::Duration) -> f64 {
     d.total_millis() as f64 / 1000.0
+}
+
+/// `tcp-client --pace`: when the next message may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PaceArg {
+    /// Lock-step for arguments and a terminal, pipelining for stdin from a pipe or file.
+    Auto,
+    /// Wait for the server's answer to each message before sending the next.
+    Lockstep,
+    /// Send each message as soon as the one before it is queued.
+    Pipeline,
 }
 
 /// What the TCP server does with what it receives.

@@ -148,6 +148,7 @@ fn tcp_scenario(
         TcpClientConfig {
             to: std::net::SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
             short,
+            pace: smolsock::programs::Pace::LockStep,
             timeout: Duration::from_secs(5),
             bulk: None,
             reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
@@ -230,7 +231,8 @@ pub fn run(printer: &mut Printer, style: Style) -> Result<(), RunError> {
         &mut narrator,
         "TCP long connection: tcp-client -> tcp-server (echo)",
         "The server binds and listens (S1, S3); the client connects from an ephemeral port (S2, S4).\n\
-         Three-way handshake, two messages echoed on one connection, then the four-way close (S13):\n\
+         Three-way handshake; two messages on one connection in lock-step, as the tutorial's client\n\
+         sends a line and reads its answer before the next; then the four-way close (S13):\n\
          the client shuts down, the server's recv returns 0 bytes (S9) and it closes its socket (S8).",
         false,
         &["hello", "world"],

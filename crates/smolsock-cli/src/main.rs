@@ -9,8 +9,8 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser as _};
 use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::programs::{
-    ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts, UdpReceiver,
-    UdpReceiverConfig, UdpSender, UdpSenderConfig,
+    Pace, ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts,
+    UdpReceiver, UdpReceiverConfig, UdpSender, UdpSenderConfig,
 };
 use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
@@ -24,7 +24,7 @@ mod input;
 mod output;
 
 use cli::{
-    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, StackKind,
+    Cli, Command, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, Mode, PaceArg, StackKind,
     TimeoutArgs, parse_cidr,
 };
 use driver::RunError;
@@ -119,6 +119,18 @@ fn input_for(messages: Vec<String>) -> LineInput {
         LineInput::stdin()
     } else {
         LineInput::messages(messages)
+    }
+}
+
+/// `--pace auto` is lock-step when a person types (arguments, or stdin on a terminal) and
+/// pipelining for a script's input (stdin from a pipe or a file).
+fn pace_for(pace: PaceArg, messages: &[String]) -> Pace {
+    use std::io::IsTerminal as _;
+    match pace {
+        PaceArg::Lockstep => Pace::LockStep,
+        PaceArg::Pipeline => Pace::Pipeline,
+        PaceArg::Auto if messages.is_empty() && !std::io::stdin().is_terminal() => Pace::Pipeline,
+        PaceArg::Auto => Pace::LockStep,
     }
 }
 
@@ -308,6 +320,7 @@ fn run_program<L: Launch>(
         Command::TcpClient {
             to,
             short,
+            pace,
             timeout,
             bytes,
             buf,
@@ -321,6 +334,7 @@ fn run_program<L: Launch>(
             let config = TcpClientConfig {
                 to,
                 short,
+                pace: pace_for(pace, &messages),
                 timeout: seconds(timeout),
                 bulk: bytes,
                 reply_timeout: optional_seconds(reply_timeout),

@@ -188,6 +188,7 @@ fn tcp_client(bulk: Option<u64>, short: bool) -> TcpClient<'static, TestStack> {
         TcpClientConfig {
             to: server_addr(),
             short,
+            pace: smolsock::programs::Pace::Pipeline,
             timeout: Duration::from_secs(30),
             bulk,
             reply_timeout: Some(DEFAULT_REPLY_TIMEOUT),

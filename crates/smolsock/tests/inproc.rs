@@ -76,6 +76,7 @@ fn client(
         TcpClientConfig {
             to: server_addr(),
             short,
+            pace: smolsock::programs::Pace::Pipeline,
             timeout: Duration::from_secs(5),
             bulk,
             reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
@@ -278,6 +279,87 @@ fn tcp_long_connection_echoes_every_message_then_closes_both_ways() {
     };
     assert_eq!(crc(&s, "in "), crc(&c, "out "));
     assert_eq!(crc(&s, "out "), crc(&c, "in "));
+}
+
+/// The client's own log of one long connection carrying `count` messages to an echo server,
+/// as "S" (a message sent) and "R" (an answer received), in order.
+fn paced_exchange(pace: smolsock::programs::Pace, count: usize) -> String {
+    let mut pair = new_pair(sizing()).unwrap();
+    let mut srv = server::<4>(ServeMode::Echo, 2, 1);
+    let (mut tx, mut rx) = ([0u8; 1024], [0u8; 1024]);
+    let mut cli = TcpClient::new(
+        TcpClientConfig {
+            to: server_addr(),
+            short: false,
+            pace,
+            timeout: Duration::from_secs(5),
+            bulk: None,
+            reply_timeout: Some(smolsock::programs::DEFAULT_REPLY_TIMEOUT),
+            idle_timeout: None,
+            timeouts: smolsock::programs::DEFAULT_TIMEOUTS,
+        },
+        &mut tx,
+        &mut rx,
+    );
+    let msgs: Vec<String> = (0..count).map(|i| format!("line {i}")).collect();
+    let refs: Vec<&str> = msgs.iter().map(String::as_str).collect();
+    let mut log = Log::default();
+    let ending = pair
+        .run(
+            &mut srv,
+            &mut cli,
+            &mut Lines::none(),
+            &mut messages(&refs),
+            &mut log,
+            Duration::from_secs(60),
+        )
+        .unwrap();
+    assert_eq!(ending, Ending::Finished);
+    assert_eq!(cli.outcome(), Some(Ok(())));
+    let echoed: Vec<u8> = log
+        .received
+        .iter()
+        .filter(|r| r.0 == Side::Client)
+        .flat_map(|r| r.2.clone())
+        .collect();
+    assert_eq!(
+        echoed,
+        msgs.concat().into_bytes(),
+        "every message echoed, in order"
+    );
+    log.of(Side::Client)
+        .iter()
+        .filter_map(|l| {
+            if l.contains(" sent ") {
+                Some('S')
+            } else if l.contains(" received ") {
+                Some('R')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn lock_step_client_waits_for_each_answer_before_the_next_message() {
+    let order = paced_exchange(smolsock::programs::Pace::LockStep, 5);
+    assert!(order.starts_with('S'), "{order}");
+    assert!(
+        !order.contains("SS"),
+        "a message went before the last one was answered: {order}"
+    );
+    assert_eq!(order.matches('S').count(), 5, "{order}");
+}
+
+#[test]
+fn pipelining_client_sends_without_waiting_for_answers() {
+    let order = paced_exchange(smolsock::programs::Pace::Pipeline, 5);
+    assert!(
+        order.starts_with("SS"),
+        "pipelining queues the next message before the answer: {order}"
+    );
+    assert_eq!(order.matches('S').count(), 5, "{order}");
 }
 
 #[test]
@@ -850,6 +932,7 @@ fn tcp_client_reply_timeout_ends_with_timed_out() {
         TcpClientConfig {
             to: server_addr(),
             short: false,
+            pace: smolsock::programs::Pace::Pipeline,
             // Far beyond the run's limit: only the reply timeout can end the client.
             timeout: Duration::from_secs(60),
             bulk: None,

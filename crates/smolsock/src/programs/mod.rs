@@ -19,7 +19,7 @@ mod udp_recv;
 mod udp_send;
 
 pub use crate::net::TcpTimeouts;
-pub use tcp_client::{DEFAULT_REPLY_TIMEOUT, TcpClient, TcpClientConfig};
+pub use tcp_client::{DEFAULT_REPLY_TIMEOUT, Pace, TcpClient, TcpClientConfig};
 pub use tcp_server::{RECV_CHUNK, ServeMode, TcpServer, TcpServerConfig};
 pub use udp_recv::{UdpReceiver, UdpReceiverConfig};
 pub use udp_send::{UdpSender, UdpSenderConfig};

@@ -13,6 +13,19 @@ use crate::net::{Phase, Recv, Stack, TcpTimeouts};
 /// otherwise, like the tutorial's `settimeout(10)`.
 pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How a [`TcpClient`] on a long connection paces its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Pace {
+    /// The next message waits until the server has answered the last one (any data, or
+    /// its close), as the tutorial's client sends a line, reads the reply, then sends the
+    /// next: for typed input.
+    LockStep,
+    /// Each message is queued as soon as the one before it is: for scripts and files,
+    /// where waiting for every reply would only slow the transfer.
+    Pipeline,
+}
+
 /// Settings of a [`TcpClient`].
 #[derive(Debug, Clone, Copy)]
 pub struct TcpClientConfig {
@@ -21,6 +34,9 @@ pub struct TcpClientConfig {
     /// One connection per message (the seed's "short connection"); otherwise one
     /// connection carries every message (a "long connection").
     pub short: bool,
+    /// Whether a long connection waits for each answer before sending the next message.
+    /// Short connections and bulk transfers ignore it.
+    pub pace: Pace,
     /// Longest wait for the handshake, and for the server to close once we have.
     pub timeout: Duration,
     /// Send this many bytes of a fixed pattern instead of messages (a bulk transfer);
@@ -74,6 +90,8 @@ pub struct TcpClient<'b, S: Stack> {
     live: Liveness,
     /// When the answer to the last message sent is due.
     reply_due: Option<Instant>,
+    /// In lock-step, the last message sent has not been answered yet.
+    awaiting: bool,
 }
 
 impl<'b, S: Stack> TcpClient<'b, S> {
@@ -92,6 +110,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
             state: State::Idle,
             live: Liveness::new(Instant::ZERO),
             reply_due: None,
+            awaiting: false,
         }
     }
 
@@ -181,6 +200,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     let data = self.rx.get(..n).unwrap_or_default();
                     self.counter.received(data);
                     self.reply_due = None;
+                    self.awaiting = false;
                     if self.config.bulk.is_none() {
                         emit(&Event::Received {
                             proto: Proto::Tcp,
@@ -194,6 +214,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 }
                 Ok(Recv::Eof) => {
                     self.reply_due = None;
+                    self.awaiting = false;
                     emit(&Event::PeerClosed {
                         conn: self.conn,
                         peer: self.config.to,
@@ -264,13 +285,16 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                 len,
             });
             self.reply_due = self.config.reply_timeout.map(|t| now + t);
+            self.awaiting = self.config.pace == Pace::LockStep && !self.config.short;
             self.pending = None;
             poll.progressed = true;
             if self.config.short {
                 return Ok(true);
             }
         }
-        Ok(self.input_ended)
+        // In lock-step the last answer is read before our side closes, as the tutorial's
+        // client reads its reply before `close`.
+        Ok(self.input_ended && !self.awaiting)
     }
 
     /// Handles an overdue deadline of the open connection `socket`.
@@ -335,6 +359,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                         self.counter = Counter::default();
                         self.live = Liveness::new(now);
                         self.reply_due = None;
+                        self.awaiting = false;
                         self.state = State::Connecting {
                             socket,
                             deadline: now + self.config.timeout,
@@ -477,6 +502,7 @@ impl<S: Stack> Program<S> for TcpClient<'_, S> {
         self.config.bulk.is_none()
             && !self.input_ended
             && self.pending.is_none()
+            && !self.awaiting
             && !matches!(self.state, State::Done(_))
     }
 
@@ -484,7 +510,7 @@ impl<S: Stack> Program<S> for TcpClient<'_, S> {
         if self.input_ended || self.config.bulk.is_some() || matches!(self.state, State::Done(_)) {
             return Err(Error::InputClosed);
         }
-        if self.pending.is_some() {
+        if self.pending.is_some() || self.awaiting {
             return Err(Error::WouldBlock);
         }
         self.pending = Some((super::stage(self.tx, message)?, 0));
