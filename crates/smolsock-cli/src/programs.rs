@@ -1,0 +1,147 @@
+//! Each program's flags turned into its core configuration: what `udp-recv`, `udp-send`,
+//! `tcp-server` and `tcp-client` build from the command line, the same for both stacks.
+
+use smolsock::programs::{
+    Pace, ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts,
+    UdpReceiver, UdpReceiverConfig, UdpSender, UdpSenderConfig,
+};
+use smoltcp::time::Duration;
+
+use crate::Failure;
+use crate::cli::{Command, Mode, PaceArg, TimeoutArgs};
+use crate::input::LineInput;
+use crate::output::Printer;
+use crate::stacks::Launch;
+
+/// Most clients one `tcp-server` serves at once; more wait in the backlog.
+const MAX_CLIENTS: usize = 32;
+
+fn input_for(messages: Vec<String>) -> LineInput {
+    if messages.is_empty() {
+        LineInput::stdin()
+    } else {
+        LineInput::messages(messages)
+    }
+}
+
+/// `--pace auto` is lock-step when a person types (arguments, or stdin on a terminal) and
+/// pipelining for a script's input (stdin from a pipe or a file).
+fn pace_for(pace: PaceArg, messages: &[String]) -> Pace {
+    use std::io::IsTerminal as _;
+    match pace {
+        PaceArg::Lockstep => Pace::LockStep,
+        PaceArg::Pipeline => Pace::Pipeline,
+        PaceArg::Auto if messages.is_empty() && !std::io::stdin().is_terminal() => Pace::Pipeline,
+        PaceArg::Auto => Pace::LockStep,
+    }
+}
+
+pub(crate) fn seconds(s: f64) -> Duration {
+    Duration::from_micros((s * 1e6) as u64)
+}
+
+/// A duration flag where 0 means off.
+fn optional_seconds(s: f64) -> Option<Duration> {
+    (s > 0.0).then(|| seconds(s))
+}
+
+fn tcp_timeouts(args: TimeoutArgs) -> TcpTimeouts {
+    TcpTimeouts {
+        keepalive: optional_seconds(args.keepalive),
+        give_up: optional_seconds(args.give_up),
+    }
+}
+
+/// The same program construction for both stacks: only [`Launch`] differs.
+pub(crate) fn run_program<L: Launch>(
+    launcher: L,
+    command: Command,
+    printer: &mut Printer,
+) -> Result<(), Failure> {
+    match command {
+        Command::Demo { .. } | Command::Compare { .. } => Ok(()),
+        Command::UdpRecv {
+            port, count, buf, ..
+        } => {
+            let mut buf = vec![0u8; usize::from(buf)];
+            let mut program = UdpReceiver::new(UdpReceiverConfig { port, count }, &mut buf);
+            launcher.launch(0, &mut program, LineInput::none(), printer)
+        }
+        Command::UdpSend {
+            to,
+            timeout,
+            messages,
+            ..
+        } => {
+            let mut buf = vec![0u8; 65507];
+            let config = UdpSenderConfig {
+                to,
+                flush_timeout: seconds(timeout),
+            };
+            let mut program = UdpSender::new(config, &mut buf);
+            launcher.launch(0, &mut program, input_for(messages), printer)
+        }
+        Command::TcpServer {
+            port,
+            backlog,
+            mode,
+            max_clients,
+            timeouts,
+            ..
+        } => {
+            let mode = match mode {
+                Mode::Echo => ServeMode::Echo,
+                Mode::Interactive => ServeMode::Interactive,
+                Mode::Sink => ServeMode::Sink,
+            };
+            let config = TcpServerConfig {
+                port,
+                backlog: usize::from(backlog),
+                mode,
+                max_clients,
+                idle_timeout: optional_seconds(timeouts.idle_timeout),
+                timeouts: tcp_timeouts(timeouts),
+            };
+            let mut program = Box::new(TcpServer::<L::Stack, MAX_CLIENTS>::new(config));
+            let input = if mode == ServeMode::Interactive {
+                LineInput::stdin()
+            } else {
+                LineInput::none()
+            };
+            let sockets = usize::from(backlog) + MAX_CLIENTS;
+            launcher.launch(sockets, program.as_mut(), input, printer)
+        }
+        Command::TcpClient {
+            to,
+            short,
+            pace,
+            timeout,
+            bytes,
+            buf,
+            messages,
+            reply_timeout,
+            timeouts,
+            ..
+        } => {
+            let mut tx = vec![0u8; 16 * 1024];
+            let mut rx = vec![0u8; buf as usize];
+            let config = TcpClientConfig {
+                to,
+                short,
+                pace: pace_for(pace, &messages),
+                timeout: seconds(timeout),
+                bulk: bytes,
+                reply_timeout: optional_seconds(reply_timeout),
+                idle_timeout: optional_seconds(timeouts.idle_timeout),
+                timeouts: tcp_timeouts(timeouts),
+            };
+            let input = if bytes.is_some() {
+                LineInput::none()
+            } else {
+                input_for(messages)
+            };
+            let mut program = TcpClient::new(config, &mut tx, &mut rx);
+            launcher.launch(8, &mut program, input, printer)
+        }
+    }
+}

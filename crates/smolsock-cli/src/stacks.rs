@@ -1,0 +1,139 @@
+//! The two stacks a program runs on: smoltcp on a TAP or TUN device (with `--pcap` and
+//! `--faults` between them), or the host kernel's own stack (`--stack kernel`).
+
+use std::path::PathBuf;
+
+use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
+use smolsock::smol::{ListenPolicy, StackConfig};
+use smolsock::{Program, Stack};
+use smolsock_linux::pcap::{PcapDevice, PcapFile};
+use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
+use smolsock_linux::tap::{Kind, TunTap};
+use smolsock_std::KernelStack;
+use smoltcp::phy::Medium;
+
+use crate::Failure;
+use crate::cli::{DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, parse_cidr};
+use crate::driver::{self, RunError};
+use crate::input::LineInput;
+use crate::output::Printer;
+
+/// Runs a program on one of the two stacks.
+pub(crate) trait Launch {
+    /// The stack the program runs on.
+    type Stack: Stack + 'static;
+    /// Runs `program` until it finishes; `tcp_sockets` is how many TCP sockets it may use
+    /// at once.
+    fn launch(
+        self,
+        tcp_sockets: usize,
+        program: &mut dyn Program<Self::Stack>,
+        input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure>;
+}
+
+fn outcome(result: Result<(), RunError>) -> Result<(), Failure> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(RunError::Program(_)) => Err(Failure::Reported),
+        Err(e @ RunError::Signal(_)) => Err(Failure::Stopped(e.to_string(), e.exit_status())),
+        Err(e) => Err(Failure::Message(e.to_string())),
+    }
+}
+
+/// smoltcp on a TAP or TUN device.
+pub(crate) struct OnSmoltcp {
+    pub(crate) device: DeviceArgs,
+    pub(crate) pcap: Option<PathBuf>,
+    pub(crate) policy: ListenPolicy,
+}
+
+impl Launch for OnSmoltcp {
+    type Stack = HostStack;
+
+    fn launch(
+        self,
+        tcp_sockets: usize,
+        program: &mut dyn Program<HostStack>,
+        mut input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure> {
+        let args = self.device;
+        let (name, kind) = match (&args.tap, &args.tun) {
+            (_, Some(tun)) => (tun.clone(), Kind::Tun),
+            (Some(tap), None) => (tap.clone(), Kind::Tap),
+            (None, None) => ("tap0".to_string(), Kind::Tap),
+        };
+        let ip = match args.ip {
+            Some(ip) => ip,
+            None => parse_cidr(DEFAULT_IP)?,
+        };
+        let config = StackConfig {
+            mac: args.mac.unwrap_or(DEFAULT_MAC),
+            ip,
+            gateway: args.gateway,
+            seed: random_seed()?,
+        };
+        let sizing = Sizing {
+            tcp_sockets,
+            tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
+            ..Sizing::default()
+        };
+        let medium = match kind {
+            Kind::Tap => Medium::Ethernet,
+            Kind::Tun => Medium::Ip,
+        };
+        let pcap = match self.pcap {
+            Some(path) => Some(
+                PcapFile::create(&path, medium)
+                    .map_err(|e| format!("cannot write pcap file {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        // Between the stack and the device, so a capture records the wire; no --faults: none.
+        let mut faults = new_faults(args.faults.unwrap_or_default());
+        let mut device = faults.wrap(PcapDevice::new(device, pcap));
+        let mut stack = build_stack(&mut device, config, sizing).map_err(|e| e.to_string())?;
+        stack.set_listen_policy(self.policy);
+        let result = driver::run(&mut stack, &mut device, program, &mut input, printer);
+        drop(device);
+        if args.faults.is_some() {
+            print_faults(printer, &faults.stats());
+        }
+        outcome(result)
+    }
+}
+
+/// Frames the fault injector holds back per direction (delay, reordering, rate limit).
+const FAULT_QUEUE: usize = 128;
+
+/// Built on the heap: the queues take a few hundred KiB.
+#[inline(never)]
+fn new_faults(config: FaultConfig) -> Box<FaultInjector<FAULT_QUEUE>> {
+    Box::new(FaultInjector::new(config))
+}
+
+/// One line with what `--faults` did (JSON: a `faults` event with both directions).
+fn print_faults(printer: &mut Printer, stats: &FaultStats) {
+    printer.line("faults", &stats.to_string(), stats);
+}
+
+/// The host kernel's stack (the std twin).
+pub(crate) struct OnKernel;
+
+impl Launch for OnKernel {
+    type Stack = KernelStack;
+
+    fn launch(
+        self,
+        _tcp_sockets: usize,
+        program: &mut dyn Program<KernelStack>,
+        mut input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure> {
+        let mut stack = KernelStack::new();
+        outcome(driver::run_kernel(&mut stack, program, &mut input, printer))
+    }
+}
