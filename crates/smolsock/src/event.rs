@@ -92,11 +92,6 @@ impl Counter {
 /// Transport of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize),
-    serde(rename_all = "snake_case")
-)]
 pub enum Proto {
     /// A UDP socket.
     Udp,
@@ -105,7 +100,7 @@ pub enum Proto {
 }
 
 impl Proto {
-    /// Lower-case name.
+    /// Lower-case name (the `proto` field of the JSON form).
     pub fn as_str(self) -> &'static str {
         match self {
             Proto::Udp => "udp",
@@ -117,11 +112,6 @@ impl Proto {
 /// Where datagrams were lost before the program saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Serialize),
-    serde(rename_all = "snake_case")
-)]
 pub enum LossCause {
     /// The socket's receive buffer was full: the program did not read fast enough.
     SocketBuffer,

@@ -3,6 +3,11 @@
 //! The host prints it as JSON lines (`--json`); a board can send the same schema through any
 //! serde format that needs no allocator. `docs/events.md` describes every field, and a test
 //! here keeps that page and this derive in step.
+//!
+//! `Record` repeats the fields of [`Event`] on purpose: most kinds add or reshape keys
+//! (a fixed `proto`, the [`Totals`](super::Totals) laid flat, a datagram's four views,
+//! `idle_secs`, `unit`), which serde's derive can only do on a type of its own without an
+//! allocator (`flatten` needs one), and the exhaustive `From` keeps the two in step.
 
 use core::fmt::{self, Display, Formatter, Write};
 use core::net::SocketAddrV4;
@@ -294,6 +299,20 @@ impl<'a> From<&Event<'a>> for Record<'a> {
 impl Serialize for Event<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         Record::from(self).serialize(serializer)
+    }
+}
+
+/// A transport serializes by its [`Proto::as_str`] name, as a unit variant.
+impl Serialize for Proto {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit_variant("Proto", *self as u32, self.as_str())
+    }
+}
+
+/// A cause of loss serializes by its [`LossCause::as_str`] name, as a unit variant.
+impl Serialize for LossCause {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit_variant("LossCause", *self as u32, self.as_str())
     }
 }
 

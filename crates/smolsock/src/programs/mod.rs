@@ -71,6 +71,50 @@ impl Poll {
     }
 }
 
+/// Where a program is: not started yet, running on its socket (or listener) `T`, or
+/// finished. The UDP programs and the server live by it; the client, which goes from one
+/// connection to the next, has states of its own.
+#[derive(Clone, Copy)]
+pub(crate) enum Run<T> {
+    /// Before the first poll opens the socket.
+    Start,
+    /// Working on `T`.
+    Running(T),
+    /// Finished, with the [`Program::outcome`].
+    Done(Result<()>),
+}
+
+impl<T> Run<T> {
+    /// `None` while not done, else the result: [`Program::outcome`].
+    pub(crate) fn outcome(&self) -> Option<Result<()>> {
+        match self {
+            Run::Done(result) => Some(*result),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, Run::Done(_))
+    }
+
+    /// Fails the whole program (no connection or peer to blame): reports `error`, done.
+    pub(crate) fn fail(&mut self, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {
+        emit(&Event::Error {
+            conn: None,
+            peer: None,
+            error,
+        });
+        *self = Run::Done(Err(error));
+    }
+
+    /// Done, successfully unless it had already failed (for [`Program::shutdown`]).
+    pub(crate) fn end(&mut self) {
+        if !self.is_done() {
+            *self = Run::Done(Ok(()));
+        }
+    }
+}
+
 /// A program of the seed, driven by polling.
 pub trait Program<S: Stack> {
     /// Does all the work possible now without blocking, reporting it through `emit`.

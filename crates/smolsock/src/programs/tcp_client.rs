@@ -256,12 +256,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     Err(e) => return Err(e),
                 }
             }
-            emit(&Event::Sent {
-                proto: Proto::Tcp,
-                conn: Some(self.conn),
-                to: self.config.to,
-                len: usize::try_from(total).unwrap_or(usize::MAX),
-            });
+            self.report_sent(usize::try_from(total).unwrap_or(usize::MAX), emit);
             return Ok(true);
         }
         while let Some((len, offset)) = self.pending {
@@ -278,12 +273,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
                     Err(e) => return Err(e),
                 }
             }
-            emit(&Event::Sent {
-                proto: Proto::Tcp,
-                conn: Some(self.conn),
-                to: self.config.to,
-                len,
-            });
+            self.report_sent(len, emit);
             self.reply_due = self.config.reply_timeout.map(|t| now + t);
             self.awaiting = self.config.pace == Pace::LockStep && !self.config.short;
             self.pending = None;
@@ -295,6 +285,17 @@ impl<'b, S: Stack> TcpClient<'b, S> {
         // In lock-step the last answer is read before our side closes, as the tutorial's
         // client reads its reply before `close`.
         Ok(self.input_ended && !self.awaiting)
+    }
+
+    /// Reports `len` bytes, a message or the whole bulk transfer, as queued on the
+    /// connection.
+    fn report_sent(&self, len: usize, emit: &mut dyn FnMut(&Event<'_>)) {
+        emit(&Event::Sent {
+            proto: Proto::Tcp,
+            conn: Some(self.conn),
+            to: self.config.to,
+            len,
+        });
     }
 
     /// Handles an overdue deadline of the open connection `socket`.

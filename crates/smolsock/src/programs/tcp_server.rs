@@ -6,7 +6,7 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 use heapless::{Deque, Vec};
 use smoltcp::time::{Duration, Instant};
 
-use super::{Liveness, Poll, Program, would_lose};
+use super::{Liveness, Poll, Program, Run, would_lose};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, ConnId, Counter, Event, Proto};
 use crate::net::{Recv, Stack, TcpTimeouts};
@@ -60,19 +60,14 @@ struct Client<T> {
     live: Liveness,
 }
 
-#[derive(Clone, Copy)]
-enum State<L> {
-    Start,
-    Serving(Option<L>),
-    Done(Result<()>),
-}
-
 /// Serves up to `C` clients at once: each accepted connection is its own socket (S5, S6),
 /// more clients wait in the listener's backlog (S12), and a client's close is seen as
 /// end-of-stream (S9), after which the server closes its socket too (S8).
 pub struct TcpServer<S: Stack, const C: usize> {
     config: TcpServerConfig,
-    state: State<S::Listener>,
+    /// Running on the listener while it is open, on `None` once it is closed and the
+    /// accepted clients go on.
+    state: Run<Option<S::Listener>>,
     clients: Vec<Client<S::Tcp>, C>,
     waiting: Deque<ConnId, C>,
     accepted: u64,
@@ -88,7 +83,7 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
     pub fn new(config: TcpServerConfig) -> Self {
         Self {
             config,
-            state: State::Start,
+            state: Run::Start,
             clients: Vec::new(),
             waiting: Deque::new(),
             accepted: 0,
@@ -105,12 +100,12 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
 
     /// Closes the listener: no new clients, the connected ones go on (rule S7).
     pub fn close_listener(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
-        if let State::Serving(Some(listener)) = self.state {
+        if let Run::Running(Some(listener)) = self.state {
             stack.listener_close(listener);
             emit(&Event::ListenerClosed {
                 port: self.config.port,
             });
-            self.state = State::Serving(None);
+            self.state = Run::Running(None);
         }
     }
 
@@ -294,7 +289,7 @@ fn close_client<S: Stack>(
 impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
-        if let State::Start = self.state {
+        if let Run::Start = self.state {
             poll.progressed = true;
             match stack.tcp_listen(self.config.port, self.config.backlog) {
                 Ok(listener) => {
@@ -302,15 +297,10 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
                         local: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, self.config.port),
                         backlog: self.config.backlog,
                     });
-                    self.state = State::Serving(Some(listener));
+                    self.state = Run::Running(Some(listener));
                 }
                 Err(error) => {
-                    emit(&Event::Error {
-                        conn: None,
-                        peer: None,
-                        error,
-                    });
-                    self.state = State::Done(Err(error));
+                    self.state.fail(error, emit);
                     return poll;
                 }
             }
@@ -332,7 +322,7 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
             // last reply has been acknowledged, or at once when it waits for one.
             self.close_listener(stack, emit);
         }
-        let State::Serving(listener) = self.state else {
+        let Run::Running(listener) = self.state else {
             return poll;
         };
         if let Some(listener) = listener {
@@ -412,25 +402,22 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
             }
         }
         // A freed slot may let a client waiting in the backlog in.
-        if let State::Serving(Some(listener)) = self.state
+        if let Run::Running(Some(listener)) = self.state
             && !self.clients.is_full()
             && poll.progressed
         {
             self.accept(stack, listener, now, &mut poll, emit);
         }
-        if let State::Serving(None) = self.state
+        if let Run::Running(None) = self.state
             && self.clients.is_empty()
         {
-            self.state = State::Done(Ok(()));
+            self.state = Run::Done(Ok(()));
         }
         poll
     }
 
     fn outcome(&self) -> Option<Result<()>> {
-        match self.state {
-            State::Done(result) => Some(result),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     fn wants_input(&self) -> bool {
@@ -457,9 +444,7 @@ impl<S: Stack, const C: usize> Program<S> for TcpServer<S, C> {
             );
         }
         self.waiting.clear();
-        if !matches!(self.state, State::Done(_)) {
-            self.state = State::Done(Ok(()));
-        }
+        self.state.end();
     }
 
     /// Answers the client that has waited longest for a reply. A reply longer than

@@ -2,7 +2,7 @@
 
 use smoltcp::time::{Duration, Instant};
 
-use super::{Poll, Program};
+use super::{Poll, Program, Run};
 use crate::error::{Error, Result};
 use crate::event::{Counter, Event, LossCause, Proto};
 use crate::net::{Stack, UdpLosses};
@@ -16,12 +16,6 @@ pub struct UdpReceiverConfig {
     pub count: Option<u64>,
 }
 
-enum State<U> {
-    Start,
-    Receiving(U),
-    Done(Result<()>),
-}
-
 /// How often, at most, the receiver asks the stack how many datagrams it dropped (on the
 /// kernel's stack that reads /proc).
 const LOSS_CHECK: Duration = Duration::from_secs(1);
@@ -32,7 +26,7 @@ const LOSS_CHECK: Duration = Duration::from_secs(1);
 pub struct UdpReceiver<'b, S: Stack> {
     config: UdpReceiverConfig,
     buf: &'b mut [u8],
-    state: State<S::Udp>,
+    state: Run<S::Udp>,
     counter: Counter,
     lost: UdpLosses,
     next_loss_check: Instant,
@@ -47,7 +41,7 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
         Self {
             config,
             buf,
-            state: State::Start,
+            state: Run::Start,
             counter: Counter::default(),
             lost: UdpLosses::default(),
             next_loss_check: Instant::ZERO,
@@ -77,23 +71,26 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
         self.lost = now;
     }
 
-    fn fail(&mut self, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {
-        emit(&Event::Error {
+    /// Closes `socket` with the last losses and the totals reported: done.
+    fn close(&mut self, stack: &mut S, socket: S::Udp, emit: &mut dyn FnMut(&Event<'_>)) {
+        self.report_losses(stack, socket, emit);
+        stack.udp_close(socket);
+        emit(&Event::Closed {
+            proto: Proto::Udp,
             conn: None,
-            peer: None,
-            error,
+            totals: self.counter.totals(),
         });
-        self.state = State::Done(Err(error));
+        self.state = Run::Done(Ok(()));
     }
 
     fn start(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
         let socket = match stack.udp_open() {
             Ok(socket) => socket,
-            Err(e) => return self.fail(e, emit),
+            Err(e) => return self.state.fail(e, emit),
         };
         if let Err(e) = stack.udp_bind(socket, self.config.port) {
             stack.udp_close(socket);
-            return self.fail(e, emit);
+            return self.state.fail(e, emit);
         }
         if let Some(local) = stack.udp_local(socket) {
             emit(&Event::Bound {
@@ -102,18 +99,18 @@ impl<'b, S: Stack> UdpReceiver<'b, S> {
                 max_send: None,
             });
         }
-        self.state = State::Receiving(socket);
+        self.state = Run::Running(socket);
     }
 }
 
 impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
-        if let State::Start = self.state {
+        if let Run::Start = self.state {
             self.start(stack, emit);
             poll.progressed = true;
         }
-        let State::Receiving(socket) = self.state else {
+        let Run::Running(socket) = self.state else {
             return poll;
         };
         loop {
@@ -122,14 +119,7 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
                 .count
                 .is_some_and(|n| self.counter.messages_in() >= n)
             {
-                self.report_losses(stack, socket, emit);
-                stack.udp_close(socket);
-                emit(&Event::Closed {
-                    proto: Proto::Udp,
-                    conn: None,
-                    totals: self.counter.totals(),
-                });
-                self.state = State::Done(Ok(()));
+                self.close(stack, socket, emit);
                 return poll;
             }
             match stack.udp_recv_from(socket, self.buf) {
@@ -159,7 +149,7 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
                 }
                 Err(e) => {
                     stack.udp_close(socket);
-                    self.fail(e, emit);
+                    self.state.fail(e, emit);
                     return poll;
                 }
             }
@@ -167,24 +157,13 @@ impl<S: Stack> Program<S> for UdpReceiver<'_, S> {
     }
 
     fn outcome(&self) -> Option<Result<()>> {
-        match self.state {
-            State::Done(result) => Some(result),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
-        if let State::Receiving(socket) = self.state {
-            self.report_losses(stack, socket, emit);
-            stack.udp_close(socket);
-            emit(&Event::Closed {
-                proto: Proto::Udp,
-                conn: None,
-                totals: self.counter.totals(),
-            });
+        if let Run::Running(socket) = self.state {
+            self.close(stack, socket, emit);
         }
-        if !matches!(self.state, State::Done(_)) {
-            self.state = State::Done(Ok(()));
-        }
+        self.state.end();
     }
 }

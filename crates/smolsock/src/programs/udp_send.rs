@@ -4,7 +4,7 @@ use core::net::SocketAddrV4;
 
 use smoltcp::time::{Duration, Instant};
 
-use super::{Poll, Program};
+use super::{Poll, Program, Run};
 use crate::error::{Error, Result};
 use crate::event::{Counter, Event, Proto};
 use crate::net::Stack;
@@ -18,13 +18,6 @@ pub struct UdpSenderConfig {
     pub flush_timeout: Duration,
 }
 
-#[derive(Clone, Copy)]
-enum State<U> {
-    Start,
-    Running(U),
-    Done(Result<()>),
-}
-
 /// Sends one datagram per message. The socket is never bound by the program: the first
 /// send binds an ephemeral port, kept for every later datagram (rule S10).
 pub struct UdpSender<'b, S: Stack> {
@@ -33,7 +26,7 @@ pub struct UdpSender<'b, S: Stack> {
     pending: Option<usize>,
     input_ended: bool,
     flush_deadline: Option<Instant>,
-    state: State<S::Udp>,
+    state: Run<S::Udp>,
     counter: Counter,
 }
 
@@ -46,7 +39,7 @@ impl<'b, S: Stack> UdpSender<'b, S> {
             pending: None,
             input_ended: false,
             flush_deadline: None,
-            state: State::Start,
+            state: Run::Start,
             counter: Counter::default(),
         }
     }
@@ -71,27 +64,20 @@ impl<'b, S: Stack> UdpSender<'b, S> {
                 error,
             }),
         }
-        self.state = State::Done(result);
+        self.state = Run::Done(result);
     }
 }
 
 impl<S: Stack> Program<S> for UdpSender<'_, S> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
-        if let State::Start = self.state {
+        if let Run::Start = self.state {
             match stack.udp_open() {
-                Ok(socket) => self.state = State::Running(socket),
-                Err(error) => {
-                    emit(&Event::Error {
-                        conn: None,
-                        peer: None,
-                        error,
-                    });
-                    self.state = State::Done(Err(error));
-                }
+                Ok(socket) => self.state = Run::Running(socket),
+                Err(error) => self.state.fail(error, emit),
             }
         }
-        let State::Running(socket) = self.state else {
+        let Run::Running(socket) = self.state else {
             return poll;
         };
         if let Some(len) = self.pending {
@@ -143,18 +129,15 @@ impl<S: Stack> Program<S> for UdpSender<'_, S> {
     }
 
     fn outcome(&self) -> Option<Result<()>> {
-        match self.state {
-            State::Done(result) => Some(result),
-            _ => None,
-        }
+        self.state.outcome()
     }
 
     fn wants_input(&self) -> bool {
-        !self.input_ended && self.pending.is_none() && !matches!(self.state, State::Done(_))
+        !self.input_ended && self.pending.is_none() && !self.state.is_done()
     }
 
     fn input(&mut self, message: &[u8]) -> Result<()> {
-        if self.input_ended || matches!(self.state, State::Done(_)) {
+        if self.input_ended || self.state.is_done() {
             return Err(Error::InputClosed);
         }
         if self.pending.is_some() {
@@ -169,10 +152,9 @@ impl<S: Stack> Program<S> for UdpSender<'_, S> {
     }
 
     fn shutdown(&mut self, stack: &mut S, emit: &mut dyn FnMut(&Event<'_>)) {
-        match self.state {
-            State::Running(socket) => self.finish(stack, socket, Ok(()), emit),
-            State::Done(_) => {}
-            _ => self.state = State::Done(Ok(())),
+        if let Run::Running(socket) = self.state {
+            self.finish(stack, socket, Ok(()), emit);
         }
+        self.state.end();
     }
 }
