@@ -11,10 +11,14 @@
 //! [`forge`] sends forged frames to the smoltcp stack and reads what it answers (the
 //! attack tests, tests/attack.rs).
 //!
+//! [`peers`] holds the benchmark's peers: smoltcp's own examples, and kernel-side bulk
+//! senders and receivers that stream the test pattern.
+//!
 //! [`programs`] holds the scenarios shared by the smoltcp (tests/tap.rs) and kernel-stack
 //! (tests/kernel.rs) tests, each written once against a [`programs::Target`].
 
 pub mod forge;
+pub mod peers;
 pub mod programs;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

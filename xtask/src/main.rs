@@ -4,10 +4,13 @@
 //!   builds, the tests, every board); the README's test command.
 //! - `cargo xtask boards`: build every board's firmware (release).
 //! - `cargo xtask size`: flash and static RAM of every board binary.
+//! - `cargo xtask bench [example|attacks|udp|loss]`: smolsock against smoltcp's own examples
+//!   (built from the registry's smoltcp source, see [`examples`]) and the kernel.
 //! - `cargo xtask behaviour`: refresh the comparison table in `docs/behaviour.md`.
 //! - `cargo xtask qemu <bin> [--tap IF]`: build the emulated board's firmware and boot one
 //!   binary in QEMU on a TAP (default tap0), its defmt log decoded.
 
+mod examples;
 mod qemu;
 
 use std::path::{Path, PathBuf};
@@ -41,8 +44,12 @@ enum Task {
         #[arg(long, default_value = "tap0")]
         tap: String,
     },
-    /// Bulk TCP throughput on a TAP, as ratios to the kernel's loopback (release build).
-    Bench,
+    /// smolsock against smoltcp's own examples (built from the registry's smoltcp source)
+    /// and the kernel, on a TAP in a namespace of its own (release build).
+    Bench {
+        /// Only these rows: example, attacks, udp or loss (default: all).
+        rows: Option<String>,
+    },
     /// Rerun `smolsock compare --markdown` and put its table into docs/behaviour.md.
     Behaviour,
 }
@@ -327,10 +334,14 @@ fn size() -> Result<(), String> {
     Ok(())
 }
 
-fn bench() -> Result<(), String> {
+fn bench(rows: Option<String>) -> Result<(), String> {
     let root = root();
     cargo(&root, &["build", "--release", "-p", "smolsock-cli"])?;
     let bin = root.join("target/release/smolsock");
+    let examples = match rows.as_deref() {
+        None | Some("example") => Some(examples::build(&root)?),
+        Some(_) => None,
+    };
     // SAFETY-free: setting a variable for our own child processes only.
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
@@ -342,6 +353,13 @@ fn bench() -> Result<(), String> {
             "--bin",
             "bench",
         ])
+        .args(rows)
+        .envs(examples.iter().flat_map(|e| {
+            [
+                ("SMOLTCP_BENCHMARK_BIN", e.benchmark.clone()),
+                ("SMOLTCP_SERVER_BIN", e.server.clone()),
+            ]
+        }))
         .env("SMOLSOCK_BIN", bin)
         .current_dir(&root)
         .status()
@@ -395,7 +413,7 @@ fn main() -> ExitCode {
         Task::Boards => build_boards(false),
         Task::Size => size(),
         Task::Qemu { bin, tap } => qemu::qemu(&bin, &tap),
-        Task::Bench => bench(),
+        Task::Bench { rows } => bench(rows),
         Task::Behaviour => behaviour(),
     };
     match result {

@@ -1,4 +1,14 @@
-//! `cargo xtask bench`: bulk TCP throughput of smolsock on a TAP, against the kernel, with
+//! `cargo xtask bench`: smolsock against smoltcp's own examples, then against the kernel.
+//!
+//! First, side by side with smoltcp's `examples/benchmark.rs` and `examples/server.rs` (built
+//! by `cargo xtask bench` from the smoltcp source of the release this workspace depends on),
+//! on the same TAP in the same namespace, in alternating rounds: bulk TCP both ways (the
+//! example's 10^9 bytes) at the default `--tcp-buf` and at larger ones, the echo round
+//! trip, and short connections per second. Every ratio is "higher is better for smolsock",
+//! given as the median of the rounds' ratios with their range. `bench example` runs these
+//! rows only.
+//!
+//! Then bulk TCP throughput of smolsock on a TAP, against the kernel, with
 //! the kernel's own loopback throughput measured in the same run as the baseline.
 //!
 //! Prints MiB/s and the ratio to the baseline for: kernel -> kernel (loopback), kernel ->
@@ -27,6 +37,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use smolsock_tests::forge::{Wire, burst, echo_once, syn_flood};
+use smolsock_tests::peers::{self, ExampleServer};
 use smolsock_tests::{Proc, SMOL_IP, pattern, receive_all, reexec_in_netns, send_all};
 
 const SIZE: usize = 64 * 1024 * 1024;
@@ -326,13 +337,15 @@ fn main() {
     if let Some(code) = reexec_in_netns() {
         std::process::exit(code);
     }
-    // `bench attacks`, `bench udp`, `bench loss`: those rows only.
+    // `bench example`, `bench attacks`, `bench udp`, `bench loss`: those rows only.
     match std::env::args().nth(1).as_deref() {
+        Some("example") => return versus_example(),
         Some("attacks") => return attacks(),
         Some("udp") => return udp(),
         Some("loss") => return loss(),
         _ => {}
     }
+    versus_example();
     let (data, crc) = pattern(SIZE);
     let base = best(|| kernel_loopback(&data));
     let up = best(|| kernel_to_smoltcp(&data, crc));
@@ -383,4 +396,259 @@ fn loss() {
             smol.as_secs_f64() / kernel.as_secs_f64()
         );
     }
+}
+
+/// Bytes of each bulk transfer against smoltcp's example: the example's own `AMOUNT`.
+const AMOUNT: u64 = 1_000_000_000;
+
+/// `--tcp-buf` of the bulk rows: the default, and larger rings a user may choose. The
+/// example's rings are 65,535 bytes.
+const TCP_BUFS: &[u32] = &[65536, 262_144, 1_048_576];
+
+/// Rounds of the comparison with smoltcp's examples (`SMOLSOCK_BENCH_ROUNDS` overrides).
+fn rounds_vs_example() -> usize {
+    std::env::var("SMOLSOCK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(5)
+}
+
+/// Timed echo round trips per round (after 100 untimed), and short connections per round.
+const TRIPS: usize = 1000;
+const SHORT: usize = 1000;
+
+fn gbit_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 * 8.0 / d.as_secs_f64() / 1e9
+}
+
+/// `smolsock tcp-server --mode sink --tcp-buf buf` takes [`AMOUNT`] bytes from a kernel
+/// client; Gbit/s from the connect to the server's close, the CRC checked.
+fn smol_sink(buf: u32, crc: u32) -> f64 {
+    let buf = buf.to_string();
+    let args = [
+        "tcp-server",
+        "--mode",
+        "sink",
+        "--max-clients",
+        "1",
+        "--tap",
+        "tap0",
+        "--tcp-buf",
+        &buf,
+    ];
+    let mut server = Proc::smolsock(&args);
+    server.wait_for("listening", T);
+    let took = peers::send_pattern(SocketAddrV4::new(SMOL_IP, 9090), AMOUNT);
+    let closed = server.wait_for("closed: in", T);
+    let want = format!("in {AMOUNT} bytes crc32 {crc:08x}");
+    assert!(closed.contains(&want), "{closed}");
+    gbit_s(AMOUNT, took)
+}
+
+/// `smolsock tcp-client --bytes AMOUNT --tcp-buf buf` sends to a kernel reader; Gbit/s
+/// from the accept to the end of the stream, the CRC checked.
+fn smol_client(buf: u32, crc: u32) -> f64 {
+    let at = kernel_tap(9092);
+    let reader = peers::receive_counted(TcpListener::bind(at).unwrap());
+    let (to, bytes, buf) = (at.to_string(), AMOUNT.to_string(), buf.to_string());
+    let args = [
+        "tcp-client",
+        "--to",
+        &to,
+        "--bytes",
+        &bytes,
+        "--tap",
+        "tap0",
+        "--tcp-buf",
+        &buf,
+    ];
+    let client = Proc::smolsock(&args);
+    let (got, got_crc, took) = reader.join().unwrap();
+    assert_eq!((got, got_crc), (AMOUNT, crc));
+    let (ok, _, stderr) = client.finish(T);
+    assert!(ok, "{stderr}");
+    gbit_s(AMOUNT, took)
+}
+
+fn example(mode: &str) -> f64 {
+    let bin = peers::example_bin(peers::BENCHMARK_ENV).expect("the benchmark example");
+    peers::example_benchmark(&bin, mode, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("smoltcp's benchmark example: {e}"))
+}
+
+/// p50 of `times`.
+fn median_duration(mut times: Vec<Duration>) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// One row of the comparison: each round's smolsock and example figures.
+struct Versus {
+    what: String,
+    smol: Vec<f64>,
+    other: Vec<f64>,
+    /// Whether a smaller figure is better (a time); ratios are then other/smol.
+    lower_better: bool,
+    note: String,
+}
+
+impl Versus {
+    fn new(what: impl Into<String>, lower_better: bool) -> Self {
+        Self {
+            what: what.into(),
+            smol: Vec::new(),
+            other: Vec::new(),
+            lower_better,
+            note: String::new(),
+        }
+    }
+
+    fn ratios(&self) -> Vec<f64> {
+        self.smol
+            .iter()
+            .zip(&self.other)
+            .map(|(s, o)| if self.lower_better { o / s } else { s / o })
+            .collect()
+    }
+
+    fn print(&self) {
+        let ratios = self.ratios();
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{:<46} {:>10.3} {:>10.3} {:>7.2} {:>5.2}-{:<5.2} {}",
+            self.what,
+            median(self.smol.clone()),
+            median(self.other.clone()),
+            median(ratios),
+            lo,
+            hi,
+            self.note
+        );
+    }
+}
+
+/// smolsock side by side with smoltcp's examples, in alternating rounds.
+fn versus_example() {
+    let (Some(_), Some(server_bin)) = (
+        peers::example_bin(peers::BENCHMARK_ENV),
+        peers::example_bin(peers::SERVER_ENV),
+    ) else {
+        println!(
+            "smoltcp's examples not built ({} and {} unset): `cargo xtask bench` builds them",
+            peers::BENCHMARK_ENV,
+            peers::SERVER_ENV
+        );
+        return;
+    };
+    let rounds = rounds_vs_example();
+    let crc = peers::pattern_crc(AMOUNT);
+    let mut up: Vec<Versus> = TCP_BUFS
+        .iter()
+        .map(|b| Versus::new(format!("kernel -> smoltcp, --tcp-buf {b} (Gbit/s)"), false))
+        .collect();
+    let mut down: Vec<Versus> = TCP_BUFS
+        .iter()
+        .map(|b| Versus::new(format!("smoltcp -> kernel, --tcp-buf {b} (Gbit/s)"), false))
+        .collect();
+    let mut echo_ex = Versus::new("echo round trip p50, vs example (us)", true);
+    let mut echo_k = Versus::new("echo round trip p50, vs kernel loopback (us)", true);
+    let mut short_ex = Versus::new("short connections/s, vs example", false);
+    let mut short_k = Versus::new("short connections/s, vs kernel loopback", false);
+    let mut failed = [0usize; 3];
+    for round in 0..rounds {
+        let example_first = round % 2 == 0;
+        // kernel -> smoltcp: the example's writer against smolsock's sink.
+        let mut ex = None;
+        if example_first {
+            ex = Some(example("writer"));
+        }
+        let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_sink(b, crc)).collect();
+        let ex = ex.unwrap_or_else(|| example("writer"));
+        for (row, s) in up.iter_mut().zip(smol) {
+            row.smol.push(s);
+            row.other.push(ex);
+        }
+        // smoltcp -> kernel: the example's reader against smolsock's bulk client.
+        let mut ex = None;
+        if example_first {
+            ex = Some(example("reader"));
+        }
+        let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_client(b, crc)).collect();
+        let ex = ex.unwrap_or_else(|| example("reader"));
+        for (row, s) in down.iter_mut().zip(smol) {
+            row.smol.push(s);
+            row.other.push(ex);
+        }
+        // Echo round trips and short connections: the example's server, smolsock's
+        // tcp-server on the TAP, the same program on the kernel's stack over loopback.
+        let example_server = || {
+            let _server = ExampleServer::start(&server_bin).unwrap();
+            let echo = SocketAddrV4::new(SMOL_IP, ExampleServer::ECHO);
+            let trips = peers::echo_round_trips(echo, 100, TRIPS).unwrap();
+            let hello = SocketAddrV4::new(SMOL_IP, ExampleServer::HELLO);
+            (trips, peers::short_connections(hello, SHORT, false))
+        };
+        let smolsock_server = |kernel: bool| {
+            let _server = attacked_server(kernel);
+            let ip = if kernel { Ipv4Addr::LOCALHOST } else { SMOL_IP };
+            let to = SocketAddrV4::new(ip, 9090);
+            let trips = peers::echo_round_trips(to, 100, TRIPS).unwrap();
+            (trips, peers::short_connections(to, SHORT, true))
+        };
+        let mut ex = None;
+        if example_first {
+            ex = Some(example_server());
+        }
+        let smol = smolsock_server(false);
+        let kern = smolsock_server(true);
+        let ex = ex.unwrap_or_else(example_server);
+        let us = |t: Vec<Duration>| median_duration(t).as_secs_f64() * 1e6;
+        let rate = |(took, failed): (Duration, usize)| (SHORT - failed) as f64 / took.as_secs_f64();
+        let (s_trip, k_trip, e_trip) = (us(smol.0), us(kern.0), us(ex.0));
+        echo_ex.smol.push(s_trip);
+        echo_ex.other.push(e_trip);
+        echo_k.smol.push(s_trip);
+        echo_k.other.push(k_trip);
+        for (n, r) in failed.iter_mut().zip([&smol.1, &ex.1, &kern.1]) {
+            *n += r.1;
+        }
+        let (s_rate, k_rate, e_rate) = (rate(smol.1), rate(kern.1), rate(ex.1));
+        short_ex.smol.push(s_rate);
+        short_ex.other.push(e_rate);
+        short_k.smol.push(s_rate);
+        short_k.other.push(k_rate);
+        eprintln!("bench: round {} of {rounds} done", round + 1);
+    }
+    short_ex.note = format!("failed: smolsock {}, example {}", failed[0], failed[1]);
+    short_k.note = format!("failed: kernel {}", failed[2]);
+    println!(
+        "smolsock against smoltcp's examples/benchmark.rs and examples/server.rs, {rounds} alternating rounds"
+    );
+    println!(
+        "bulk: {AMOUNT} bytes each (the example's amount; its rings are 65535 bytes); echo: {TRIPS} round trips of 16 bytes; short: {SHORT} connections one after another"
+    );
+    println!("ratio: higher is better for smolsock, median of the rounds' ratios and their range");
+    println!(
+        "{:<46} {:>10} {:>10} {:>7} {:>11}",
+        "row", "smolsock", "other", "ratio", "range"
+    );
+    for row in up.iter().chain(&down) {
+        row.print();
+    }
+    for row in [&echo_ex, &echo_k, &short_ex, &short_k] {
+        row.print();
+    }
+    println!();
 }
