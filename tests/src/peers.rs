@@ -16,6 +16,8 @@ use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use smolsock::programs::PATTERN_PERIOD as PERIOD;
+
 use crate::{SMOL_IP, TAP};
 
 /// The variable naming smoltcp's `benchmark` example binary.
@@ -28,9 +30,6 @@ pub fn example_bin(env: &str) -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var_os(env)?);
     path.exists().then_some(path)
 }
-
-/// The bulk pattern's period (see `smolsock::programs::fill_pattern`).
-const PERIOD: usize = 251;
 
 /// A buffer of whole periods of the pattern and one more, so that a write of up to
 /// `len - PERIOD` bytes can start at any stream offset.
@@ -132,6 +131,12 @@ fn neighbour(mac: &str) {
     ]);
 }
 
+/// Turns off the TAP's offloads, which a killed smolsock may have left on: the examples
+/// read plain frames.
+fn clean_tap() -> Result<(), String> {
+    smolsock_linux::tap::reset_offload(TAP).map_err(|e| format!("{TAP}: {e}"))
+}
+
 /// Runs smoltcp's `benchmark` example (`bin`) on [`TAP`] in `mode` (`reader`: its client
 /// reads what smoltcp sends from port 1234; `writer`: its client writes to smoltcp's sink
 /// on port 1235) and returns the throughput it prints, in Gbit/s.
@@ -146,6 +151,7 @@ fn neighbour(mac: &str) {
 pub fn example_benchmark(bin: &Path, mode: &str, timeout: Duration) -> Result<f64, String> {
     let mut last = String::new();
     for _ in 0..3 {
+        clean_tap()?;
         neighbour(STRAY_MAC);
         let mut child = Killed(
             Command::new(bin)
@@ -226,6 +232,7 @@ impl ExampleServer {
 
     /// Starts the example `bin` and waits until it answers on [`Self::HELLO`].
     pub fn start(bin: &Path) -> Result<Self, String> {
+        clean_tap()?;
         let child = Killed(
             Command::new(bin)
                 .args(["--tap", TAP])

@@ -242,6 +242,7 @@ fn run_until_stopped<D: HostDevice>(
         // interactive server); what is read waits in `input` until wanted.
         let stdin = input.wait_fd();
         printer.flush();
+        device.flush();
         waiter.clear();
         let frames = waiter.add(device.fd(), READABLE);
         let stdin = stdin.map(|fd| waiter.add(fd, READABLE));
@@ -274,7 +275,9 @@ fn linger<D: HostDevice>(stack: &mut HostStack, device: &mut D) {
     let end = Instant::now() + runner::LINGER;
     loop {
         let now = Instant::now();
-        if runner::settle(stack, device, now) || now >= end || device.take_error().is_some() {
+        let idle = runner::settle(stack, device, now);
+        device.flush();
+        if idle || now >= end || device.take_error().is_some() {
             return;
         }
         let timeout = until_release(device, now, runner::sleep_for(stack, now, Some(end)));

@@ -8,7 +8,7 @@ use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
-use smolsock_linux::tap::{Kind, TunTap};
+use smolsock_linux::tap::{Kind, Offload, TunTap};
 use smolsock_std::KernelStack;
 use smoltcp::phy::Medium;
 
@@ -91,7 +91,14 @@ impl Launch for OnSmoltcp {
             ),
             None => None,
         };
-        let device = TunTap::open(&name, kind).map_err(|e| e.to_string())?;
+        // Large TCP segments both ways, unless a capture or the fault injector must see
+        // each segment as the wire carries it.
+        let offload = if args.faults.is_none() && pcap.is_none() {
+            Offload::On
+        } else {
+            Offload::Off
+        };
+        let device = TunTap::open_with(&name, kind, offload).map_err(|e| e.to_string())?;
         // Between the stack and the device, so a capture records the wire; no --faults: none.
         let mut faults = new_faults(args.faults.unwrap_or_default());
         let mut device = faults.wrap(PcapDevice::new(device, pcap));

@@ -251,6 +251,24 @@ pub(crate) fn tun_set_persist(tun: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
+/// Sets the offloads of the TAP `tun` is attached to (`TUNSETOFFLOAD`, `TUN_F_*` bits):
+/// which large or partly checksummed frames the kernel may hand it. 0 turns them off.
+pub(crate) fn tun_set_offload(tun: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value; no memory is passed. `tun` is
+    // open (borrowed).
+    let rc = unsafe {
+        libc::ioctl(
+            tun.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            libc::c_ulong::from(flags),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,8 @@
 //!
 //! - [`tap`]: TAP/TUN devices (and `AF_PACKET` sockets on a veth end) as smoltcp devices,
 //!   through the [`tap::HostDevice`] trait, with errors as values;
+//! - [`offload`]: a TAP's TCP segmentation and checksum offload (large segments in, the
+//!   stack's segments merged on the way out);
 //! - [`netns`]: a private network namespace with a ready TAP device, made in-process
 //!   (`unshare(2)` + netlink-free ioctls), or without `/dev/net/tun` a veth pair;
 //! - [`capture`]: packet capture on an interface (`AF_PACKET`), as the kernel saw it, each
@@ -23,7 +25,7 @@
 //! `unsafe` lives in three modules, which say why (`#[expect(unsafe_code)]`; the workspace
 //! denies it everywhere else), one block per system call, each with the comment that
 //! argues for it: [`iface`] (the one `ioctl` on an `ifreq`, the zeroed `ifreq` and reads
-//! of its union, `TUNSETPERSIST`), [`packet`] (`bind`, `recvfrom` and `getsockopt` with a
+//! of its union, `TUNSETPERSIST`, `TUNSETOFFLOAD`), [`packet`] (`bind`, `recvfrom` and `getsockopt` with a
 //! `sockaddr_ll`) and [`wait`] (the one `ppoll`). Everything else goes through `std`
 //! (files for TAP and stdin I/O), `socket2` (sockets) and `nix` (`unshare`, `geteuid`,
 //! socket options), which need no `unsafe` of ours.
@@ -33,10 +35,11 @@
 pub mod capture;
 #[expect(
     unsafe_code,
-    reason = "the one ioctl on an ifreq, its union, TUNSETPERSIST"
+    reason = "the one ioctl on an ifreq, its union, TUNSETPERSIST, TUNSETOFFLOAD"
 )]
 pub mod iface;
 pub mod netns;
+pub mod offload;
 #[expect(
     unsafe_code,
     reason = "bind, recvfrom and getsockopt with a sockaddr_ll"

@@ -263,6 +263,10 @@ impl<D: HostDevice> HostDevice for PcapDevice<D> {
     fn queue_drops(&self) -> Option<u64> {
         self.lower.queue_drops()
     }
+
+    fn flush(&mut self) {
+        self.lower.flush();
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,12 @@
 //! as values for the driver to report, and checks the device before attaching so that a
 //! missing or foreign device gets a clear message (as root, `TUNSETIFF` would otherwise
 //! silently create a new, unconfigured device).
+//!
+//! A TAP opened with [`Offload::On`] takes large TCP segments from the kernel and merges
+//! the stack's consecutive segments into large ones on the way back (see
+//! [`crate::offload`]): the same bytes in a fraction of the system calls. It turns the
+//! offloads off again when it closes; one opened with [`Offload::Off`] turns off any a
+//! killed process left on.
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -17,6 +23,7 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::iface;
+use crate::offload::{self, Coalescer, Push, VNET_HDR_LEN, VnetHdr};
 use crate::packet::PacketSocket;
 
 /// The TUN/TAP clone device.
@@ -47,16 +54,38 @@ impl Kind {
         }
     }
 
-    /// `TUNSETIFF`'s flags: the kind, and no packet information header.
-    fn flags(self) -> libc::c_short {
-        // Both fit the request's `short` (0x0001, 0x0002, 0x1000).
+    /// `TUNSETIFF`'s flags: the kind, no packet information header, and the virtio-net
+    /// header when `offload`.
+    fn flags(self, offload: Offload) -> libc::c_short {
+        // All fit the request's `short` (0x0001, 0x0002, 0x1000, 0x4000).
         let kind = match self {
             Kind::Tap => libc::IFF_TAP,
             Kind::Tun => libc::IFF_TUN,
         };
-        (kind | libc::IFF_NO_PI) as libc::c_short
+        let vnet = match offload {
+            Offload::On => libc::IFF_VNET_HDR,
+            Offload::Off => 0,
+        };
+        (kind | libc::IFF_NO_PI | vnet) as libc::c_short
     }
 }
+
+/// Whether a TAP device uses TCP segmentation and checksum offload ([`crate::offload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offload {
+    /// One segment per frame, checksums finished by whoever sends.
+    Off,
+    /// Large TCP segments both ways, through the virtio-net header. TAP only.
+    On,
+}
+
+/// The offloads asked of a TAP with [`Offload::On`]: checksums left to the device, and
+/// large TCP/IPv4 segments.
+const OFFLOADS: libc::c_uint = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+
+/// Largest frame a TAP with offload hands over: a whole IPv4 packet behind an Ethernet
+/// header, after the virtio-net header.
+const OFFLOAD_FRAME: usize = VNET_HDR_LEN + ETHERNET_HEADER + 65535;
 
 /// Why [`attach`] failed.
 #[derive(Debug)]
@@ -90,14 +119,38 @@ impl std::error::Error for AttachError {
 /// device's frames (TAP) or packets (TUN). As root, a missing device is created, for as
 /// long as the file stays open.
 pub fn attach(name: &str, kind: Kind) -> Result<File, AttachError> {
+    attach_with(name, kind, Offload::Off)
+}
+
+/// [`attach`], with the virtio-net header in front of every frame when `offload` (and the
+/// device's offloads set to match, or turned off).
+fn attach_with(name: &str, kind: Kind, offload: Offload) -> Result<File, AttachError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(TUN_PATH)
         .map_err(AttachError::Open)?;
-    iface::tun_set_iff(file.as_fd(), name, kind.flags()).map_err(AttachError::SetIff)?;
+    iface::tun_set_iff(file.as_fd(), name, kind.flags(offload)).map_err(AttachError::SetIff)?;
+    let offloads = match offload {
+        Offload::On => OFFLOADS,
+        Offload::Off => 0,
+    };
+    // The offloads outlive the file (a setting of the device): off unless asked for, in
+    // case a process that had them on was killed before it could turn them off.
+    if let Err(e) = iface::tun_set_offload(file.as_fd(), offloads)
+        && offload == Offload::On
+    {
+        return Err(AttachError::SetIff(e));
+    }
     Ok(file)
+}
+
+/// Turns off the offloads of TAP device `name` (attaching to it for a moment): what a
+/// process that had them on and was killed left behind, for a program that reads the TAP
+/// without a virtio-net header.
+pub fn reset_offload(name: &str) -> Result<(), AttachError> {
+    attach_with(name, Kind::Tap, Offload::Off).map(drop)
 }
 
 /// Why a device could not be opened, each with the fix in its message.
@@ -211,11 +264,24 @@ pub struct TunTap {
     dropped_tx: u64,
     /// The interface whose kernel-side queue to us counts its drops (TAP/TUN only).
     queue_drops: Option<String>,
+    /// With offload: the stack's segments being merged (every frame then has a
+    /// virtio-net header in front).
+    offload: Option<Box<Coalescer>>,
 }
 
 impl TunTap {
     /// Attaches to the existing device `name`.
     pub fn open(name: &str, kind: Kind) -> Result<Self, OpenError> {
+        Self::open_with(name, kind, Offload::Off)
+    }
+
+    /// Attaches to the existing device `name`, with TCP segmentation and checksum offload
+    /// when `offload` is [`Offload::On`] and the device is a TAP.
+    pub fn open_with(name: &str, kind: Kind, offload: Offload) -> Result<Self, OpenError> {
+        let offload = match kind {
+            Kind::Tap => offload,
+            Kind::Tun => Offload::Off,
+        };
         let owned = || name.to_owned();
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(['/', '\0']) {
             return Err(OpenError::Missing {
@@ -240,7 +306,7 @@ impl TunTap {
             }
         };
         let mtu = iface::mtu(name).unwrap_or(1500);
-        let file = attach(name, kind).map_err(|e| match e {
+        let file = attach_with(name, kind, offload).map_err(|e| match e {
             AttachError::Open(error) => match error.raw_os_error() {
                 Some(libc::EACCES | libc::EPERM) => OpenError::TunDenied {
                     name: owned(),
@@ -279,7 +345,12 @@ impl TunTap {
         if flags & libc::IFF_UP == 0 {
             log::warn!("{name} is down: bring it up with `sudo ip link set {name} up`");
         }
-        Ok(Self::new(file, kind, frame, Some(name.to_owned())))
+        let mut device = Self::new(file, kind, frame, Some(name.to_owned()));
+        if offload == Offload::On {
+            device.offload = Some(Box::default());
+            device.rx.resize(OFFLOAD_FRAME, 0);
+        }
+        Ok(device)
     }
 
     /// Sends and receives raw Ethernet frames on the existing interface `name` through an
@@ -303,6 +374,25 @@ impl TunTap {
             error: None,
             dropped_tx: 0,
             queue_drops,
+            offload: None,
+        }
+    }
+
+    /// Whether the device uses TCP segmentation and checksum offload.
+    pub fn offload(&self) -> Offload {
+        match self.offload {
+            Some(_) => Offload::On,
+            None => Offload::Off,
+        }
+    }
+}
+
+impl Drop for TunTap {
+    fn drop(&mut self) {
+        if self.offload.is_some() {
+            self.flush();
+            // Back to plain frames for whoever attaches next.
+            let _ = iface::tun_set_offload(self.file.as_fd(), 0);
         }
     }
 }
@@ -335,6 +425,9 @@ pub trait HostDevice: Device {
     fn next_release(&self) -> Option<Instant> {
         None
     }
+    /// Sends what the device holds to send in one go (segments being merged); the driver
+    /// calls it before it sleeps.
+    fn flush(&mut self) {}
 }
 
 impl<D: HostDevice, const Q: usize> HostDevice for smolsock::faults::Faulty<'_, D, Q> {
@@ -352,6 +445,10 @@ impl<D: HostDevice, const Q: usize> HostDevice for smolsock::faults::Faulty<'_, 
 
     fn queue_drops(&self) -> Option<u64> {
         self.inner().queue_drops()
+    }
+
+    fn flush(&mut self) {
+        self.inner_mut().flush();
     }
 }
 
@@ -372,6 +469,52 @@ impl HostDevice for TunTap {
         let table = std::fs::read_to_string("/proc/net/dev").ok()?;
         proc_net_dev_tx_dropped(&table, name)
     }
+
+    fn flush(&mut self) {
+        if let Some(coalescer) = self.offload.as_deref_mut() {
+            send_merged(&self.file, coalescer, &mut self.error, &mut self.dropped_tx);
+        }
+    }
+}
+
+/// Writes one frame (after its virtio-net header, if any), counting a full queue as a
+/// dropped frame and keeping any other error.
+fn write_frame(
+    file: &File,
+    hdr: Option<&[u8]>,
+    frame: &[u8],
+    error: &mut Option<io::Error>,
+    dropped: &mut u64,
+) {
+    let written = match hdr {
+        Some(hdr) => (&*file).write_vectored(&[io::IoSlice::new(hdr), io::IoSlice::new(frame)]),
+        None => (&*file).write(frame),
+    };
+    if let Err(e) = written {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            *dropped += 1;
+            // Said, not silent; rate-limited to the 1st, 2nd, 4th, 8th... drop.
+            if dropped.is_power_of_two() {
+                log::warn!(
+                    "device queue full: {dropped} frame(s) dropped so far (TCP resends; UDP loses them)"
+                );
+            }
+        } else if error.is_none() {
+            *error = Some(e);
+        }
+    }
+}
+
+/// Sends the frame `coalescer` has merged, if any.
+fn send_merged(
+    file: &File,
+    coalescer: &mut Coalescer,
+    error: &mut Option<io::Error>,
+    dropped: &mut u64,
+) {
+    if let Some((hdr, frame)) = coalescer.take() {
+        write_frame(file, Some(&hdr.to_bytes()), frame, error, dropped);
+    }
 }
 
 /// A received frame, borrowed from the device's receive buffer.
@@ -385,6 +528,7 @@ pub struct TxToken<'a> {
     buf: &'a mut Vec<u8>,
     error: &'a mut Option<io::Error>,
     dropped: &'a mut u64,
+    offload: Option<&'a mut Coalescer>,
 }
 
 impl phy::RxToken for RxToken<'_> {
@@ -394,22 +538,30 @@ impl phy::RxToken for RxToken<'_> {
 }
 
 impl phy::TxToken for TxToken<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(mut self, len: usize, f: F) -> R {
-        self.buf.resize(len, 0);
-        let result = f(self.buf);
-        if let Err(error) = self.file.write(self.buf) {
-            if error.kind() == io::ErrorKind::WouldBlock {
-                *self.dropped += 1;
-                // Said, not silent; rate-limited to the 1st, 2nd, 4th, 8th... drop.
-                if self.dropped.is_power_of_two() {
-                    log::warn!(
-                        "device queue full: {} frame(s) dropped so far (TCP resends; UDP loses them)",
-                        self.dropped
-                    );
-                }
-            } else if self.error.is_none() {
-                *self.error = Some(error);
-            }
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let TxToken {
+            file,
+            buf,
+            error,
+            dropped,
+            offload,
+        } = self;
+        let Some(coalescer) = offload else {
+            buf.resize(len, 0);
+            let result = f(buf);
+            write_frame(file, None, buf, error, dropped);
+            return result;
+        };
+        buf.resize(len, 0);
+        let result = f(buf);
+        let mut push = coalescer.push(buf);
+        if push == Push::FlushFirst {
+            send_merged(file, coalescer, error, dropped);
+            push = coalescer.push(buf);
+        }
+        if push != Push::Merged {
+            let hdr = VnetHdr::default().to_bytes();
+            write_frame(file, Some(&hdr), buf, error, dropped);
         }
         result
     }
@@ -420,6 +572,8 @@ impl Device for TunTap {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // What was merged leaves before anything new comes in.
+        self.flush();
         let n = match (&self.file).read(&mut self.rx) {
             Ok(n) => n,
             Err(error) => {
@@ -431,7 +585,17 @@ impl Device for TunTap {
                 return None;
             }
         };
-        let frame = self.rx.get(..n)?;
+        let frame = if self.offload.is_some() {
+            let hdr = VnetHdr::parse(self.rx.get(..n)?)?;
+            let frame = self.rx.get_mut(VNET_HDR_LEN..n)?;
+            // A frame whose header makes no sense is dropped, as a NIC drops a bad one.
+            if !offload::gso_supported(hdr) || !offload::complete_rx(hdr, frame) {
+                return None;
+            }
+            &*frame
+        } else {
+            self.rx.get(..n)?
+        };
         Some((
             RxToken { frame },
             TxToken {
@@ -439,6 +603,7 @@ impl Device for TunTap {
                 buf: &mut self.tx,
                 error: &mut self.error,
                 dropped: &mut self.dropped_tx,
+                offload: self.offload.as_deref_mut(),
             },
         ))
     }
@@ -449,6 +614,7 @@ impl Device for TunTap {
             buf: &mut self.tx,
             error: &mut self.error,
             dropped: &mut self.dropped_tx,
+            offload: self.offload.as_deref_mut(),
         })
     }
 

@@ -34,28 +34,41 @@ pub struct Totals {
     pub crc_out: u32,
 }
 
-#[cfg(feature = "fast-crc")]
-type CrcTable = crc::Table<16>;
-#[cfg(not(feature = "fast-crc"))]
-type CrcTable = crc::Table<1>;
-
 /// CRC-32 as zlib computes it (ISO-HDLC), its table built at compile time.
-static CRC32: crc::Crc<u32, CrcTable> = crc::Crc::<u32, CrcTable>::new(&crc::CRC_32_ISO_HDLC);
+#[cfg(not(feature = "fast-crc"))]
+static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// A running CRC-32 (zlib's): by crc32fast with the `fast-crc` feature, else by one 1 KiB
+/// table.
+#[cfg(feature = "fast-crc")]
+type Crc32 = crc32fast::Hasher;
+#[cfg(not(feature = "fast-crc"))]
+type Crc32 = crc::Digest<'static, u32>;
+
+#[cfg(feature = "fast-crc")]
+fn crc32() -> Crc32 {
+    crc32fast::Hasher::new()
+}
+
+#[cfg(not(feature = "fast-crc"))]
+fn crc32() -> Crc32 {
+    CRC32.digest()
+}
 
 /// Running totals with CRC state.
 #[derive(Clone)]
 pub(crate) struct Counter {
     totals: Totals,
-    crc_in: crc::Digest<'static, u32, CrcTable>,
-    crc_out: crc::Digest<'static, u32, CrcTable>,
+    crc_in: Crc32,
+    crc_out: Crc32,
 }
 
 impl Default for Counter {
     fn default() -> Self {
         Self {
             totals: Totals::default(),
-            crc_in: CRC32.digest(),
-            crc_out: CRC32.digest(),
+            crc_in: crc32(),
+            crc_out: crc32(),
         }
     }
 }

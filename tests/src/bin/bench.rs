@@ -337,15 +337,17 @@ fn main() {
     if let Some(code) = reexec_in_netns() {
         std::process::exit(code);
     }
-    // `bench example`, `bench attacks`, `bench udp`, `bench loss`: those rows only.
+    // `bench example`, `bench attacks`, `bench udp`, `bench loss`: those rows only
+    // (`bench example-bulk`: the example's bulk rows only).
     match std::env::args().nth(1).as_deref() {
-        Some("example") => return versus_example(),
+        Some("example") => return versus_example(true),
+        Some("example-bulk") => return versus_example(false),
         Some("attacks") => return attacks(),
         Some("udp") => return udp(),
         Some("loss") => return loss(),
         _ => {}
     }
-    versus_example();
+    versus_example(true);
     let (data, crc) = pattern(SIZE);
     let base = best(|| kernel_loopback(&data));
     let up = best(|| kernel_to_smoltcp(&data, crc));
@@ -539,8 +541,9 @@ impl Versus {
     }
 }
 
-/// smolsock side by side with smoltcp's examples, in alternating rounds.
-fn versus_example() {
+/// smolsock side by side with smoltcp's examples, in alternating rounds; the bulk rows
+/// only unless `all`.
+fn versus_example(all: bool) {
     let (Some(_), Some(server_bin)) = (
         peers::example_bin(peers::BENCHMARK_ENV),
         peers::example_bin(peers::SERVER_ENV),
@@ -590,6 +593,10 @@ fn versus_example() {
         for (row, s) in down.iter_mut().zip(smol) {
             row.smol.push(s);
             row.other.push(ex);
+        }
+        eprintln!("bench: round {} of {rounds}: bulk done", round + 1);
+        if !all {
+            continue;
         }
         // Echo round trips and short connections: the example's server, smolsock's
         // tcp-server on the TAP, the same program on the kernel's stack over loopback.
@@ -647,8 +654,10 @@ fn versus_example() {
     for row in up.iter().chain(&down) {
         row.print();
     }
-    for row in [&echo_ex, &echo_k, &short_ex, &short_k] {
-        row.print();
+    if all {
+        for row in [&echo_ex, &echo_k, &short_ex, &short_k] {
+            row.print();
+        }
     }
     println!();
 }

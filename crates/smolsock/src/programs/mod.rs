@@ -220,10 +220,14 @@ pub(crate) fn stage(buf: &mut [u8], message: &[u8]) -> Result<usize> {
     Ok(message.len())
 }
 
-/// The bytes of the bulk pattern at stream offset `offset` (a 251-byte cycle, so a chunk
-/// that is lost, duplicated or moved changes the CRC).
+/// The length of the bulk pattern's cycle: a prime, so that a chunk of the stream that is
+/// lost, duplicated or moved (by any power of two, say) changes the CRC.
+pub const PATTERN_PERIOD: usize = 251;
+
+/// The bytes of the bulk pattern at stream offset `offset`: 0, 1, ..., 250, 0, 1, ... (see
+/// [`PATTERN_PERIOD`]).
 pub fn fill_pattern(offset: u64, out: &mut [u8]) {
-    let mut value = (offset % 251) as u8;
+    let mut value = (offset % PATTERN_PERIOD as u64) as u8;
     for byte in out.iter_mut() {
         *byte = value;
         value = if value == 250 { 0 } else { value + 1 };

@@ -4,7 +4,7 @@ use core::net::SocketAddrV4;
 
 use smoltcp::time::{Duration, Instant};
 
-use super::{Liveness, Poll, Program, fill_pattern, would_lose};
+use super::{Liveness, PATTERN_PERIOD, Poll, Program, fill_pattern, would_lose};
 use crate::error::{Error, Result};
 use crate::event::{CloseReason, ConnId, Counter, Event, Proto};
 use crate::net::{Phase, Recv, Stack, TcpTimeouts};
@@ -84,6 +84,8 @@ pub struct TcpClient<'b, S: Stack> {
     pending: Option<(usize, usize)>,
     input_ended: bool,
     bulk_sent: u64,
+    /// `tx` holds the bulk pattern from offset 0 (see [`PATTERN_PERIOD`]).
+    pattern_filled: bool,
     conn: ConnId,
     counter: Counter,
     state: State<S::Tcp>,
@@ -105,6 +107,7 @@ impl<'b, S: Stack> TcpClient<'b, S> {
             pending: None,
             input_ended: false,
             bulk_sent: 0,
+            pattern_filled: false,
             conn: 0,
             counter: Counter::default(),
             state: State::Idle,
@@ -239,13 +242,29 @@ impl<'b, S: Stack> TcpClient<'b, S> {
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
         if let Some(total) = self.config.bulk {
+            // The pattern repeats every PATTERN_PERIOD bytes: once `tx` holds it from
+            // offset 0, the bytes at any stream offset start at that offset's place in
+            // the cycle, and no byte is written again. A `tx` too short for that is
+            // filled for each send.
+            let periodic = self.tx.len() > PATTERN_PERIOD;
+            if periodic && !self.pattern_filled {
+                fill_pattern(0, self.tx);
+                self.pattern_filled = true;
+            }
             while self.bulk_sent < total {
                 let left = usize::try_from(total - self.bulk_sent).unwrap_or(usize::MAX);
-                let chunk_len = left.min(self.tx.len());
-                let Some(chunk) = self.tx.get_mut(..chunk_len) else {
+                let start = if periodic {
+                    (self.bulk_sent % PATTERN_PERIOD as u64) as usize
+                } else {
+                    0
+                };
+                let room = self.tx.len().saturating_sub(start);
+                let Some(chunk) = self.tx.get_mut(start..start + left.min(room)) else {
                     break;
                 };
-                fill_pattern(self.bulk_sent, chunk);
+                if !periodic {
+                    fill_pattern(self.bulk_sent, chunk);
+                }
                 match stack.tcp_send(socket, chunk) {
                     Ok(n) => {
                         self.counter.sent(chunk.get(..n).unwrap_or_default());
