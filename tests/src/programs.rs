@@ -49,6 +49,12 @@ pub const SMOLTCP: Target = Target {
     peer_ip: KERNEL_IP,
 };
 
+/// [`SMOLTCP`] without TCP segmentation and checksum offload: one segment per frame.
+pub const SMOLTCP_PLAIN: Target = Target {
+    args: &["--tap", TAP, "--offload", "off"],
+    ..SMOLTCP
+};
+
 /// The kernel's own stack; program and peer meet on 127.0.0.1.
 pub const KERNEL: Target = Target {
     stack: Stack::Kernel,

@@ -8,7 +8,7 @@ use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use smolsock_tests::programs::{self, SMOLTCP};
+use smolsock_tests::programs::{self, SMOLTCP, SMOLTCP_PLAIN};
 use smolsock_tests::{KERNEL_IP, Proc, SMOL_IP, T, exchange, in_netns};
 
 #[test]
@@ -83,6 +83,41 @@ fn bulk_server_sinks_16_mib() {
     in_netns("bulk_server_sinks_16_mib", || {
         programs::bulk_server_sinks(&SMOLTCP)
     });
+}
+
+#[test]
+fn bulk_client_sends_16_mib_pattern_one_segment_per_frame() {
+    in_netns(
+        "bulk_client_sends_16_mib_pattern_one_segment_per_frame",
+        || programs::bulk_client_sends_pattern(&SMOLTCP_PLAIN),
+    );
+}
+
+#[test]
+fn bulk_server_sinks_16_mib_one_segment_per_frame() {
+    in_netns("bulk_server_sinks_16_mib_one_segment_per_frame", || {
+        programs::bulk_server_sinks(&SMOLTCP_PLAIN)
+    });
+}
+
+/// The offloads are a setting of the TAP that outlives the process: one killed in the
+/// middle of a transfer cannot turn them off, and the next run without them still gets
+/// plain frames.
+#[test]
+fn offloads_a_killed_run_left_on_are_turned_off_by_the_next() {
+    in_netns(
+        "offloads_a_killed_run_left_on_are_turned_off_by_the_next",
+        || {
+            let mut server = Proc::smolsock(&["tcp-server", "--tap", "tap0", "--mode", "sink"]);
+            server.wait_for("listening", T);
+            let mut s = TcpStream::connect((SMOL_IP, 9090)).unwrap();
+            s.write_all(&vec![7u8; 1 << 20]).unwrap();
+            server.wait_for("accepted", T);
+            drop(server);
+            drop(s);
+            programs::bulk_server_sinks(&SMOLTCP_PLAIN);
+        },
+    );
 }
 
 #[test]

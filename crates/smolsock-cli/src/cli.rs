@@ -368,6 +368,20 @@ pub struct DeviceArgs {
     /// (each key for both directions, or one with rx. or tx. before it). smoltcp only.
     #[arg(long, value_name = "SPEC", value_parser = parse_faults)]
     pub faults: Option<FaultConfig>,
+    /// TCP segmentation and checksum offload on a TAP: large TCP segments both ways, the
+    /// same bytes in far fewer frames [default: on; off with --faults and --pcap, which see
+    /// each segment]. smoltcp only.
+    #[arg(long, value_enum)]
+    pub offload: Option<OnOff>,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// Whether `ip` is the network or the broadcast address of `cidr`'s prefix (a /31 or /32
@@ -416,6 +430,7 @@ impl DeviceArgs {
             ("--gateway", self.gateway.is_some()),
             ("--tcp-buf", self.tcp_buf.is_some()),
             ("--faults", self.faults.is_some()),
+            ("--offload", self.offload.is_some()),
         ];
         given
             .into_iter()

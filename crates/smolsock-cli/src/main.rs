@@ -7,7 +7,8 @@
 //! - [`programs`]: a program's flags (`--port`, `--pace`, `--mode`, the timeouts...) turned
 //!   into the core's configuration for that program;
 //! - [`stacks`]: the stack flags (`--stack`, `--tap`/`--tun`, `--ip`, `--tcp-buf`, `--pcap`,
-//!   `--faults`, `--syn-timeout`, `--backlog-full`) turned into a smoltcp stack on a device,
+//!   `--faults`, `--offload`, `--syn-timeout`, `--backlog-full`) turned into a smoltcp stack
+//!   on a device,
 //!   or the kernel's;
 //! - [`driver`]: the poll loops that run a program on either stack, and SIGINT/SIGTERM;
 //! - [`input`]: messages from arguments or stdin; [`output`]: events as text or `--json`

@@ -13,7 +13,7 @@ use smolsock_std::KernelStack;
 use smoltcp::phy::Medium;
 
 use crate::Failure;
-use crate::cli::{DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, parse_cidr};
+use crate::cli::{DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, OnOff, parse_cidr};
 use crate::driver::{self, RunError};
 use crate::input::LineInput;
 use crate::output::Printer;
@@ -91,12 +91,12 @@ impl Launch for OnSmoltcp {
             ),
             None => None,
         };
-        // Large TCP segments both ways, unless a capture or the fault injector must see
-        // each segment as the wire carries it.
-        let offload = if args.faults.is_none() && pcap.is_none() {
-            Offload::On
-        } else {
-            Offload::Off
+        // Large TCP segments both ways, unless asked not to, or a capture or the fault
+        // injector must see each segment as the wire carries it.
+        let offload = match args.offload {
+            Some(OnOff::Off) => Offload::Off,
+            _ if args.faults.is_some() || pcap.is_some() => Offload::Off,
+            _ => Offload::On,
         };
         let device = TunTap::open_with(&name, kind, offload).map_err(|e| e.to_string())?;
         // Between the stack and the device, so a capture records the wire; no --faults: none.
