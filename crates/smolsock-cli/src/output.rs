@@ -3,23 +3,141 @@
 //! A JSON line is the event's own serialized form (`smolsock::event::Record`, described in
 //! `docs/events.md`) with the host's `t` after it, and `side` in the demo.
 
-use std::io::{self, BufWriter, Stdout, Write};
+use std::io::{self, Write};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use smolsock::event::Event;
 
+/// Bytes of output gathered before they go to the writer.
+const CHUNK: usize = 64 * 1024;
+/// Chunks that may wait for the writer (16 MiB): a reader of stdout that falls this far
+/// behind slows the program down again.
+const QUEUE: usize = 256;
+
+/// What the writer thread is handed.
+enum ToWriter {
+    /// Bytes to write.
+    Bytes(Vec<u8>),
+    /// Everything before has been written: say so.
+    Barrier(SyncSender<()>),
+}
+
+/// Stdout through a thread of its own: the program hands over chunks of lines and goes on,
+/// so a slow reader of its output (a terminal, a pipe) does not stop it from reading its
+/// device while datagrams pour in. Closed (every chunk written) when dropped.
+struct Out {
+    buf: Vec<u8>,
+    to_writer: Option<SyncSender<ToWriter>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Out {
+    fn stdout() -> Self {
+        let (to_writer, chunks) = sync_channel(QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("stdout".into())
+            .spawn(move || write_chunks(chunks))
+            .ok();
+        Self {
+            buf: Vec::with_capacity(CHUNK),
+            // Without the thread (none could be made), lines are written where they are made.
+            to_writer: writer.as_ref().map(|_| to_writer),
+            writer,
+        }
+    }
+
+    /// Hands what is gathered to the writer.
+    fn hand_over(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        match &self.to_writer {
+            Some(to_writer) => {
+                let _ = to_writer.send(ToWriter::Bytes(chunk));
+            }
+            // A closed stdout (say, piped into `head`) must not kill the program.
+            None => {
+                let _ = io::stdout().write_all(&chunk);
+                let _ = io::stdout().flush();
+            }
+        }
+    }
+
+    /// Hands over what is gathered and waits until it is written.
+    fn sync(&mut self) {
+        self.hand_over();
+        if let Some(to_writer) = &self.to_writer {
+            let (done, written) = sync_channel(1);
+            if to_writer.send(ToWriter::Barrier(done)).is_ok() {
+                let _ = written.recv();
+            }
+        }
+    }
+}
+
+/// The writer thread: writes each chunk to stdout as it comes. After a failed write (a
+/// closed stdout) the rest is dropped.
+fn write_chunks(chunks: Receiver<ToWriter>) {
+    let mut stdout = io::stdout();
+    let mut open = true;
+    for message in chunks {
+        match message {
+            ToWriter::Bytes(chunk) if open => {
+                open = stdout
+                    .write_all(&chunk)
+                    .and_then(|()| stdout.flush())
+                    .is_ok();
+            }
+            ToWriter::Bytes(_) => {}
+            ToWriter::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+impl Write for Out {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= CHUNK {
+            self.hand_over();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.hand_over();
+        Ok(())
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        self.hand_over();
+        self.to_writer = None;
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
 /// Prints events to stdout (errors also to stderr), optionally tagged with a side label.
 ///
-/// Lines are buffered, not written one `write(2)` each: under a flood of datagrams the
-/// writes would cost as much as the receiving. The drivers [`flush`](Self::flush) before
-/// they sleep, so a line is never held back while the program waits; dropping the printer
-/// flushes too.
+/// Lines are gathered in chunks and written by a thread of their own, not one `write(2)`
+/// each by the program: under a flood of datagrams the writes would cost as much as the
+/// receiving, and a reader of stdout that falls behind would stop the program from reading
+/// its device. The drivers [`flush`](Self::flush) before they sleep, so a line is never held
+/// back while the program waits; an error line on stderr comes after every line before it
+/// is written; dropping the printer writes everything.
 pub struct Printer {
     json: bool,
     /// When the printer was made, at the program's start: `t` of a JSON line counts from it.
     start: Instant,
-    out: BufWriter<Stdout>,
+    out: Out,
 }
 
 impl Printer {
@@ -28,14 +146,14 @@ impl Printer {
         Self {
             json,
             start: Instant::now(),
-            out: BufWriter::with_capacity(64 * 1024, std::io::stdout()),
+            out: Out::stdout(),
         }
     }
 
-    /// Writes out what is buffered. A closed stdout (say, piped into `head`) must not kill
-    /// the program, so a failure is ignored.
+    /// Hands what is gathered to the writer. A closed stdout (say, piped into `head`) must
+    /// not kill the program, so a failure is ignored.
     pub fn flush(&mut self) {
-        let _ = self.out.flush();
+        self.out.hand_over();
     }
 
     /// Prints one event of an unnamed side.
@@ -49,7 +167,7 @@ impl Printer {
         let tag = side.map(|s| format!("[{s}] ")).unwrap_or_default();
         if let Event::Error { .. } = event {
             // What came before the error is printed before it.
-            self.flush();
+            self.out.sync();
             eprintln!("smolsock: {tag}{event}");
             if !self.json {
                 return;

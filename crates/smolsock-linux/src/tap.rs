@@ -258,7 +258,7 @@ pub struct TunTap {
     file: File,
     kind: Kind,
     mtu: usize,
-    rx: Vec<u8>,
+    rx: RxQueue,
     tx: Vec<u8>,
     error: Option<io::Error>,
     dropped_tx: u64,
@@ -348,7 +348,7 @@ impl TunTap {
         let mut device = Self::new(file, kind, frame, Some(name.to_owned()));
         if offload == Offload::On {
             device.offload = Some(Box::default());
-            device.rx.resize(OFFLOAD_FRAME, 0);
+            device.rx = RxQueue::new(OFFLOAD_FRAME);
         }
         Ok(device)
     }
@@ -369,7 +369,7 @@ impl TunTap {
             file,
             kind,
             mtu: frame,
-            rx: vec![0; frame],
+            rx: RxQueue::new(frame),
             tx: vec![0; frame],
             error: None,
             dropped_tx: 0,
@@ -407,6 +407,100 @@ fn proc_net_dev_tx_dropped(table: &str, name: &str) -> Option<u64> {
         }
         counters.split_whitespace().nth(11)?.parse().ok()
     })
+}
+
+/// Bytes of frames a device reads ahead of its stack (16 MiB, taken from the allocator
+/// as zeroed pages the system maps only once they are written).
+const RX_QUEUE: usize = 16 * 1024 * 1024;
+
+/// Frames the stack takes from the queue before the device reads what has come since.
+const TOP_UP: usize = 32;
+
+/// Frames read from the device ahead of the stack: whenever it is empty, and every
+/// [`TOP_UP`] frames taken, the device is read until it has nothing more (or the queue no
+/// room), so the kernel's queue in front of the TAP (1,000 frames) is emptied in one go
+/// and a burst waits here, not lost there, while the program works through it.
+struct RxQueue {
+    /// Records of a 4-byte length and a frame, from `head` to `tail`.
+    buf: Vec<u8>,
+    head: usize,
+    tail: usize,
+    /// The largest frame a read may return.
+    max_frame: usize,
+    /// Frames taken since the last read.
+    taken: usize,
+}
+
+/// Length of a record's header: the frame's length.
+const RECORD: usize = 4;
+
+impl RxQueue {
+    fn new(max_frame: usize) -> Self {
+        Self {
+            buf: vec![0; RX_QUEUE.max(2 * (RECORD + max_frame))],
+            head: 0,
+            tail: 0,
+            max_frame,
+            taken: 0,
+        }
+    }
+
+    /// Whether the device should be read before the next frame is taken.
+    fn wants_drain(&self) -> bool {
+        self.head == self.tail || self.taken >= TOP_UP
+    }
+
+    /// Reads frames with `read` until it would block or no frame would fit; an error
+    /// other than "would block" ends it too and is returned.
+    fn drain(&mut self, mut read: impl FnMut(&mut [u8]) -> io::Result<usize>) -> io::Result<()> {
+        self.taken = 0;
+        loop {
+            if self.tail + RECORD + self.max_frame > self.buf.len() {
+                if self.head == 0 {
+                    return Ok(());
+                }
+                // Room at the front: what waits moves there.
+                self.buf.copy_within(self.head..self.tail, 0);
+                self.tail -= self.head;
+                self.head = 0;
+                if self.tail + RECORD + self.max_frame > self.buf.len() {
+                    return Ok(());
+                }
+            }
+            let start = self.tail + RECORD;
+            let Some(room) = self.buf.get_mut(start..start + self.max_frame) else {
+                return Ok(());
+            };
+            match read(room) {
+                Ok(n) => {
+                    let n = n.min(self.max_frame);
+                    let len = u32::try_from(n).unwrap_or(0).to_ne_bytes();
+                    if let Some(header) = self.buf.get_mut(self.tail..start) {
+                        header.copy_from_slice(&len);
+                    }
+                    self.tail = start + n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Where in `buf` the next frame lies, taken off the queue.
+    fn pop(&mut self) -> Option<std::ops::Range<usize>> {
+        if self.head == self.tail {
+            self.head = 0;
+            self.tail = 0;
+            return None;
+        }
+        let start = self.head + RECORD;
+        let header = self.buf.get(self.head..start)?;
+        let len = u32::from_ne_bytes(header.try_into().ok()?) as usize;
+        self.head = start + len;
+        self.taken += 1;
+        Some(start..start + len)
+    }
 }
 
 /// What the host driver needs from a device beyond [`Device`].
@@ -574,27 +668,24 @@ impl Device for TunTap {
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         // What was merged leaves before anything new comes in.
         self.flush();
-        let n = match (&self.file).read(&mut self.rx) {
-            Ok(n) => n,
-            Err(error) => {
-                if error.kind() != io::ErrorKind::WouldBlock
-                    && error.kind() != io::ErrorKind::Interrupted
-                {
-                    self.error.get_or_insert(error);
-                }
-                return None;
+        if self.rx.wants_drain() {
+            let file = &self.file;
+            if let Err(error) = self.rx.drain(|buf| (&*file).read(buf)) {
+                self.error.get_or_insert(error);
             }
-        };
+        }
+        let record = self.rx.pop()?;
+        let record = self.rx.buf.get_mut(record)?;
         let frame = if self.offload.is_some() {
-            let hdr = VnetHdr::parse(self.rx.get(..n)?)?;
-            let frame = self.rx.get_mut(VNET_HDR_LEN..n)?;
+            let hdr = VnetHdr::parse(record)?;
+            let frame = record.get_mut(VNET_HDR_LEN..)?;
             // A frame whose header makes no sense is dropped, as a NIC drops a bad one.
             if !offload::gso_supported(hdr) || !offload::complete_rx(hdr, frame) {
                 return None;
             }
             &*frame
         } else {
-            self.rx.get(..n)?
+            &*record
         };
         Some((
             RxToken { frame },
@@ -631,7 +722,66 @@ impl Device for TunTap {
 
 #[cfg(test)]
 mod tests {
-    use super::proc_net_dev_tx_dropped;
+    use super::{RxQueue, proc_net_dev_tx_dropped};
+    use std::io;
+
+    /// A device holding `frames`, read one per call, then "would block".
+    fn device(frames: &mut Vec<Vec<u8>>) -> impl FnMut(&mut [u8]) -> io::Result<usize> + '_ {
+        move |buf: &mut [u8]| {
+            if frames.is_empty() {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let frame = frames.remove(0);
+            buf[..frame.len()].copy_from_slice(&frame);
+            Ok(frame.len())
+        }
+    }
+
+    #[test]
+    fn the_queue_gives_back_every_frame_in_order_across_refills() {
+        let mut q = RxQueue::new(100);
+        // A small queue: room for a few records, so refills move what waits to the front.
+        q.buf = vec![0; 3 * (4 + 100) + 50];
+        let mut next = 0u8;
+        let mut got = Vec::new();
+        for round in 0..20 {
+            let mut frames: Vec<Vec<u8>> = (0..1 + round % 4)
+                .map(|i| {
+                    next = next.wrapping_add(1);
+                    vec![next; 10 + (i * 30) % 90]
+                })
+                .collect();
+            let want: Vec<Vec<u8>> = frames.clone();
+            let mut taken = Vec::new();
+            while taken.len() < want.len() {
+                if q.wants_drain() {
+                    q.drain(device(&mut frames)).unwrap();
+                }
+                let range = q.pop().expect("a frame");
+                taken.push(q.buf[range].to_vec());
+            }
+            assert!(q.pop().is_none());
+            assert_eq!(taken, want, "round {round}");
+            got.extend(taken);
+        }
+        assert_eq!(got.len(), 50);
+    }
+
+    #[test]
+    fn a_full_queue_leaves_the_rest_in_the_device() {
+        let mut q = RxQueue::new(100);
+        q.buf = vec![0; 2 * (4 + 100)];
+        let mut frames: Vec<Vec<u8>> = (1..=5u8).map(|i| vec![i; 100]).collect();
+        q.drain(device(&mut frames)).unwrap();
+        assert_eq!(frames.len(), 3, "two fit, three wait in the device");
+        let a = q.pop().unwrap();
+        assert_eq!(q.buf[a][0], 1);
+        let b = q.pop().unwrap();
+        assert_eq!(q.buf[b][0], 2);
+        assert!(q.pop().is_none());
+        let failing = |_: &mut [u8]| -> io::Result<usize> { Err(io::ErrorKind::BrokenPipe.into()) };
+        assert!(q.drain(failing).is_err());
+    }
 
     #[test]
     fn tx_dropped_from_proc_net_dev() {

@@ -23,8 +23,9 @@
 //! these rows only.
 //!
 //! Then `udp-recv` under a blast of 200,000 datagrams sent as fast as a kernel socket can:
-//! how many it printed, and how many it reported lost (its socket buffer, the TAP's queue),
-//! smoltcp against the kernel stack in the same run. `bench udp` runs these rows only.
+//! the rate they went at, how many it printed, how many it reported lost (its socket
+//! buffer, the TAP's queue) and how many are unaccounted for, smoltcp against the kernel
+//! stack in alternating rounds. `bench udp` runs these rows only.
 //!
 //! Then loss recovery: [`LOSSY_SIZE`] bytes through the smoltcp device's fault injector at
 //! 1, 5 and 10 % loss of the data frames (`--faults tx.loss=N%` on a smoltcp sender, or
@@ -259,8 +260,29 @@ fn attacks() {
 /// Datagrams in one blast at `udp-recv`.
 const BLAST: usize = 200_000;
 
-/// What `udp-recv` printed for one blast: received, lost in its socket, lost in the device.
-fn udp_blast(kernel: bool) -> (usize, u64, u64) {
+/// One blast at `udp-recv`: what was sent, how fast, and what the receiver reported.
+struct Blast {
+    /// Datagrams the kernel took from the sender (`send_to` succeeded).
+    sent: usize,
+    /// Datagrams sent per second.
+    rate: f64,
+    /// `received` lines printed.
+    received: usize,
+    /// Reported lost in the socket's buffer.
+    lost_socket: u64,
+    /// Reported lost in the TAP's queue, before the stack read them.
+    lost_device: u64,
+}
+
+impl Blast {
+    /// Sent but neither printed nor reported lost.
+    fn unaccounted(&self) -> i64 {
+        self.sent as i64 - self.received as i64 - (self.lost_socket + self.lost_device) as i64
+    }
+}
+
+/// A blast of [`BLAST`] datagrams at `udp-recv` on smoltcp or on the kernel's stack.
+fn udp_blast(kernel: bool) -> Blast {
     let (args, to): (&[&str], SocketAddrV4) = if kernel {
         (
             &["udp-recv", "--stack", "kernel", "--port", "9191"],
@@ -276,10 +298,15 @@ fn udp_blast(kernel: bool) -> (usize, u64, u64) {
     receiver.wait_for("udp bound", T);
     let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
     let payload = [0x5au8; 100];
+    let start = Instant::now();
+    let mut sent = 0;
     for _ in 0..BLAST {
         // A full queue on the sending side is the blast's own loss, not the receiver's.
-        let _ = sock.send_to(&payload, to);
+        if sock.send_to(&payload, to).is_ok() {
+            sent += 1;
+        }
     }
+    let rate = BLAST as f64 / start.elapsed().as_secs_f64();
     // What the receiver still has in hand arrives, and its loss report is due (once a
     // second while datagrams come).
     thread::sleep(Duration::from_millis(1500));
@@ -293,40 +320,51 @@ fn udp_blast(kernel: bool) -> (usize, u64, u64) {
             .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
             .sum()
     };
-    (received, lost("udp lost"), lost("device lost"))
+    Blast {
+        sent,
+        rate,
+        received,
+        lost_socket: lost("udp lost"),
+        lost_device: lost("device lost"),
+    }
 }
 
 fn udp() {
-    let smol: Vec<_> = (0..ROUNDS).map(|_| udp_blast(false)).collect();
-    let kern: Vec<_> = (0..ROUNDS).map(|_| udp_blast(true)).collect();
-    let mean = |v: &[(usize, u64, u64)]| v.iter().map(|r| r.0 as f64).sum::<f64>() / v.len() as f64;
-    let detail = |v: &[(usize, u64, u64)]| {
-        v.iter()
-            .map(|r| format!("{}+{}+{}", r.0, r.1, r.2))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    // Alternating rounds, so that what else the machine does falls on both alike.
+    let (mut smol, mut kern) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        smol.push(udp_blast(false));
+        kern.push(udp_blast(true));
+    }
+    let mean =
+        |v: &[Blast], f: &dyn Fn(&Blast) -> f64| v.iter().map(f).sum::<f64>() / v.len() as f64;
     println!();
-    println!("udp-recv under a blast of {BLAST} datagrams of 100 bytes, mean of {ROUNDS} runs");
     println!(
-        "{:<44} {:>10} {:>10}  received+lost(socket)+lost(device)",
-        "what", "received", "ratio"
-    );
-    let (s, k) = (mean(&smol), mean(&kern));
-    println!(
-        "{:<44} {:>10.0} {:>10.3}  {}",
-        "smoltcp on a TAP",
-        s,
-        s / k,
-        detail(&smol)
+        "udp-recv under a blast of {BLAST} datagrams of 100 bytes from one kernel socket, {ROUNDS} alternating rounds"
     );
     println!(
-        "{:<44} {:>10.0} {:>10.3}  {}",
-        "kernel stack (base)",
-        k,
-        1.0,
-        detail(&kern)
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7}  per round: received/lost(socket)/lost(device)",
+        "what", "sent/s", "received", "socket", "device", "unknown", "ratio"
     );
+    let base = mean(&kern, &|b| b.received as f64);
+    for (what, v) in [("smoltcp on a TAP", &smol), ("kernel stack (base)", &kern)] {
+        let received = mean(v, &|b| b.received as f64);
+        let rounds: Vec<String> = v
+            .iter()
+            .map(|b| format!("{}/{}/{}", b.received, b.lost_socket, b.lost_device))
+            .collect();
+        println!(
+            "{:<22} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7.3}  {}",
+            what,
+            mean(v, &|b| b.rate),
+            received,
+            mean(v, &|b| b.lost_socket as f64),
+            mean(v, &|b| b.lost_device as f64),
+            mean(v, &|b| b.unaccounted() as f64),
+            received / base,
+            rounds.join(" ")
+        );
+    }
 }
 
 fn best(mut f: impl FnMut() -> Duration) -> Duration {
