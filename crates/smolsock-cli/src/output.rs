@@ -27,32 +27,45 @@ enum ToWriter {
 
 /// Stdout through a thread of its own: the program hands over chunks of lines and goes on,
 /// so a slow reader of its output (a terminal, a pipe) does not stop it from reading its
-/// device while datagrams pour in. Closed (every chunk written) when dropped.
+/// device while datagrams pour in. The thread starts with the first output (`compare`
+/// must enter its namespace while the process has one thread); it is closed, every chunk
+/// written, when dropped.
 struct Out {
     buf: Vec<u8>,
     to_writer: Option<SyncSender<ToWriter>>,
     writer: Option<JoinHandle<()>>,
+    started: bool,
 }
 
 impl Out {
     fn stdout() -> Self {
+        Self {
+            buf: Vec::with_capacity(CHUNK),
+            to_writer: None,
+            writer: None,
+            started: false,
+        }
+    }
+
+    /// Starts the writer thread. Without it (none could be made), lines are written where
+    /// they are made.
+    fn start(&mut self) {
+        self.started = true;
         let (to_writer, chunks) = sync_channel(QUEUE);
-        let writer = std::thread::Builder::new()
+        self.writer = std::thread::Builder::new()
             .name("stdout".into())
             .spawn(move || write_chunks(chunks))
             .ok();
-        Self {
-            buf: Vec::with_capacity(CHUNK),
-            // Without the thread (none could be made), lines are written where they are made.
-            to_writer: writer.as_ref().map(|_| to_writer),
-            writer,
-        }
+        self.to_writer = self.writer.as_ref().map(|_| to_writer);
     }
 
     /// Hands what is gathered to the writer.
     fn hand_over(&mut self) {
         if self.buf.is_empty() {
             return;
+        }
+        if !self.started {
+            self.start();
         }
         let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
         match &self.to_writer {
