@@ -222,7 +222,10 @@ fn payload_sum(frame: &[u8], seg: Tcp) -> u64 {
     pseudo[..8].copy_from_slice(&frame[ip + 12..ip + 20]);
     pseudo[9] = PROTO_TCP;
     pseudo[10..12].copy_from_slice(&((frame.len() - seg.tcp) as u16).to_be_bytes());
-    let headers = sum(&frame[seg.tcp..check], sum(&frame[check + 2..seg.payload], 0));
+    let headers = sum(
+        &frame[seg.tcp..check],
+        sum(&frame[check + 2..seg.payload], 0),
+    );
     let headers = fold(add(sum(&pseudo, 0), headers));
     // The checksum is the complement of everything's sum: take the headers away again
     // (subtracting is adding the complement).
@@ -373,7 +376,10 @@ impl Coalescer {
         pseudo[9] = PROTO_TCP;
         pseudo[10..12].copy_from_slice(&(tcp_len as u16).to_be_bytes());
         let check = first.tcp + 16;
-        let header = sum(&frame[first.tcp..check], sum(&frame[check + 2..first.payload], 0));
+        let header = sum(
+            &frame[first.tcp..check],
+            sum(&frame[check + 2..first.payload], 0),
+        );
         let tcp_sum = !fold(add(add(sum(&pseudo, 0), header), self.payload_sum));
         frame[check..check + 2].copy_from_slice(&tcp_sum.to_be_bytes());
         let hdr = VnetHdr {
@@ -459,12 +465,19 @@ mod tests {
         };
         let bytes: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
         for len in 0..=bytes.len() {
-            assert_eq!(fold(sum(&bytes[..len], 0)), slow(&bytes[..len]), "{len} bytes");
+            assert_eq!(
+                fold(sum(&bytes[..len], 0)),
+                slow(&bytes[..len]),
+                "{len} bytes"
+            );
         }
         let ones = vec![0xffu8; 65535];
         assert_eq!(fold(sum(&ones, 0)), slow(&ones));
         // Sums of parts that start at even offsets add up to the sum of the whole.
-        assert_eq!(fold(sum(&bytes[100..], sum(&bytes[..100], 0))), slow(&bytes));
+        assert_eq!(
+            fold(sum(&bytes[100..], sum(&bytes[..100], 0))),
+            slow(&bytes)
+        );
     }
 
     #[test]

@@ -154,7 +154,12 @@ pub struct KernelStack {
     listeners: Slots,
     /// Reused by [`wait`](Self::wait), so waiting does not allocate once warmed up.
     waiter: Waiter,
+    /// Where [`Stack::tcp_recv_with`] reads to (up to [`SCRATCH`] bytes).
+    scratch: Vec<u8>,
 }
+
+/// Most bytes one [`Stack::tcp_recv_with`] on the kernel's stack reads.
+const SCRATCH: usize = 64 * 1024;
 
 impl Default for KernelStack {
     fn default() -> Self {
@@ -225,6 +230,7 @@ impl KernelStack {
             tcp: Slots(Vec::new()),
             listeners: Slots(Vec::new()),
             waiter: Waiter::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -475,6 +481,25 @@ impl Stack for KernelStack {
             Ok(n) => Ok(Recv::Data(n)),
             Err(e) => Err(slot.blocked(e, libc::POLLIN)),
         }
+    }
+
+    /// Reads into a buffer of the stack's own (the kernel keeps the bytes; there is no ring
+    /// to look into), then shows them.
+    fn tcp_recv_with(
+        &mut self,
+        socket: KernelTcp,
+        max: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<Recv> {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let len = max.min(SCRATCH);
+        scratch.resize(len, 0);
+        let result = self.tcp_recv(socket, &mut scratch);
+        if let Ok(Recv::Data(n)) = result {
+            f(scratch.get(..n).unwrap_or_default());
+        }
+        self.scratch = scratch;
+        result
     }
 
     fn tcp_shutdown(&mut self, socket: KernelTcp) {

@@ -141,6 +141,16 @@ pub trait Stack {
     fn tcp_unacked(&self, socket: Self::Tcp) -> usize;
     /// Reads what has arrived, or end-of-stream.
     fn tcp_recv(&mut self, socket: Self::Tcp, buf: &mut [u8]) -> Result<Recv>;
+    /// Reads what has arrived as [`tcp_recv`](Self::tcp_recv) does, but shows it to `f`
+    /// where it lies (smoltcp's receive ring) instead of copying it into a buffer: at most
+    /// `max` bytes in one contiguous piece, every one of them consumed. `Data(n)`: `f` saw
+    /// `n` bytes.
+    fn tcp_recv_with(
+        &mut self,
+        socket: Self::Tcp,
+        max: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<Recv>;
     /// Shuts down the sending side (a FIN after the queued data) and keeps reading.
     fn tcp_shutdown(&mut self, socket: Self::Tcp);
     /// Orderly close: queued data is still sent, then a FIN. The handle is invalid after.

@@ -14,6 +14,10 @@ use crate::net::{Recv, Stack, TcpTimeouts};
 /// Most bytes one `recv` takes, as in the seed's `recv(1024)` (rule S11).
 pub const RECV_CHUNK: usize = 1024;
 
+/// Most bytes one read of [`ServeMode::Sink`] takes: it only counts them, where they lie
+/// ([`Stack::tcp_recv_with`]), so a read takes what has arrived.
+const SINK_CHUNK: usize = usize::MAX;
+
 /// What the server does with what a client sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -204,6 +208,26 @@ impl<S: Stack, const C: usize> TcpServer<S, C> {
             }
             if client.awaiting_reply {
                 return Ok(());
+            }
+            if mode == ServeMode::Sink {
+                // Counted where the bytes lie, not copied: nothing else looks at them.
+                let counter = &mut client.counter;
+                match stack.tcp_recv_with(client.socket, SINK_CHUNK, &mut |data| {
+                    counter.received(data)
+                }) {
+                    Ok(Recv::Data(_)) => poll.progressed = true,
+                    Ok(Recv::Eof) => {
+                        emit(&Event::PeerClosed {
+                            conn: client.id,
+                            peer: client.peer,
+                        });
+                        client.peer_closed = true;
+                        poll.progressed = true;
+                    }
+                    Err(Error::WouldBlock) => return Ok(()),
+                    Err(error) => return Err(Gone::Failed(error)),
+                }
+                continue;
             }
             match stack.tcp_recv(client.socket, buf) {
                 Ok(Recv::Data(n)) => {

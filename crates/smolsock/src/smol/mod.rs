@@ -1299,6 +1299,32 @@ impl<'a, const N: usize> Stack for SmolStack<'a, N> {
         }
     }
 
+    /// As [`tcp_recv`](Stack::tcp_recv), from smoltcp's ring: the part up to where the
+    /// ring wraps, so two calls take what wrapped.
+    fn tcp_recv_with(
+        &mut self,
+        socket: TcpHandle,
+        max: usize,
+        f: &mut dyn FnMut(&[u8]),
+    ) -> Result<Recv> {
+        let handle = self.tcp_socket(socket)?;
+        let ended = self.ended(socket);
+        let s = self.tcp_mut(handle);
+        let taken = s.recv(|ring| {
+            let data = ring.get(..max.min(ring.len())).unwrap_or_default();
+            if !data.is_empty() {
+                f(data);
+            }
+            (data.len(), data.len())
+        });
+        match taken {
+            Ok(0) => Err(Error::WouldBlock),
+            Ok(n) => Ok(Recv::Data(n)),
+            Err(tcp::RecvError::Finished) => Ok(Recv::Eof),
+            Err(tcp::RecvError::InvalidState) => Err(ended.unwrap_or(Error::NotConnected)),
+        }
+    }
+
     /// Does nothing with a stale handle.
     fn tcp_shutdown(&mut self, socket: TcpHandle) {
         let Ok(handle) = self.tcp_socket(socket) else {

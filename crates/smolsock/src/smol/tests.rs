@@ -757,3 +757,51 @@ fn a_stale_listener_handle_never_reaches_the_next_listener() {
     let (client, server, _) = net.connected(new);
     assert!(net.echo(client, server, b"served"));
 }
+
+#[test]
+fn reading_in_place_shows_every_byte_once_in_order_then_the_end() {
+    let mut net = Net::new(4);
+    let listener = net.server.tcp_listen(PORT, 2).expect("listen");
+    let (client, server, _) = net.connected(listener);
+    // More than the 4 KiB ring in all, in pieces, so the ring wraps while it is read.
+    let data: std::vec::Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    let mut got = std::vec::Vec::new();
+    let mut reads = 0;
+    while got.len() < data.len() {
+        if sent < data.len() {
+            let end = (sent + 3000).min(data.len());
+            sent += net.client.tcp_send(client, &data[sent..end]).unwrap_or(0);
+        }
+        net.run(20);
+        loop {
+            // At most 700 bytes a read, each shown where it lies.
+            match net
+                .server
+                .tcp_recv_with(server, 700, &mut |piece| got.extend_from_slice(piece))
+            {
+                Ok(Recv::Data(n)) => {
+                    assert!(n > 0 && n <= 700, "{n}");
+                    reads += 1;
+                }
+                Err(Error::WouldBlock) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(got, data);
+    assert!(reads >= data.len() / 700);
+    net.client.tcp_shutdown(client);
+    net.run(50);
+    assert_eq!(
+        net.server
+            .tcp_recv_with(server, 700, &mut |_| panic!("no data")),
+        Ok(Recv::Eof)
+    );
+    net.server.tcp_close(server);
+    assert_eq!(
+        net.server
+            .tcp_recv_with(server, 700, &mut |_| panic!("closed")),
+        Err(Error::StaleHandle)
+    );
+}
