@@ -441,9 +441,26 @@ fn loss() {
 /// Bytes of each bulk transfer against smoltcp's example: the example's own `AMOUNT`.
 const AMOUNT: u64 = 1_000_000_000;
 
-/// `--tcp-buf` of the bulk rows: the default, and larger rings a user may choose. The
-/// example's rings are 65,535 bytes.
-const TCP_BUFS: &[u32] = &[65536, 262_144, 1_048_576];
+/// `--tcp-buf` and `--offload` of the bulk rows: the default, larger rings a user may
+/// choose, and one segment per frame as the example sends them. The example's rings are
+/// 65,535 bytes.
+const TCP_BUFS: &[(u32, &str)] = &[
+    (65536, "on"),
+    (262_144, "on"),
+    (1_048_576, "on"),
+    (65536, "off"),
+    (1_048_576, "off"),
+];
+
+/// The row's name for one of [`TCP_BUFS`].
+fn bulk_row(path: &str, (buf, offload): (u32, &str)) -> String {
+    let offload = if offload == "on" {
+        String::new()
+    } else {
+        format!(" --offload {offload}")
+    };
+    format!("{path}, --tcp-buf {buf}{offload} (Gbit/s)")
+}
 
 /// Rounds of the comparison with smoltcp's examples (`SMOLSOCK_BENCH_ROUNDS` overrides).
 fn rounds_vs_example() -> usize {
@@ -462,9 +479,10 @@ fn gbit_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 * 8.0 / d.as_secs_f64() / 1e9
 }
 
-/// `smolsock tcp-server --mode sink --tcp-buf buf` takes [`AMOUNT`] bytes from a kernel
-/// client; Gbit/s from the connect to the server's close, the CRC checked.
-fn smol_sink(buf: u32, crc: u32) -> f64 {
+/// `smolsock tcp-server --mode sink --tcp-buf buf --offload offload` takes [`AMOUNT`]
+/// bytes from a kernel client; Gbit/s from the connect to the server's close, the CRC
+/// checked.
+fn smol_sink((buf, offload): (u32, &str), crc: u32) -> f64 {
     let buf = buf.to_string();
     let args = [
         "tcp-server",
@@ -476,6 +494,8 @@ fn smol_sink(buf: u32, crc: u32) -> f64 {
         "tap0",
         "--tcp-buf",
         &buf,
+        "--offload",
+        offload,
     ];
     let mut server = Proc::smolsock(&args);
     server.wait_for("listening", T);
@@ -486,9 +506,9 @@ fn smol_sink(buf: u32, crc: u32) -> f64 {
     gbit_s(AMOUNT, took)
 }
 
-/// `smolsock tcp-client --bytes AMOUNT --tcp-buf buf` sends to a kernel reader; Gbit/s
-/// from the accept to the end of the stream, the CRC checked.
-fn smol_client(buf: u32, crc: u32) -> f64 {
+/// `smolsock tcp-client --bytes AMOUNT --tcp-buf buf --offload offload` sends to a
+/// kernel reader; Gbit/s from the accept to the end of the stream, the CRC checked.
+fn smol_client((buf, offload): (u32, &str), crc: u32) -> f64 {
     let at = kernel_tap(9092);
     let reader = peers::receive_counted(TcpListener::bind(at).unwrap());
     let (to, bytes, buf) = (at.to_string(), AMOUNT.to_string(), buf.to_string());
@@ -502,6 +522,8 @@ fn smol_client(buf: u32, crc: u32) -> f64 {
         "tap0",
         "--tcp-buf",
         &buf,
+        "--offload",
+        offload,
     ];
     let client = Proc::smolsock(&args);
     let (got, got_crc, took) = reader.join().unwrap();
@@ -567,7 +589,7 @@ impl Versus {
         let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = ratios.iter().copied().fold(0.0, f64::max);
         println!(
-            "{:<46} {:>10.3} {:>10.3} {:>7.2} {:>5.2}-{:<5.2} {}",
+            "{:<58} {:>10.3} {:>10.3} {:>7.2} {:>5.2}-{:<5.2} {}",
             self.what,
             median(self.smol.clone()),
             median(self.other.clone()),
@@ -597,11 +619,11 @@ fn versus_example(all: bool) {
     let crc = peers::pattern_crc(AMOUNT);
     let mut up: Vec<Versus> = TCP_BUFS
         .iter()
-        .map(|b| Versus::new(format!("kernel -> smoltcp, --tcp-buf {b} (Gbit/s)"), false))
+        .map(|&b| Versus::new(bulk_row("kernel -> smoltcp", b), false))
         .collect();
     let mut down: Vec<Versus> = TCP_BUFS
         .iter()
-        .map(|b| Versus::new(format!("smoltcp -> kernel, --tcp-buf {b} (Gbit/s)"), false))
+        .map(|&b| Versus::new(bulk_row("smoltcp -> kernel", b), false))
         .collect();
     let mut echo_ex = Versus::new("echo round trip p50, vs example (us)", true);
     let mut echo_k = Versus::new("echo round trip p50, vs kernel loopback (us)", true);
@@ -682,11 +704,11 @@ fn versus_example(all: bool) {
         "smolsock against smoltcp's examples/benchmark.rs and examples/server.rs, {rounds} alternating rounds"
     );
     println!(
-        "bulk: {AMOUNT} bytes each (the example's amount; its rings are 65535 bytes); echo: {TRIPS} round trips of 16 bytes; short: {SHORT} connections one after another"
+        "bulk: {AMOUNT} bytes each (the example's amount; its rings are 65535 bytes, one segment per frame; smolsock's default --offload on moves large segments); echo: {TRIPS} round trips of 16 bytes; short: {SHORT} connections one after another"
     );
     println!("ratio: higher is better for smolsock, median of the rounds' ratios and their range");
     println!(
-        "{:<46} {:>10} {:>10} {:>7} {:>11}",
+        "{:<58} {:>10} {:>10} {:>7} {:>11}",
         "row", "smolsock", "other", "ratio", "range"
     );
     for row in up.iter().chain(&down) {
