@@ -47,7 +47,8 @@ enum Task {
     /// smolsock against smoltcp's own examples (built from the registry's smoltcp source)
     /// and the kernel, on a TAP in a namespace of its own (release build).
     Bench {
-        /// Only these rows: example (example-bulk: its bulk rows), attacks, udp or loss
+        /// Only these rows: example (example-bulk, example-echo: part of them), attacks, udp
+        /// or loss
         /// (default: all).
         rows: Option<String>,
     },
@@ -340,7 +341,7 @@ fn bench(rows: Option<String>) -> Result<(), String> {
     cargo(&root, &["build", "--release", "-p", "smolsock-cli"])?;
     let bin = root.join("target/release/smolsock");
     let examples = match rows.as_deref() {
-        None | Some("example" | "example-bulk") => Some(examples::build(&root)?),
+        None | Some("example" | "example-bulk" | "example-echo") => Some(examples::build(&root)?),
         Some(_) => None,
     };
     // SAFETY-free: setting a variable for our own child processes only.

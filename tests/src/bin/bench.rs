@@ -158,7 +158,13 @@ fn attacked_server(kernel: bool) -> Proc {
     } else {
         &["--tap", "tap0"]
     };
-    let mut server = Proc::smolsock(&[&["tcp-server"], stack].concat());
+    let extra = std::env::var("XTRA").unwrap_or_default();
+    let extra: Vec<&str> = if kernel {
+        vec![]
+    } else {
+        extra.split_whitespace().collect()
+    };
+    let mut server = Proc::smolsock(&[&["tcp-server"], stack, &extra].concat());
     server.wait_for("listening", T);
     server
 }
@@ -376,16 +382,18 @@ fn main() {
         std::process::exit(code);
     }
     // `bench example`, `bench attacks`, `bench udp`, `bench loss`: those rows only
-    // (`bench example-bulk`: the example's bulk rows only).
+    // (`bench example-bulk`, `bench example-echo`: the example's bulk rows, its echo and
+    // short-connection rows).
     match std::env::args().nth(1).as_deref() {
-        Some("example") => return versus_example(true),
-        Some("example-bulk") => return versus_example(false),
+        Some("example") => return versus_example(true, true),
+        Some("example-bulk") => return versus_example(true, false),
+        Some("example-echo") => return versus_example(false, true),
         Some("attacks") => return attacks(),
         Some("udp") => return udp(),
         Some("loss") => return loss(),
         _ => {}
     }
-    versus_example(true);
+    versus_example(true, true);
     let (data, crc) = pattern(SIZE);
     let base = best(|| kernel_loopback(&data));
     let up = best(|| kernel_to_smoltcp(&data, crc));
@@ -601,9 +609,36 @@ impl Versus {
     }
 }
 
-/// smolsock side by side with smoltcp's examples, in alternating rounds; the bulk rows
-/// only unless `all`.
-fn versus_example(all: bool) {
+/// One round of the bulk rows: the example's writer against smolsock's sink, its reader
+/// against smolsock's bulk client, the example first when `example_first`.
+fn bulk_round(example_first: bool, crc: u32, up: &mut [Versus], down: &mut [Versus]) {
+    // kernel -> smoltcp: the example's writer against smolsock's sink.
+    let mut ex = None;
+    if example_first {
+        ex = Some(example("writer"));
+    }
+    let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_sink(b, crc)).collect();
+    let ex = ex.unwrap_or_else(|| example("writer"));
+    for (row, s) in up.iter_mut().zip(smol) {
+        row.smol.push(s);
+        row.other.push(ex);
+    }
+    // smoltcp -> kernel: the example's reader against smolsock's bulk client.
+    let mut ex = None;
+    if example_first {
+        ex = Some(example("reader"));
+    }
+    let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_client(b, crc)).collect();
+    let ex = ex.unwrap_or_else(|| example("reader"));
+    for (row, s) in down.iter_mut().zip(smol) {
+        row.smol.push(s);
+        row.other.push(ex);
+    }
+}
+
+/// smolsock side by side with smoltcp's examples, in alternating rounds: the bulk rows
+/// when `bulk`, the echo and short-connection rows when `echo`.
+fn versus_example(bulk: bool, echo: bool) {
     let (Some(_), Some(server_bin)) = (
         peers::example_bin(peers::BENCHMARK_ENV),
         peers::example_bin(peers::SERVER_ENV),
@@ -632,32 +667,14 @@ fn versus_example(all: bool) {
     let mut failed = [0usize; 3];
     for round in 0..rounds {
         let example_first = round % 2 == 0;
-        // kernel -> smoltcp: the example's writer against smolsock's sink.
-        let mut ex = None;
-        if example_first {
-            ex = Some(example("writer"));
+        if bulk {
+            bulk_round(example_first, crc, &mut up, &mut down);
+            eprintln!("bench: round {} of {rounds}: bulk done", round + 1);
         }
-        let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_sink(b, crc)).collect();
-        let ex = ex.unwrap_or_else(|| example("writer"));
-        for (row, s) in up.iter_mut().zip(smol) {
-            row.smol.push(s);
-            row.other.push(ex);
-        }
-        // smoltcp -> kernel: the example's reader against smolsock's bulk client.
-        let mut ex = None;
-        if example_first {
-            ex = Some(example("reader"));
-        }
-        let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_client(b, crc)).collect();
-        let ex = ex.unwrap_or_else(|| example("reader"));
-        for (row, s) in down.iter_mut().zip(smol) {
-            row.smol.push(s);
-            row.other.push(ex);
-        }
-        eprintln!("bench: round {} of {rounds}: bulk done", round + 1);
-        if !all {
+        if !echo {
             continue;
         }
+
         // Echo round trips and short connections: the example's server, smolsock's
         // tcp-server on the TAP, the same program on the kernel's stack over loopback.
         let example_server = || {
@@ -711,10 +728,12 @@ fn versus_example(all: bool) {
         "{:<58} {:>10} {:>10} {:>7} {:>11}",
         "row", "smolsock", "other", "ratio", "range"
     );
-    for row in up.iter().chain(&down) {
-        row.print();
+    if bulk {
+        for row in up.iter().chain(&down) {
+            row.print();
+        }
     }
-    if all {
+    if echo {
         for row in [&echo_ex, &echo_k, &short_ex, &short_k] {
             row.print();
         }
