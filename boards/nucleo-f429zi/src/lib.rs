@@ -6,7 +6,7 @@
 //! [`board`] wraps them in a `smolsock_board::EthBoard` with this board's
 //! addresses. The loop, the clock, the PHY driver and the four programs' mains
 //! are shared with the other boards in `smolsock-board`. Linking this crate
-//! also links the defmt RTT logger and the panic handler (panic-probe), so a
+//! also links the defmt RTT logger and the panic handler (smolsock-board's), so a
 //! firmware binary is its board, its program and its buffer sizes:
 //!
 //! ```ignore
@@ -31,7 +31,6 @@
 use core::ptr::addr_of_mut;
 
 use defmt_rtt as _;
-use panic_probe as _;
 
 use smolsock::smol::StackConfig;
 use smolsock_board::EthBoard;

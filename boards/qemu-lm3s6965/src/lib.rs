@@ -94,7 +94,9 @@ impl Board {
     /// # Panics
     /// If called more than once (the core peripherals are taken).
     pub fn init() -> Board {
-        let cp = cortex_m::Peripherals::take().expect("Board::init called twice");
+        let Some(cp) = cortex_m::Peripherals::take() else {
+            defmt::panic!("Board::init called twice")
+        };
         // The driver's frame buffers, in .bss rather than in main's stack frame.
         static mut ETH_BUFFERS: eth::Buffers = eth::Buffers::new();
         // SAFETY: `Peripherals::take` succeeded, so this line runs once and
@@ -248,7 +250,7 @@ unsafe fn DefaultHandler(irqn: i16) {
     if irqn == Irq::Ethernet as i16 {
         eth::acknowledge_rx_interrupt();
     } else {
-        panic!("unexpected exception or interrupt {}", irqn);
+        defmt::panic!("unexpected exception or interrupt {=i16}", irqn);
     }
 }
 
@@ -266,9 +268,10 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     static PANICKING: AtomicBool = AtomicBool::new(false);
     // A panic while logging one (e.g. inside the defmt logger) exits quietly
-    // instead of recursing.
+    // instead of recursing. The place and a plain message only: formatting the
+    // `PanicInfo` would link `core::fmt`.
     if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("{}", defmt::Display2Format(info));
+        smolsock_board::log_panic(info);
     }
     exit(1)
 }

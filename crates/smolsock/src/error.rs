@@ -7,8 +7,9 @@ use core::fmt;
 ///
 /// [`Error::WouldBlock`] is the non-blocking "try again later" of BSD sockets (`EAGAIN`): a
 /// program sees it as "nothing to do now", never as a failure.
+///
+/// With the `defmt` feature, `defmt::Format` writes the same text as `Display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// The operation cannot make progress now; poll again later.
@@ -90,6 +91,47 @@ impl fmt::Display for Error {
             Error::Os(errno) => write!(f, "operating system error {errno}"),
             Error::StaleHandle => f.write_str(
                 "stale socket handle: its socket was closed (and may serve another connection now)",
+            ),
+        }
+    }
+}
+
+/// The `Display` text, put together by the host's defmt decoder (no `core::fmt` on a board;
+/// `smolsock::event::EXAMPLES` carries every variant for the test that compares the two).
+#[cfg(feature = "defmt")]
+impl defmt::Format for Error {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        use defmt::write;
+        match *self {
+            Error::WouldBlock => write!(f, "operation would block"),
+            Error::NoFreeSocket => write!(f, "no free socket in the pool"),
+            Error::NoFreeListener => write!(f, "no free listener slot"),
+            Error::NoEphemeralPort => write!(f, "no free ephemeral port"),
+            Error::AddrInUse { port } => write!(f, "port {=u16} is already in use", port),
+            Error::InvalidPort => write!(f, "port 0 is not a valid port here"),
+            Error::Unaddressable => write!(
+                f,
+                "address is not reachable (unspecified address, port 0 or no route)"
+            ),
+            Error::ConnectionRefused => write!(f, "connection refused"),
+            Error::ConnectionReset => write!(f, "connection reset by peer"),
+            Error::TimedOut => write!(f, "timed out"),
+            Error::NotConnected => write!(f, "socket is not connected"),
+            Error::MessageTooLarge { len, max } => write!(
+                f,
+                "message of {=usize} bytes is larger than the {=usize} bytes that fit",
+                len, max
+            ),
+            Error::InputClosed => write!(f, "the program takes no more input"),
+            Error::NobodyWaiting => write!(f, "no client is waiting for a reply"),
+            Error::InvalidConfig(what) => write!(f, "invalid configuration: {=str}", what),
+            Error::PermissionDenied => {
+                write!(f, "permission denied (ports below 1024 need privileges)")
+            }
+            Error::Os(errno) => write!(f, "operating system error {=i32}", errno),
+            Error::StaleHandle => write!(
+                f,
+                "stale socket handle: its socket was closed (and may serve another connection now)"
             ),
         }
     }

@@ -1,15 +1,20 @@
 //! What the programs report, in one format for the host and the boards.
 //!
 //! Every program emits [`Event`]s through a callback. Their [`Display`]
-//! form is the text line both the host binary and the board firmware print. With the
+//! form is the text line both the host binary and the board firmware print: with the
+//! `defmt` feature, `defmt::Format` writes the same text, put together on the host by
+//! defmt's decoder, so that boards need no `core::fmt` ([`EXAMPLES`] are the events a test
+//! checks that with). With the
 //! `serde` feature they are also data: `Record` is their serialized form, the JSON lines
 //! of the host's `--json` (described, field by field, in `docs/events.md`).
 
 use core::fmt::{self, Display, Formatter};
-use core::net::SocketAddrV4;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::error::Error;
 
+#[cfg(feature = "defmt")]
+mod format;
 #[cfg(feature = "serde")]
 mod record;
 #[cfg(feature = "serde")]
@@ -323,6 +328,99 @@ impl Event<'_> {
     }
 }
 
+/// One event of every kind and every variant (each [`Error`], each way a [`Quoted`] payload
+/// is escaped): what a second writer of the text lines, such as the boards' `defmt::Format`,
+/// is checked against [`Display`] with. The emulated board's `events` firmware logs them,
+/// and a test compares its log with their `Display`, line by line.
+pub const EXAMPLES: &[Event<'static>] = {
+    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 100), 40000);
+    const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(0, 0, 0, 0), 9090);
+    const fn received(proto: Proto, conn: Option<ConnId>, data: &'static [u8]) -> Event<'static> {
+        Event::Received {
+            proto,
+            conn,
+            from: PEER,
+            data,
+            size: data.len(),
+        }
+    }
+    const fn error(
+        conn: Option<ConnId>,
+        peer: Option<SocketAddrV4>,
+        error: Error,
+    ) -> Event<'static> {
+        Event::Error { conn, peer, error }
+    }
+    const ALL_ASCII: &[u8; 128] = &{
+        let mut bytes = [0u8; 128];
+        let mut i = 0;
+        while i < 128 {
+            bytes[i] = i as u8;
+            i += 1;
+        }
+        bytes
+    };
+    &[
+        Event::Bound { local: LOCAL, auto: false, max_send: None },
+        Event::Bound { local: LOCAL, auto: false, max_send: Some(1472) },
+        Event::Bound { local: PEER, auto: true, max_send: None },
+        Event::Bound { local: PEER, auto: true, max_send: Some(1472) },
+        Event::Listening { local: LOCAL, backlog: 4 },
+        Event::Connected { conn: 1, local: SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 3), 49152), peer: PEER },
+        Event::Accepted { conn: 12, peer: PEER },
+        Event::Sent { proto: Proto::Udp, conn: None, to: PEER, len: 5 },
+        Event::Sent { proto: Proto::Tcp, conn: Some(3), to: PEER, len: 1460 },
+        received(Proto::Udp, None, b"hello"),
+        received(Proto::Udp, None, b""),
+        received(Proto::Tcp, Some(2), b"hi \"x\"\n"),
+        received(Proto::Tcp, Some(2), b"it's a \\ and a \t, \r\n\0\x1b\x7f"),
+        received(Proto::Udp, None, ALL_ASCII),
+        received(Proto::Udp, None, b"a plain run longer than the thirty-two bytes gathered for escapes\n"),
+        received(Proto::Udp, None, "UTF-8: \u{e9}t\u{e9} \u{4f60}\u{597d} \u{1f600} \u{301}\u{200b}\u{feff}\u{10ffff}\u{85}".as_bytes()),
+        received(Proto::Udp, None, b"not UTF-8: \xff\xfe \xc3( \xe4\xbd\xa0\xe4\xbd"),
+        Event::Received { proto: Proto::Udp, conn: None, from: PEER, data: b"ab", size: 2000 },
+        Event::AwaitingReply { conn: 7 },
+        Event::PeerClosed { conn: 7, peer: PEER },
+        Event::Closed {
+            proto: Proto::Udp,
+            conn: None,
+            totals: Totals { bytes_in: 0, bytes_out: 21, messages_in: 0, crc_in: 0, crc_out: 0x20b9_f54d },
+        },
+        Event::Closed {
+            proto: Proto::Tcp,
+            conn: Some(4_000_000_000),
+            totals: Totals { bytes_in: u64::MAX, bytes_out: 1 << 40, messages_in: 3, crc_in: 0xabc, crc_out: 0xffff_ffff },
+        },
+        Event::Closing { conn: 1, peer: PEER, reason: CloseReason::Idle { secs: 300 }, reset: false },
+        Event::Closing { conn: 2, peer: PEER, reason: CloseReason::Idle { secs: 5 }, reset: true },
+        Event::Closing { conn: 3, peer: PEER, reason: CloseReason::Shutdown, reset: false },
+        Event::Closing { conn: 4, peer: PEER, reason: CloseReason::Shutdown, reset: true },
+        Event::ListenerClosed { port: 9090 },
+        Event::Lost { count: 3, total: 5, cause: LossCause::SocketBuffer },
+        Event::Lost { count: 1, total: 1, cause: LossCause::DeviceQueue },
+        Event::Lost { count: 10_000_000_000, total: 10_000_000_001, cause: LossCause::Fragments },
+        error(Some(1), Some(PEER), Error::ConnectionReset),
+        error(Some(1), None, Error::TimedOut),
+        error(None, Some(PEER), Error::ConnectionRefused),
+        error(None, None, Error::WouldBlock),
+        error(None, None, Error::NoFreeSocket),
+        error(None, None, Error::NoFreeListener),
+        error(None, None, Error::NoEphemeralPort),
+        error(None, None, Error::AddrInUse { port: 9090 }),
+        error(None, None, Error::InvalidPort),
+        error(None, None, Error::Unaddressable),
+        error(None, None, Error::NotConnected),
+        error(None, None, Error::MessageTooLarge { len: 2000, max: 1472 }),
+        error(None, None, Error::InputClosed),
+        error(None, None, Error::NobodyWaiting),
+        error(None, None, Error::InvalidConfig("the MTU is too small for IPv4")),
+        error(None, None, Error::PermissionDenied),
+        error(None, None, Error::Os(-5)),
+        error(None, None, Error::Os(98)),
+        error(None, None, Error::StaleHandle),
+    ]
+};
+
 /// Writes bytes as a quoted string: valid UTF-8 as text with escapes, other bytes as `\xNN`.
 pub struct Quoted<'a>(pub &'a [u8]);
 
@@ -357,33 +455,68 @@ fn plain_prefix(bytes: &[u8]) -> usize {
     done + rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len())
 }
 
+/// A run of [`Quoted`]'s bytes: what goes out as it is, or one thing that needs a look.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    /// [`plain`] bytes, written as they are.
+    Plain(&'a str),
+    /// A character that is written escaped (`char::escape_debug`), except `'`.
+    Char(char),
+    /// A byte that is not part of valid UTF-8, written `\xNN`.
+    Byte(u8),
+}
+
+/// [`Quoted`]'s bytes as [`Piece`]s, in order.
+struct Pieces<'a>(&'a [u8]);
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let bytes = self.0;
+        // Runs of printable ASCII that need no escape go out in one write: one
+        // `write_char` per byte made formatting most of `udp-recv`'s work.
+        if let Some((run, rest)) = bytes.split_at_checked(plain_prefix(bytes))
+            && !run.is_empty()
+        {
+            self.0 = rest;
+            // Plain bytes are ASCII, so always UTF-8.
+            return Some(Piece::Plain(core::str::from_utf8(run).unwrap_or_default()));
+        }
+        let &first = bytes.first()?;
+        // The length of the character `first` starts, if it starts one (0: it cannot).
+        let len = match first {
+            0..=0x7f => 1,
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => 0,
+        };
+        let char = bytes
+            .get(..len)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .and_then(|s| s.chars().next());
+        // A byte that starts no valid character is one invalid byte; the continuation
+        // bytes after it (if any) cannot start a character either, so they follow one by
+        // one, as `utf8_chunks` reports an invalid sequence.
+        let (piece, used) = match char {
+            Some(c) => (Piece::Char(c), len),
+            None => (Piece::Byte(first), 1),
+        };
+        self.0 = bytes.get(used..).unwrap_or_default();
+        Some(piece)
+    }
+}
+
 impl Display for Quoted<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        let mut rest = self.0;
-        while !rest.is_empty() {
-            // Runs of printable ASCII that need no escape go out in one write: one
-            // `write_char` per byte made formatting most of `udp-recv`'s work.
-            let (run, tail) = rest.split_at(plain_prefix(rest));
-            // Plain bytes are ASCII, so always UTF-8.
-            f.write_str(core::str::from_utf8(run).unwrap_or_default())?;
-            // Then one character that needs a look: escaped, or a byte that is not UTF-8.
-            let Some(chunk) = tail.utf8_chunks().next() else {
-                break;
-            };
-            let mut chars = chunk.valid().chars();
-            if let Some(c) = chars.next() {
-                if c == '\'' {
-                    f.write_str("'")?;
-                } else {
-                    Display::fmt(&c.escape_debug(), f)?;
-                }
-                rest = tail.get(c.len_utf8()..).unwrap_or_default();
-            } else if let Some(b) = chunk.invalid().first() {
-                write!(f, "\\x{b:02x}")?;
-                rest = tail.get(1..).unwrap_or_default();
-            } else {
-                break;
+        for piece in Pieces(self.0) {
+            match piece {
+                Piece::Plain(run) => f.write_str(run)?,
+                Piece::Char('\'') => f.write_str("'")?,
+                Piece::Char(c) => Display::fmt(&c.escape_debug(), f)?,
+                Piece::Byte(b) => write!(f, "\\x{b:02x}")?,
             }
         }
         f.write_str("\"")
@@ -517,6 +650,7 @@ impl Display for Event<'_> {
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use std::format;
     use std::string::ToString;
 
     use super::*;
@@ -599,6 +733,77 @@ mod tests {
                 quoted_one_by_one(&bytes),
                 "{bytes:?}"
             );
+        }
+    }
+
+    #[test]
+    fn examples_have_every_kind_of_event_and_every_error() {
+        let kinds: std::collections::BTreeSet<&str> = EXAMPLES.iter().map(Event::kind).collect();
+        assert_eq!(kinds.len(), 13, "{kinds:?}");
+        // A new variant fails to compile here until it is numbered, then fails the test
+        // until EXAMPLES has it.
+        let number = |error: Error| match error {
+            Error::WouldBlock => 0,
+            Error::NoFreeSocket => 1,
+            Error::NoFreeListener => 2,
+            Error::NoEphemeralPort => 3,
+            Error::AddrInUse { .. } => 4,
+            Error::InvalidPort => 5,
+            Error::Unaddressable => 6,
+            Error::ConnectionRefused => 7,
+            Error::ConnectionReset => 8,
+            Error::TimedOut => 9,
+            Error::NotConnected => 10,
+            Error::MessageTooLarge { .. } => 11,
+            Error::InputClosed => 12,
+            Error::NobodyWaiting => 13,
+            Error::InvalidConfig(_) => 14,
+            Error::PermissionDenied => 15,
+            Error::Os(_) => 16,
+            Error::StaleHandle => 17,
+        };
+        let errors: std::collections::BTreeSet<u32> = EXAMPLES
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Error { error, .. } => Some(number(error)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors, (0..18).collect(), "every Error variant");
+        // Every kind of escape, and a byte that is not UTF-8.
+        let lines: std::vec::Vec<std::string::String> =
+            EXAMPLES.iter().map(ToString::to_string).collect();
+        for escape in [
+            r"\\", r#"\""#, r"\n", r"\t", r"\0", r"\u{1b}", r"\u{301}", r"\xff", "'",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.contains(escape)),
+                "no example escapes {escape}"
+            );
+        }
+    }
+
+    /// The boards' `defmt::Format` sends a UTF-8 payload as it is and the host's decoder
+    /// writes it with `Debug`: the same text as `Quoted`, for every character.
+    #[test]
+    fn quoted_utf8_is_what_debug_of_str_writes() {
+        let mut all = std::string::String::new();
+        for c in (0..0x3_0000).filter_map(char::from_u32) {
+            all.push(c);
+            let one = c.to_string();
+            assert_eq!(
+                format!("{one:?}"),
+                Quoted(one.as_bytes()).to_string(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(format!("{all:?}"), Quoted(all.as_bytes()).to_string());
+        for e in EXAMPLES {
+            if let Event::Received { data, .. } = *e
+                && let Ok(text) = core::str::from_utf8(data)
+            {
+                assert_eq!(format!("{text:?}"), Quoted(data).to_string());
+            }
         }
     }
 

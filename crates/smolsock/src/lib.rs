@@ -40,10 +40,13 @@
 //!
 //! ## Features
 //! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
-//! exclusive. With neither, the crate logs nothing. `faults` adds the `faults` module (the
+//! exclusive. With neither, the crate logs nothing; with `defmt`, events and errors are
+//! `defmt::Format`, written as their `Display` is. `faults` adds the `faults` module (the
 //! host enables it; default board builds leave it out). `fast-crc` trades 15 KiB of table
-//! for a faster CRC-32. `serde` makes events (and the fault counters) serializable without
-//! an allocator: the schema of `docs/events.md`, the same on the host and on boards.
+//! for a faster CRC-32. `medium-ip` adds IP-medium devices (TUN) to Ethernet, and
+//! `fragmentation` reassembles fragmented datagrams: hosts enable them, boards leave them
+//! out. `serde` makes events (and the fault counters) serializable without an allocator:
+//! the schema of `docs/events.md`, the same on the host and on boards.
 //!
 //! ## Guarantees
 //! No heap, no `unsafe`, and no panics on input from the network or the user: failures
