@@ -9,7 +9,7 @@
 //!   one of them a binary's `main` with its board and its buffer sizes;
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`seed`]: seeds for smoltcp from a device ID or a host's clock;
-//! - [`panic`]: panics logged without `core::fmt`, and (feature `panic-handler`) the
+//! - [`panic`](mod@panic): panics logged without `core::fmt`, and (feature `panic-handler`) the
 //!   panic handler of boards under a debug probe.
 //!
 //! A firmware binary is one line of [`program!`], for example
