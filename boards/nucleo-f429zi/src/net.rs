@@ -30,6 +30,9 @@ pub type MdcPin = PC1<Alternate<11>>;
 /// stm32-eth's MAC with the MDIO bus to the PHY.
 pub type Mac = EthernetMACWithMii<MdioPin, MdcPin>;
 
+// The counters are this driver's own (the H7's look alike but count less):
+// stm32-eth hands over frames the DMA flagged bad, and a TX token can find no
+// free descriptor; embassy-stm32 drops bad frames inside and has neither.
 static RX_FRAMES: AtomicU32 = AtomicU32::new(0);
 static RX_ERRORS: AtomicU32 = AtomicU32::new(0);
 static TX_FRAMES: AtomicU32 = AtomicU32::new(0);
@@ -129,6 +132,9 @@ impl lan8742a::Mdio for PhyBus<'_> {
     }
 }
 
+// smoltcp's `Device` with this driver's own tokens (over stm32-eth's rings);
+// the emulated board's looks alike because the trait's token types are spelled
+// so, not because there is anything to share.
 impl phy::Device for EthDevice {
     type RxToken<'a>
         = RxToken<'a>

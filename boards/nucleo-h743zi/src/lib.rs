@@ -52,7 +52,8 @@ pub use smolsock_board::Clock;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
 
-/// Every board constant in one place.
+/// Every board constant in one place. The NUCLEO-F429ZI's `config` has the same
+/// names (and shares the re-exported ones): the values here are this board's.
 pub mod config {
     use smolsock_board::addresses;
     use smoltcp::wire::Ipv4Address;

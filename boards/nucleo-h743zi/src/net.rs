@@ -26,6 +26,9 @@ use smolsock_board::lan8742a::{self, Link, LinkState, PhyError, Speed};
 /// embassy-stm32's Ethernet driver as used on this board.
 pub type Eth = Ethernet<'static, ETH, Lan8742a<Sma<'static, ETH_SMA>>>;
 
+// The counters are this driver's own (the F4's look alike but count more):
+// embassy-stm32 drops bad frames inside and always has a TX buffer for a token,
+// so only frames are counted.
 static RX_FRAMES: AtomicU32 = AtomicU32::new(0);
 static TX_FRAMES: AtomicU32 = AtomicU32::new(0);
 
