@@ -304,9 +304,15 @@ fn write_results<T>(w: &mut Writer<'_>, streams: &[Stream<T>], sending: bool, mi
     w.end_object();
 }
 
-/// Moves data on every stream that is not done, until each would block: receives into
-/// `buf` and counts, or (`sending`) sends `buf` while `limit` allows (and lowers it).
-/// Returns the bytes moved, or the first stream's failure.
+/// Most bytes one stream moves in one program run: a fast peer on a fast link may never
+/// let a socket run dry (or fill up), and the run must end for the driver to read its
+/// clock again and for the other streams and the control connection to have their turn.
+pub const PUMP_BUDGET: u64 = 128 * 1024;
+
+/// Moves data on every stream that is not done, until each would block or has moved
+/// [`PUMP_BUDGET`] bytes: receives into `buf` and counts, or (`sending`) sends `buf`
+/// while `limit` allows (and lowers it). Returns the bytes moved, or the first stream's
+/// failure.
 pub(crate) fn pump<S: Stack>(
     stack: &mut S,
     streams: &mut [Stream<S::Tcp>],
@@ -316,7 +322,8 @@ pub(crate) fn pump<S: Stack>(
 ) -> Result<u64> {
     let mut moved = 0u64;
     for stream in streams.iter_mut().filter(|s| !s.eof) {
-        loop {
+        let mut budget = PUMP_BUDGET;
+        while budget > 0 {
             let n = if sending {
                 let room = limit.map_or(buf.len(), |l| {
                     usize::try_from(l).unwrap_or(usize::MAX).min(buf.len())
@@ -347,15 +354,34 @@ pub(crate) fn pump<S: Stack>(
             };
             stream.bytes += n as u64;
             moved += n as u64;
+            budget = budget.saturating_sub(n as u64);
         }
     }
     Ok(moved)
 }
 
-/// Reads and drops what `socket` has (the late data of a receiving stream at the end of a
-/// test, which iperf3 does not count either), until it would block.
-pub(crate) fn drain<S: Stack>(stack: &mut S, socket: S::Tcp, buf: &mut [u8]) {
-    while let Ok(Recv::Data(_)) = stack.tcp_recv(socket, buf) {}
+/// Reads and drops what the streams have (a test's late data, which iperf3 does not
+/// count either), at most [`PUMP_BUDGET`] bytes each; a stream that ends or fails is
+/// marked done. Returns whether anything was read.
+pub(crate) fn drain<S: Stack>(stack: &mut S, streams: &mut [Stream<S::Tcp>], buf: &mut [u8]) -> bool {
+    let mut read = false;
+    for stream in streams.iter_mut().filter(|s| !s.eof) {
+        let mut budget = PUMP_BUDGET;
+        while budget > 0 {
+            match stack.tcp_recv(stream.socket, buf) {
+                Ok(Recv::Data(n)) => {
+                    read = true;
+                    budget = budget.saturating_sub(n as u64);
+                }
+                Err(Error::WouldBlock) => break,
+                Ok(Recv::Eof) | Err(_) => {
+                    stream.eof = true;
+                    break;
+                }
+            }
+        }
+    }
+    read
 }
 
 /// Interval reports and the test's clock.

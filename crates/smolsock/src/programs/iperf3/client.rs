@@ -12,7 +12,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::event::{ConnId, Event};
-use crate::net::{Phase as NetPhase, Recv, Stack, TcpTimeouts};
+use crate::net::{Phase as NetPhase, Stack, TcpTimeouts};
 use crate::programs::{Poll, Program, fill_pattern};
 
 /// Settings of an [`Iperf3Client`].
@@ -32,6 +32,8 @@ pub struct Iperf3ClientConfig {
     pub seed: u64,
     /// Longest wait for each connection's handshake.
     pub connect_timeout: Duration,
+    /// The test fails once no data moved for this long while it runs; `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// Keep-alive and give-up the stack applies to every connection.
     pub timeouts: TcpTimeouts,
 }
@@ -84,6 +86,8 @@ pub struct Iperf3Client<'b, S: Stack, const P: usize> {
     end_at: Option<Instant>,
     /// What a sender may still send, or a receiver must still receive (a byte count).
     limit: Option<u64>,
+    /// When data last moved.
+    last_data: Instant,
     micros: u64,
 }
 
@@ -107,6 +111,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             meter: None,
             end_at: None,
             limit: None,
+            last_data: Instant::ZERO,
             micros: 0,
         }
     }
@@ -183,6 +188,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
                     secs => Some(now + Duration::from_secs(u64::from(secs))),
                 };
                 self.limit = self.config.bytes;
+                self.last_data = now;
                 self.deadline = None;
                 self.phase = Phase::Running;
                 Ok(())
@@ -292,6 +298,13 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         }
         if moved > 0 {
             poll.progressed = true;
+            self.last_data = now;
+        }
+        if let Some(idle) = self.config.idle_timeout {
+            if now >= self.last_data + idle {
+                return Err(Error::TimedOut);
+            }
+            poll.merge_wake(Some(self.last_data + idle));
         }
         let Some(meter) = self.meter.as_mut() else {
             return Err(Error::Protocol("the test runs without its clock"));
@@ -374,18 +387,8 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             Phase::Ended | Phase::Results(_) | Phase::Display if !self.sending() => {
                 // A reverse test's late data, read (and not counted) until the server
                 // closes its streams, so that it is never stuck on a full window.
-                for stream in self.streams.iter_mut().filter(|s| !s.eof) {
-                    let buf = &mut *self.data;
-                    loop {
-                        match stack.tcp_recv(stream.socket, buf) {
-                            Ok(Recv::Data(_)) => poll.progressed = true,
-                            Err(Error::WouldBlock) => break,
-                            Ok(Recv::Eof) | Err(_) => {
-                                stream.eof = true;
-                                break;
-                            }
-                        }
-                    }
+                if drain(stack, &mut self.streams, self.data) {
+                    poll.progressed = true;
                 }
                 false
             }
@@ -446,10 +449,8 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
 
     /// Closes the streams once the server has shown the results.
     fn close_streams(&mut self, stack: &mut S) {
+        drain(stack, &mut self.streams, self.data);
         for stream in self.streams.drain(..) {
-            if !stream.eof {
-                drain(stack, stream.socket, self.data);
-            }
             stack.tcp_close(stream.socket);
         }
     }

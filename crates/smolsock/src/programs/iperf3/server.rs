@@ -426,8 +426,10 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
         now: Instant,
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
-        let mut i = 0;
-        while let Some(pending) = session.pending.get_mut(i) {
+        // In the order they were accepted, which is the order the client opened them (one
+        // after the other) and so the order of the stream numbers on both sides: the
+        // first one whose cookie is not all in holds up the ones after it.
+        while let Some(pending) = session.pending.first_mut() {
             let mut verdict = None;
             while pending.got < COOKIE_LEN {
                 let room = pending.cookie.get_mut(pending.got..).unwrap_or_default();
@@ -445,10 +447,9 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                 verdict = Some(Some(pending.cookie == session.cookie));
             }
             let Some(verdict) = verdict else {
-                i += 1;
-                continue;
+                break;
             };
-            let pending = session.pending.swap_remove(i);
+            let pending = session.pending.remove(0);
             match verdict {
                 Some(true) => {
                     let id = stream_id(session.streams.len());
@@ -549,10 +550,11 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
             }
         }
         session.micros = meter.finish(now, emit);
+        if !sending {
+            // What is in flight, read so that the close is a FIN rather than a reset.
+            drain(stack, &mut session.streams, data);
+        }
         for stream in &session.streams {
-            if !sending {
-                drain(stack, stream.socket, data);
-            }
             stack.tcp_close(stream.socket);
         }
         session.streams_closed = true;
