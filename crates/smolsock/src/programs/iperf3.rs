@@ -363,7 +363,11 @@ pub(crate) fn pump<S: Stack>(
 /// Reads and drops what the streams have (a test's late data, which iperf3 does not
 /// count either), at most [`PUMP_BUDGET`] bytes each; a stream that ends or fails is
 /// marked done. Returns whether anything was read.
-pub(crate) fn drain<S: Stack>(stack: &mut S, streams: &mut [Stream<S::Tcp>], buf: &mut [u8]) -> bool {
+pub(crate) fn drain<S: Stack>(
+    stack: &mut S,
+    streams: &mut [Stream<S::Tcp>],
+    buf: &mut [u8],
+) -> bool {
     let mut read = false;
     for stream in streams.iter_mut().filter(|s| !s.eof) {
         let mut budget = PUMP_BUDGET;
@@ -573,12 +577,15 @@ impl<'b> Control<'b> {
         }
     }
 
-    /// Reads a length-prefixed JSON message, `at` saying how far it got.
+    /// Reads a length-prefixed JSON message, `at` saying how far it got. One longer than
+    /// the receiving half is [`Got::TooLarge`]: at once (`skip` false), or once its bytes
+    /// have been read and dropped (`skip` true).
     pub(crate) fn message<S: Stack>(
         &mut self,
         stack: &mut S,
         socket: S::Tcp,
         at: &mut Message,
+        skip: bool,
     ) -> Result<Got<'_>> {
         loop {
             match *at {
@@ -590,8 +597,10 @@ impl<'b> Control<'b> {
                         let len = usize::try_from(u32::from_be_bytes(len)).unwrap_or(usize::MAX);
                         *at = if len <= self.rx.len() {
                             Message::Body(len)
-                        } else {
+                        } else if skip {
                             Message::Skip(len)
+                        } else {
+                            return Ok(Got::TooLarge);
                         };
                     }
                     Fill::Partial => return Ok(Got::Pending),

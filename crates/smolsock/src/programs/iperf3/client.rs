@@ -406,7 +406,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         }
         match self.phase {
             Phase::Results(mut at) => {
-                let got = self.control.message(stack, control, &mut at);
+                let got = self.control.message(stack, control, &mut at, true);
                 self.phase = Phase::Results(at);
                 match got? {
                     Got::Json(text) => remote_result(text, self.config.reverse, emit),

@@ -296,7 +296,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                 Err(e) => Err(e),
             },
             Phase::Params(mut at) => {
-                let got = self.control.message(stack, ctrl, &mut at);
+                let got = self.control.message(stack, ctrl, &mut at, false);
                 session.phase = Phase::Params(at);
                 match got {
                     Ok(Got::Json(text)) => match Params::parse(text, P) {
@@ -327,7 +327,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                         }
                     },
                     Ok(Got::TooLarge) => Err(Error::Protocol(
-                        "the parameters are larger than the control buffer",
+                        "the parameters' length is more than the control buffer holds",
                     )),
                     Ok(Got::Pending) => Ok(false),
                     Ok(Got::Eof) => Err(Error::Protocol(
@@ -355,7 +355,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                 emit,
             ),
             Phase::Results(mut at) => {
-                let got = self.control.message(stack, ctrl, &mut at);
+                let got = self.control.message(stack, ctrl, &mut at, true);
                 session.phase = Phase::Results(at);
                 let done = match got {
                     Ok(Got::Json(text)) => {
