@@ -378,7 +378,11 @@ fn smolsock_client_measures_stock_server(t: &Target) {
         assert!(status.success(), "{t}: iperf3 -s: {out}{err}");
         // A stock server shows its own count only: what it received, or sent with -R.
         let doc: Value = serde_json::from_str(&out).expect("the stock server's JSON");
-        let own = if direction == "sent" { "sum_received" } else { "sum_sent" };
+        let own = if direction == "sent" {
+            "sum_received"
+        } else {
+            "sum_sent"
+        };
         let summed = doc["end"][own]["bytes"].as_u64().unwrap_or(0);
         assert!(summed > 0, "{t}: the stock server's count: {doc:#}");
     }

@@ -279,7 +279,7 @@ fn a_second_client_is_denied_while_a_test_runs_and_the_first_goes_on() {
     assert_eq!(both.b.outcome(), Some(Err(Error::AccessDenied)));
     assert_eq!(log.denied, [DenyReason::Busy]);
     assert_eq!(srv.outcome(), Some(Ok(())));
-    assert_eq!(log.result(Side::Client, IperfSide::Remote).1 > 0, true);
+    assert!(log.result(Side::Client, IperfSide::Remote).1 > 0);
 }
 
 /// A peer that connects to the server, sends `script`, reads whatever comes back and
@@ -398,7 +398,7 @@ fn survives(script: Vec<u8>, linger: Duration, seed: u64) -> (Vec<u8>, Vec<Error
     let errors = log.errors.iter().map(|e| e.1).collect();
     // The bad session ends by itself (an error, or timed out): the next test runs.
     pair.pump(Duration::from_secs(1));
-    let mut cli = client(64 * 1024, seed % 2 == 0, 1, seed);
+    let mut cli = client(64 * 1024, seed.is_multiple_of(2), 1, seed);
     let ending = run(&mut pair, &mut srv, &mut cli, &mut log);
     assert_eq!(
         (ending, cli.outcome()),
