@@ -31,8 +31,10 @@ const IPERF3_BACKLOG: usize = 4;
 /// send longer ones.
 const IPERF3_CONTROL: usize = 16 * 1024;
 
-/// Bytes one read or write of an iperf3 data stream moves at most (iperf3's block).
-const IPERF3_BLOCK: usize = 128 * 1024;
+/// Bytes one read or write of an iperf3 data stream moves at most. Page-aligned: on the
+/// kernel twin, receiving into a buffer at malloc's usual 16 bytes past a page boundary
+/// ran at half the speed or less (6 against 11 Gbit/s over loopback).
+const IPERF3_BLOCK: usize = 256 * 1024;
 
 fn input_for(messages: Vec<String>) -> LineInput {
     if messages.is_empty() {
@@ -142,7 +144,10 @@ pub(crate) fn run_program<L: Launch>(
             ..
         } => {
             let mut control = vec![0u8; IPERF3_CONTROL];
-            let mut data = vec![0u8; IPERF3_BLOCK];
+            let mut store = vec![0u8; IPERF3_BLOCK + 4096];
+            let at = store.as_ptr().align_offset(4096).min(4096);
+            let data = &mut store[at..at + IPERF3_BLOCK];
+            // (`at` is at most 4096, so the slice is in bounds.)
             let idle_timeout = optional_seconds(timeouts.idle_timeout);
             let timeouts = tcp_timeouts(timeouts);
             match client {
@@ -161,7 +166,7 @@ pub(crate) fn run_program<L: Launch>(
                     let mut program = Box::new(Iperf3Client::<L::Stack, IPERF3_STREAMS>::new(
                         config,
                         &mut control,
-                        &mut data,
+                        data,
                     ));
                     let sockets = 2 * (IPERF3_STREAMS + 1);
                     launcher.launch(sockets, program.as_mut(), LineInput::none(), printer)
@@ -177,7 +182,7 @@ pub(crate) fn run_program<L: Launch>(
                     let mut program = Box::new(Iperf3Server::<L::Stack, IPERF3_STREAMS>::new(
                         config,
                         &mut control,
-                        &mut data,
+                        data,
                     ));
                     // The test's connections, the backlog, and room for the last tests'
                     // connections while they close.

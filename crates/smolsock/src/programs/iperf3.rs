@@ -307,7 +307,7 @@ fn write_results<T>(w: &mut Writer<'_>, streams: &[Stream<T>], sending: bool, mi
 /// Most bytes one stream moves in one program run: a fast peer on a fast link may never
 /// let a socket run dry (or fill up), and the run must end for the driver to read its
 /// clock again and for the other streams and the control connection to have their turn.
-pub const PUMP_BUDGET: u64 = 128 * 1024;
+pub const PUMP_BUDGET: u64 = 256 * 1024;
 
 /// Moves data on every stream that is not done, until each would block or has moved
 /// [`PUMP_BUDGET`] bytes: receives into `buf` and counts, or (`sending`) sends `buf`
