@@ -181,6 +181,93 @@ impl CloseReason {
     }
 }
 
+/// Whose measurement an [`Event::IperfResult`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IperfSide {
+    /// This program's own count.
+    Local,
+    /// The peer's count, from the results it sent at the end of the test.
+    Remote,
+}
+
+impl IperfSide {
+    /// Short name (the `side` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IperfSide::Local => "local",
+            IperfSide::Remote => "remote",
+        }
+    }
+}
+
+/// Why an iperf3 server turned a connection away with ACCESS_DENIED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DenyReason {
+    /// A test is running: the server serves one client at a time.
+    Busy,
+    /// A data connection that did not carry the running test's cookie.
+    Cookie,
+}
+
+impl DenyReason {
+    /// Short name (the `reason` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Busy => "busy",
+            DenyReason::Cookie => "cookie",
+        }
+    }
+}
+
+/// `bytes` moved in `micros` microseconds as a rate, the way iperf3 prints one: bits per
+/// second with two decimals in the largest unit that keeps it at 1 or more (`939.52
+/// Mbit/s`).
+pub struct Rate {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// In this many microseconds.
+    pub micros: u64,
+}
+
+impl Rate {
+    /// The rate in bits per second, rounded down; 0 when no time passed.
+    pub fn bits_per_second(&self) -> u64 {
+        let bits = u128::from(self.bytes) * 8 * 1_000_000;
+        let per_second = bits.checked_div(u128::from(self.micros)).unwrap_or(0);
+        u64::try_from(per_second).unwrap_or(u64::MAX)
+    }
+}
+
+impl Display for Rate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let bps = self.bits_per_second();
+        let (unit, name) = match bps {
+            1_000_000_000.. => (1_000_000_000, "Gbit/s"),
+            1_000_000.. => (1_000_000, "Mbit/s"),
+            1_000.. => (1_000, "kbit/s"),
+            _ => (1, "bit/s"),
+        };
+        let hundredths = u128::from(bps) * 100 / unit;
+        write!(f, "{}.{:02} {name}", hundredths / 100, hundredths % 100)
+    }
+}
+
+/// Microseconds as seconds with two decimals (`10.00`), as iperf3 prints times.
+pub struct Seconds(pub u64);
+
+impl Display for Seconds {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let hundredths = self.0 / 10_000;
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sent" } else { "received" }
+}
+
 /// One thing a program did or saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -291,6 +378,52 @@ pub enum Event<'a> {
         /// Where they were lost.
         cause: LossCause,
     },
+    /// An iperf3 test was agreed on control connection `conn`: the client's parameters,
+    /// which the server accepted.
+    IperfTest {
+        /// The control connection.
+        conn: ConnId,
+        /// The other end of it.
+        peer: SocketAddrV4,
+        /// Parallel data connections.
+        streams: u16,
+        /// The test's length in seconds (0: the client ends it by a byte count).
+        secs: u32,
+        /// The server sends and the client receives (`iperf3 -R`).
+        reverse: bool,
+    },
+    /// Data an iperf3 test moved in one interval, over all its streams.
+    IperfInterval {
+        /// Start of the interval, in microseconds since the test started.
+        start_us: u64,
+        /// End of the interval, in microseconds since the test started.
+        end_us: u64,
+        /// Bytes moved in the interval.
+        bytes: u64,
+        /// This side sent them (else it received them).
+        sending: bool,
+    },
+    /// The totals of an iperf3 test as one side counted them: this program's own, or the
+    /// peer's from the results it sent.
+    IperfResult {
+        /// Whose count.
+        side: IperfSide,
+        /// That side sent the bytes (else it received them).
+        sending: bool,
+        /// Bytes, over all streams.
+        bytes: u64,
+        /// How long that side's test ran, in microseconds.
+        micros: u64,
+        /// Streams the bytes were counted over.
+        streams: u16,
+    },
+    /// An iperf3 server turned a connection away: it sent ACCESS_DENIED and closed it.
+    IperfDenied {
+        /// Who was turned away.
+        peer: SocketAddrV4,
+        /// Why.
+        reason: DenyReason,
+    },
     /// Something failed.
     Error {
         /// Connection number, when the error belongs to one connection.
@@ -318,6 +451,10 @@ impl Event<'_> {
             Event::Closing { .. } => "closing",
             Event::ListenerClosed { .. } => "listener_closed",
             Event::Lost { .. } => "lost",
+            Event::IperfTest { .. } => "iperf_test",
+            Event::IperfInterval { .. } => "iperf_interval",
+            Event::IperfResult { .. } => "iperf_result",
+            Event::IperfDenied { .. } => "iperf_denied",
             Event::Error { .. } => "error",
         }
     }
@@ -500,6 +637,71 @@ impl Display for Event<'_> {
                 cause.unit(),
                 cause.text()
             ),
+            Event::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            } => {
+                let s = if streams == 1 { "" } else { "s" };
+                write!(f, "iperf3 #{conn} test with {peer}: {streams} stream{s}, ")?;
+                match secs {
+                    0 => f.write_str("until the client's byte count, ")?,
+                    secs => write!(f, "{secs} s, ")?,
+                }
+                f.write_str(if reverse {
+                    "the server sends (reverse)"
+                } else {
+                    "the client sends"
+                })
+            }
+            Event::IperfInterval {
+                start_us,
+                end_us,
+                bytes,
+                sending,
+            } => write!(
+                f,
+                "iperf3 {}-{} s {} {bytes} bytes: {}",
+                Seconds(start_us),
+                Seconds(end_us),
+                direction(sending),
+                Rate {
+                    bytes,
+                    micros: end_us.saturating_sub(start_us)
+                }
+            ),
+            Event::IperfResult {
+                side,
+                sending,
+                bytes,
+                micros,
+                streams,
+            } => {
+                let who = match side {
+                    IperfSide::Local => "this side",
+                    IperfSide::Remote => "the peer",
+                };
+                let s = if streams == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "iperf3 result, {who}: {} {bytes} bytes in {} s over {streams} stream{s}: {}",
+                    direction(sending),
+                    Seconds(micros),
+                    Rate { bytes, micros }
+                )
+            }
+            Event::IperfDenied { peer, reason } => {
+                let why = match reason {
+                    DenyReason::Busy => "a test is running",
+                    DenyReason::Cookie => "not the running test's cookie",
+                };
+                write!(
+                    f,
+                    "iperf3 denied {peer}: {why} (sent ACCESS_DENIED, closed)"
+                )
+            }
             Event::Error { conn, peer, error } => {
                 f.write_str("error")?;
                 if let Some(conn) = conn {
