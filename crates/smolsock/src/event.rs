@@ -186,6 +186,93 @@ impl CloseReason {
     }
 }
 
+/// Whose measurement an [`Event::IperfResult`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IperfSide {
+    /// This program's own count.
+    Local,
+    /// The peer's count, from the results it sent at the end of the test.
+    Remote,
+}
+
+impl IperfSide {
+    /// Short name (the `side` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IperfSide::Local => "local",
+            IperfSide::Remote => "remote",
+        }
+    }
+}
+
+/// Why an iperf3 server turned a connection away with ACCESS_DENIED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DenyReason {
+    /// A test is running: the server serves one client at a time.
+    Busy,
+    /// A data connection that did not carry the running test's cookie.
+    Cookie,
+}
+
+impl DenyReason {
+    /// Short name (the `reason` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Busy => "busy",
+            DenyReason::Cookie => "cookie",
+        }
+    }
+}
+
+/// `bytes` moved in `micros` microseconds as a rate, the way iperf3 prints one: bits per
+/// second with two decimals in the largest unit that keeps it at 1 or more (`939.52
+/// Mbit/s`).
+pub struct Rate {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// In this many microseconds.
+    pub micros: u64,
+}
+
+impl Rate {
+    /// The rate in bits per second, rounded down; 0 when no time passed.
+    pub fn bits_per_second(&self) -> u64 {
+        let bits = u128::from(self.bytes) * 8 * 1_000_000;
+        let per_second = bits.checked_div(u128::from(self.micros)).unwrap_or(0);
+        u64::try_from(per_second).unwrap_or(u64::MAX)
+    }
+}
+
+impl Display for Rate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let bps = self.bits_per_second();
+        let (unit, name) = match bps {
+            1_000_000_000.. => (1_000_000_000, "Gbit/s"),
+            1_000_000.. => (1_000_000, "Mbit/s"),
+            1_000.. => (1_000, "kbit/s"),
+            _ => (1, "bit/s"),
+        };
+        let hundredths = u128::from(bps) * 100 / unit;
+        write!(f, "{}.{:02} {name}", hundredths / 100, hundredths % 100)
+    }
+}
+
+/// Microseconds as seconds with two decimals (`10.00`), as iperf3 prints times.
+pub struct Seconds(pub u64);
+
+impl Display for Seconds {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let hundredths = self.0 / 10_000;
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sent" } else { "received" }
+}
+
 /// One thing a program did or saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -296,6 +383,52 @@ pub enum Event<'a> {
         /// Where they were lost.
         cause: LossCause,
     },
+    /// An iperf3 test was agreed on control connection `conn`: the client's parameters,
+    /// which the server accepted.
+    IperfTest {
+        /// The control connection.
+        conn: ConnId,
+        /// The other end of it.
+        peer: SocketAddrV4,
+        /// Parallel data connections.
+        streams: u16,
+        /// The test's length in seconds (0: the client ends it by a byte count).
+        secs: u32,
+        /// The server sends and the client receives (`iperf3 -R`).
+        reverse: bool,
+    },
+    /// Data an iperf3 test moved in one interval, over all its streams.
+    IperfInterval {
+        /// Start of the interval, in microseconds since the test started.
+        start_us: u64,
+        /// End of the interval, in microseconds since the test started.
+        end_us: u64,
+        /// Bytes moved in the interval.
+        bytes: u64,
+        /// This side sent them (else it received them).
+        sending: bool,
+    },
+    /// The totals of an iperf3 test as one side counted them: this program's own, or the
+    /// peer's from the results it sent.
+    IperfResult {
+        /// Whose count.
+        side: IperfSide,
+        /// That side sent the bytes (else it received them).
+        sending: bool,
+        /// Bytes, over all streams.
+        bytes: u64,
+        /// How long that side's test ran, in microseconds.
+        micros: u64,
+        /// Streams the bytes were counted over.
+        streams: u16,
+    },
+    /// An iperf3 server turned a connection away: it sent ACCESS_DENIED and closed it.
+    IperfDenied {
+        /// Who was turned away.
+        peer: SocketAddrV4,
+        /// Why.
+        reason: DenyReason,
+    },
     /// Something failed.
     Error {
         /// Connection number, when the error belongs to one connection.
@@ -323,6 +456,10 @@ impl Event<'_> {
             Event::Closing { .. } => "closing",
             Event::ListenerClosed { .. } => "listener_closed",
             Event::Lost { .. } => "lost",
+            Event::IperfTest { .. } => "iperf_test",
+            Event::IperfInterval { .. } => "iperf_interval",
+            Event::IperfResult { .. } => "iperf_result",
+            Event::IperfDenied { .. } => "iperf_denied",
             Event::Error { .. } => "error",
         }
     }
@@ -335,6 +472,7 @@ impl Event<'_> {
 pub const EXAMPLES: &[Event<'static>] = {
     const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 100), 40000);
     const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(0, 0, 0, 0), 9090);
+    const BOARD: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 3), 49152);
     const fn received(proto: Proto, conn: Option<ConnId>, data: &'static [u8]) -> Event<'static> {
         Event::Received {
             proto,
@@ -351,6 +489,47 @@ pub const EXAMPLES: &[Event<'static>] = {
     ) -> Event<'static> {
         Event::Error { conn, peer, error }
     }
+    const fn totals(bytes_in: u64, bytes_out: u64, crc_in: u32, crc_out: u32) -> Totals {
+        Totals {
+            bytes_in,
+            bytes_out,
+            messages_in: 1,
+            crc_in,
+            crc_out,
+        }
+    }
+    const fn closing(conn: ConnId, reason: CloseReason, reset: bool) -> Event<'static> {
+        Event::Closing {
+            conn,
+            peer: PEER,
+            reason,
+            reset,
+        }
+    }
+    const fn lost(count: u64, total: u64, cause: LossCause) -> Event<'static> {
+        Event::Lost {
+            count,
+            total,
+            cause,
+        }
+    }
+    const fn interval(start_us: u64, end_us: u64, bytes: u64, sending: bool) -> Event<'static> {
+        Event::IperfInterval {
+            start_us,
+            end_us,
+            bytes,
+            sending,
+        }
+    }
+    const fn result(side: IperfSide, bytes: u64, micros: u64, streams: u16) -> Event<'static> {
+        Event::IperfResult {
+            side,
+            sending: matches!(side, IperfSide::Local),
+            bytes,
+            micros,
+            streams,
+        }
+    }
     const ALL_ASCII: &[u8; 128] = &{
         let mut bytes = [0u8; 128];
         let mut i = 0;
@@ -360,45 +539,123 @@ pub const EXAMPLES: &[Event<'static>] = {
         }
         bytes
     };
+    const LONG: &[u8] = b"a plain run longer than the thirty-two bytes gathered for escapes\n";
+    const UTF8: &str =
+        "UTF-8: \u{e9}t\u{e9} \u{4f60}\u{597d} \u{1f600} \u{301}\u{200b}\u{feff}\u{10ffff}\u{85}";
+    const NOT_UTF8: &[u8] = b"not UTF-8: \xff\xfe \xc3( \xe4\xbd\xa0\xe4\xbd";
     &[
-        Event::Bound { local: LOCAL, auto: false, max_send: None },
-        Event::Bound { local: LOCAL, auto: false, max_send: Some(1472) },
-        Event::Bound { local: PEER, auto: true, max_send: None },
-        Event::Bound { local: PEER, auto: true, max_send: Some(1472) },
-        Event::Listening { local: LOCAL, backlog: 4 },
-        Event::Connected { conn: 1, local: SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 3), 49152), peer: PEER },
-        Event::Accepted { conn: 12, peer: PEER },
-        Event::Sent { proto: Proto::Udp, conn: None, to: PEER, len: 5 },
-        Event::Sent { proto: Proto::Tcp, conn: Some(3), to: PEER, len: 1460 },
+        Event::Bound {
+            local: LOCAL,
+            auto: false,
+            max_send: None,
+        },
+        Event::Bound {
+            local: LOCAL,
+            auto: false,
+            max_send: Some(1472),
+        },
+        Event::Bound {
+            local: PEER,
+            auto: true,
+            max_send: None,
+        },
+        Event::Bound {
+            local: PEER,
+            auto: true,
+            max_send: Some(1472),
+        },
+        Event::Listening {
+            local: LOCAL,
+            backlog: 4,
+        },
+        Event::Connected {
+            conn: 1,
+            local: BOARD,
+            peer: PEER,
+        },
+        Event::Accepted {
+            conn: 12,
+            peer: PEER,
+        },
+        Event::Sent {
+            proto: Proto::Udp,
+            conn: None,
+            to: PEER,
+            len: 5,
+        },
+        Event::Sent {
+            proto: Proto::Tcp,
+            conn: Some(3),
+            to: PEER,
+            len: 1460,
+        },
         received(Proto::Udp, None, b"hello"),
         received(Proto::Udp, None, b""),
         received(Proto::Tcp, Some(2), b"hi \"x\"\n"),
         received(Proto::Tcp, Some(2), b"it's a \\ and a \t, \r\n\0\x1b\x7f"),
         received(Proto::Udp, None, ALL_ASCII),
-        received(Proto::Udp, None, b"a plain run longer than the thirty-two bytes gathered for escapes\n"),
-        received(Proto::Udp, None, "UTF-8: \u{e9}t\u{e9} \u{4f60}\u{597d} \u{1f600} \u{301}\u{200b}\u{feff}\u{10ffff}\u{85}".as_bytes()),
-        received(Proto::Udp, None, b"not UTF-8: \xff\xfe \xc3( \xe4\xbd\xa0\xe4\xbd"),
-        Event::Received { proto: Proto::Udp, conn: None, from: PEER, data: b"ab", size: 2000 },
+        received(Proto::Udp, None, LONG),
+        received(Proto::Udp, None, UTF8.as_bytes()),
+        received(Proto::Udp, None, NOT_UTF8),
+        Event::Received {
+            proto: Proto::Udp,
+            conn: None,
+            from: PEER,
+            data: b"ab",
+            size: 2000,
+        },
         Event::AwaitingReply { conn: 7 },
-        Event::PeerClosed { conn: 7, peer: PEER },
+        Event::PeerClosed {
+            conn: 7,
+            peer: PEER,
+        },
         Event::Closed {
             proto: Proto::Udp,
             conn: None,
-            totals: Totals { bytes_in: 0, bytes_out: 21, messages_in: 0, crc_in: 0, crc_out: 0x20b9_f54d },
+            totals: totals(0, 21, 0, 0x20b9_f54d),
         },
         Event::Closed {
             proto: Proto::Tcp,
             conn: Some(4_000_000_000),
-            totals: Totals { bytes_in: u64::MAX, bytes_out: 1 << 40, messages_in: 3, crc_in: 0xabc, crc_out: 0xffff_ffff },
+            totals: totals(u64::MAX, 1 << 40, 0xabc, 0xffff_ffff),
         },
-        Event::Closing { conn: 1, peer: PEER, reason: CloseReason::Idle { secs: 300 }, reset: false },
-        Event::Closing { conn: 2, peer: PEER, reason: CloseReason::Idle { secs: 5 }, reset: true },
-        Event::Closing { conn: 3, peer: PEER, reason: CloseReason::Shutdown, reset: false },
-        Event::Closing { conn: 4, peer: PEER, reason: CloseReason::Shutdown, reset: true },
+        closing(1, CloseReason::Idle { secs: 300 }, false),
+        closing(2, CloseReason::Idle { secs: 5 }, true),
+        closing(3, CloseReason::Shutdown, false),
+        closing(4, CloseReason::Shutdown, true),
         Event::ListenerClosed { port: 9090 },
-        Event::Lost { count: 3, total: 5, cause: LossCause::SocketBuffer },
-        Event::Lost { count: 1, total: 1, cause: LossCause::DeviceQueue },
-        Event::Lost { count: 10_000_000_000, total: 10_000_000_001, cause: LossCause::Fragments },
+        lost(3, 5, LossCause::SocketBuffer),
+        lost(1, 1, LossCause::DeviceQueue),
+        lost(10_000_000_000, 10_000_000_001, LossCause::Fragments),
+        Event::IperfTest {
+            conn: 1,
+            peer: PEER,
+            streams: 1,
+            secs: 10,
+            reverse: false,
+        },
+        Event::IperfTest {
+            conn: 2,
+            peer: PEER,
+            streams: 2,
+            secs: 0,
+            reverse: true,
+        },
+        interval(0, 1_000_000, 117_440_512, true),
+        interval(9_000_000, 10_004_321, 5_000, false),
+        interval(0, 1_000_000, 999, false),
+        interval(0, 0, 0, false),
+        result(IperfSide::Local, 1_174_405_120, 10_000_000, 1),
+        result(IperfSide::Remote, 123, 2_000_000, 2),
+        result(IperfSide::Remote, u64::MAX, 1, 8),
+        Event::IperfDenied {
+            peer: PEER,
+            reason: DenyReason::Busy,
+        },
+        Event::IperfDenied {
+            peer: PEER,
+            reason: DenyReason::Cookie,
+        },
         error(Some(1), Some(PEER), Error::ConnectionReset),
         error(Some(1), None, Error::TimedOut),
         error(None, Some(PEER), Error::ConnectionRefused),
@@ -410,14 +667,46 @@ pub const EXAMPLES: &[Event<'static>] = {
         error(None, None, Error::InvalidPort),
         error(None, None, Error::Unaddressable),
         error(None, None, Error::NotConnected),
-        error(None, None, Error::MessageTooLarge { len: 2000, max: 1472 }),
+        error(
+            None,
+            None,
+            Error::MessageTooLarge {
+                len: 2000,
+                max: 1472,
+            },
+        ),
         error(None, None, Error::InputClosed),
         error(None, None, Error::NobodyWaiting),
-        error(None, None, Error::InvalidConfig("the MTU is too small for IPv4")),
+        error(
+            None,
+            None,
+            Error::InvalidConfig("the MTU is too small for IPv4"),
+        ),
         error(None, None, Error::PermissionDenied),
         error(None, None, Error::Os(-5)),
         error(None, None, Error::Os(98)),
         error(None, None, Error::StaleHandle),
+        error(None, None, Error::Protocol("a message it does not know")),
+        error(None, None, Error::Unsupported("UDP tests")),
+        error(None, Some(PEER), Error::AccessDenied),
+        error(Some(1), None, Error::PeerError { code: 6, errno: 0 }),
+        error(
+            None,
+            None,
+            Error::PeerError {
+                code: 999,
+                errno: 104,
+            },
+        ),
+        error(
+            None,
+            None,
+            Error::PeerError {
+                code: 142,
+                errno: 1,
+            },
+        ),
+        error(Some(3), Some(PEER), Error::PeerTerminated),
     ]
 };
 
@@ -633,6 +922,71 @@ impl Display for Event<'_> {
                 cause.unit(),
                 cause.text()
             ),
+            Event::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            } => {
+                let s = if streams == 1 { "" } else { "s" };
+                write!(f, "iperf3 #{conn} test with {peer}: {streams} stream{s}, ")?;
+                match secs {
+                    0 => f.write_str("until the client's byte count, ")?,
+                    secs => write!(f, "{secs} s, ")?,
+                }
+                f.write_str(if reverse {
+                    "the server sends (reverse)"
+                } else {
+                    "the client sends"
+                })
+            }
+            Event::IperfInterval {
+                start_us,
+                end_us,
+                bytes,
+                sending,
+            } => write!(
+                f,
+                "iperf3 {}-{} s {} {bytes} bytes: {}",
+                Seconds(start_us),
+                Seconds(end_us),
+                direction(sending),
+                Rate {
+                    bytes,
+                    micros: end_us.saturating_sub(start_us)
+                }
+            ),
+            Event::IperfResult {
+                side,
+                sending,
+                bytes,
+                micros,
+                streams,
+            } => {
+                let who = match side {
+                    IperfSide::Local => "this side",
+                    IperfSide::Remote => "the peer",
+                };
+                let s = if streams == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "iperf3 result, {who}: {} {bytes} bytes in {} s over {streams} stream{s}: {}",
+                    direction(sending),
+                    Seconds(micros),
+                    Rate { bytes, micros }
+                )
+            }
+            Event::IperfDenied { peer, reason } => {
+                let why = match reason {
+                    DenyReason::Busy => "a test is running",
+                    DenyReason::Cookie => "not the running test's cookie",
+                };
+                write!(
+                    f,
+                    "iperf3 denied {peer}: {why} (sent ACCESS_DENIED, closed)"
+                )
+            }
             Event::Error { conn, peer, error } => {
                 f.write_str("error")?;
                 if let Some(conn) = conn {
@@ -739,7 +1093,7 @@ mod tests {
     #[test]
     fn examples_have_every_kind_of_event_and_every_error() {
         let kinds: std::collections::BTreeSet<&str> = EXAMPLES.iter().map(Event::kind).collect();
-        assert_eq!(kinds.len(), 13, "{kinds:?}");
+        assert_eq!(kinds.len(), 17, "{kinds:?}");
         // A new variant fails to compile here until it is numbered, then fails the test
         // until EXAMPLES has it.
         let number = |error: Error| match error {
@@ -761,6 +1115,11 @@ mod tests {
             Error::PermissionDenied => 15,
             Error::Os(_) => 16,
             Error::StaleHandle => 17,
+            Error::Protocol(_) => 18,
+            Error::Unsupported(_) => 19,
+            Error::AccessDenied => 20,
+            Error::PeerError { .. } => 21,
+            Error::PeerTerminated => 22,
         };
         let errors: std::collections::BTreeSet<u32> = EXAMPLES
             .iter()
@@ -769,7 +1128,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(errors, (0..18).collect(), "every Error variant");
+        assert_eq!(errors, (0..23).collect(), "every Error variant");
         // Every kind of escape, and a byte that is not UTF-8.
         let lines: std::vec::Vec<std::string::String> =
             EXAMPLES.iter().map(ToString::to_string).collect();

@@ -26,8 +26,9 @@
 //! - [`smol`]: its smoltcp implementation, with a socket pool given by the caller, a
 //!   listener that keeps `backlog` sockets listening (smoltcp has no `accept`), and
 //!   ephemeral ports.
-//! - [`programs`]: the four programs; each `poll` does what can be done without blocking
-//!   and says when it next needs to run.
+//! - [`programs`]: the four programs, and a fifth, [`programs::iperf3`], that speaks
+//!   iperf3's control protocol so that a stock `iperf3` measures the stack; each `poll`
+//!   does what can be done without blocking and says when it next needs to run.
 //! - [`event`]: what the programs report, with one text form for host and board and,
 //!   with the `serde` feature, one data form (`event::Record`, the `--json` lines).
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.

@@ -6,7 +6,9 @@
 
 use defmt::{Format, Formatter, write};
 
-use super::{CloseReason, Event, LossCause, Proto, Quoted, Who};
+use super::{
+    CloseReason, DenyReason, Event, IperfSide, LossCause, Proto, Quoted, Rate, Seconds, Who,
+};
 
 impl Format for Who {
     fn format(&self, f: Formatter<'_>) {
@@ -83,6 +85,52 @@ impl Format for Quoted<'_> {
         }
         raw(f, bytes.get(start..).unwrap_or_default());
         write!(f, "\"");
+    }
+}
+
+impl Format for Seconds {
+    fn format(&self, f: Formatter<'_>) {
+        let hundredths = self.0 / 10_000;
+        write!(f, "{=u64}.{=u64:02}", hundredths / 100, hundredths % 100);
+    }
+}
+
+impl Format for Rate {
+    fn format(&self, f: Formatter<'_>) {
+        let bps = self.bits_per_second();
+        // Hundredths of the unit: bps * 100 / unit, each unit a multiple of 100 but the
+        // last, so that nothing overflows.
+        match bps {
+            1_000_000_000.. => {
+                let h = bps / 10_000_000;
+                write!(f, "{=u64}.{=u64:02} Gbit/s", h / 100, h % 100)
+            }
+            1_000_000.. => {
+                let h = bps / 10_000;
+                write!(f, "{=u64}.{=u64:02} Mbit/s", h / 100, h % 100)
+            }
+            1_000.. => {
+                let h = bps / 10;
+                write!(f, "{=u64}.{=u64:02} kbit/s", h / 100, h % 100)
+            }
+            _ => write!(f, "{=u64}.00 bit/s", bps),
+        }
+    }
+}
+
+/// `sent` or `received`.
+fn direction(f: Formatter<'_>, sending: bool) {
+    if sending {
+        write!(f, "sent")
+    } else {
+        write!(f, "received")
+    }
+}
+
+/// `s` after a count other than one.
+fn plural(f: Formatter<'_>, count: u16) {
+    if count != 1 {
+        write!(f, "s")
     }
 }
 
@@ -221,6 +269,77 @@ impl Format for Event<'_> {
                     f,
                     "udp lost {=u64} datagrams ({=u64} in all): some of their fragments never arrived",
                     count, total
+                ),
+            },
+            Event::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            } => {
+                write!(
+                    f,
+                    "iperf3 #{=u32} test with {}: {=u16} stream",
+                    conn, peer, streams
+                );
+                plural(f, streams);
+                match secs {
+                    0 => write!(f, ", until the client's byte count, "),
+                    secs => write!(f, ", {=u32} s, ", secs),
+                }
+                if reverse {
+                    write!(f, "the server sends (reverse)")
+                } else {
+                    write!(f, "the client sends")
+                }
+            }
+            Event::IperfInterval {
+                start_us,
+                end_us,
+                bytes,
+                sending,
+            } => {
+                write!(f, "iperf3 {}-{} s ", Seconds(start_us), Seconds(end_us));
+                direction(f, sending);
+                let rate = Rate {
+                    bytes,
+                    micros: end_us.saturating_sub(start_us),
+                };
+                write!(f, " {=u64} bytes: {}", bytes, rate)
+            }
+            Event::IperfResult {
+                side,
+                sending,
+                bytes,
+                micros,
+                streams,
+            } => {
+                match side {
+                    IperfSide::Local => write!(f, "iperf3 result, this side: "),
+                    IperfSide::Remote => write!(f, "iperf3 result, the peer: "),
+                }
+                direction(f, sending);
+                write!(
+                    f,
+                    " {=u64} bytes in {} s over {=u16} stream",
+                    bytes,
+                    Seconds(micros),
+                    streams
+                );
+                plural(f, streams);
+                write!(f, ": {}", Rate { bytes, micros })
+            }
+            Event::IperfDenied { peer, reason } => match reason {
+                DenyReason::Busy => write!(
+                    f,
+                    "iperf3 denied {}: a test is running (sent ACCESS_DENIED, closed)",
+                    peer
+                ),
+                DenyReason::Cookie => write!(
+                    f,
+                    "iperf3 denied {}: not the running test's cookie (sent ACCESS_DENIED, closed)",
+                    peer
                 ),
             },
             Event::Error { conn, peer, error } => match (conn, peer) {
