@@ -178,6 +178,19 @@ pub fn board_elf(name: &str) -> PathBuf {
     elf
 }
 
+/// Path of the release ELF of the emulated board's example firmware `name` (e.g. `events`).
+pub fn board_example_elf(name: &str) -> PathBuf {
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../boards/qemu-lm3s6965/target/thumbv7m-none-eabi/release/examples")
+        .join(name);
+    assert!(
+        elf.exists(),
+        "{} is missing: run `cargo xtask boards` first (it builds the board firmware)",
+        elf.display()
+    );
+    elf
+}
+
 /// Path of the emulated board's `tcp-server` built with the fault injector (`cargo xtask
 /// boards` builds it with `SMOLSOCK_FAULTS=loss=3%,dup=1%,reorder=2%,seed=5`).
 pub fn faulty_board_elf() -> PathBuf {

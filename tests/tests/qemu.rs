@@ -293,3 +293,33 @@ fn qemu_tcp_server_echoes_intact_through_faults() {
         }
     });
 }
+
+/// The board logs each event as the host prints it: its `defmt::Format` sends the values,
+/// and the host's decoder writes the words (`smolsock::event::EXAMPLES`, one event of
+/// every kind, every error and every escape of a payload).
+#[test]
+fn qemu_board_logs_every_event_as_the_host_prints_it() {
+    let out = std::process::Command::new(smolsock_tests::qemu_run_bin())
+        .args(["--tap", "none"])
+        .arg(smolsock_tests::board_example_elf("events"))
+        .output()
+        .expect("run qemu-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the events firmware failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logged: Vec<&str> = stdout
+        .lines()
+        .filter(|line| !line.starts_with("board: "))
+        .collect();
+    let printed: Vec<String> = smolsock::event::EXAMPLES
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(logged.len(), printed.len(), "{stdout}");
+    for (board, host) in logged.iter().zip(&printed) {
+        assert_eq!(board, host);
+    }
+}

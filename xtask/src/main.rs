@@ -3,9 +3,12 @@
 //! - `cargo xtask ci`: everything CI checks (formatting, lints, the core's embedded
 //!   builds, the tests, every board); the README's test command.
 //! - `cargo xtask boards`: build every board's firmware (release).
-//! - `cargo xtask size`: flash and static RAM of every board binary.
-//! - `cargo xtask bench [example|attacks|udp|loss]`: smolsock against smoltcp's own examples
-//!   (built from the registry's smoltcp source, see [`examples`]) and the kernel.
+//! - `cargo xtask size [--top N]`: flash and RAM of every board binary, RAM split into the
+//!   program's buffers, smoltcp's state, other statics and the stack; fails when a binary
+//!   passes its board's limits (xtask/src/size.rs). CI runs it.
+//! - `cargo xtask bench [example|example-bulk|example-echo|attacks|udp|loss]`: smolsock against
+//!   smoltcp's own examples (built from the registry's smoltcp source, see [`examples`]) and
+//!   the kernel.
 //! - `cargo xtask behaviour`: refresh the comparison table in `docs/behaviour.md`.
 //! - `cargo xtask qemu <bin> [--tap IF]`: build the emulated board's firmware and boot one
 //!   binary in QEMU on a TAP (default tap0), its defmt log decoded.
@@ -20,6 +23,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 
 mod prepare;
+mod size;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -34,8 +38,13 @@ enum Task {
     Ci,
     /// Build every board's firmware in release mode.
     Boards,
-    /// Print flash and static RAM of every board binary (builds them first).
-    Size,
+    /// Print flash and RAM of every board binary (builds them first); fail when one
+    /// passes its board's limits.
+    Size {
+        /// Also list the N largest symbols in flash and in RAM of each binary.
+        #[arg(long, default_value_t = 0)]
+        top: usize,
+    },
     /// Build the emulated board's firmware and boot one binary in QEMU on a TAP.
     Qemu {
         /// The firmware binary: udp-recv, udp-send, tcp-server or tcp-client.
@@ -173,6 +182,8 @@ fn ci() -> Result<(), String> {
     // release firmware: build all of them before testing.
     cargo(&root, &["build", "-p", "smolsock-cli", "-p", "qemu-run"])?;
     build_boards(true)?;
+    // Every firmware within its board's flash and RAM.
+    size::report(&boards(), 0)?;
     test_workspace(&root)?;
     Ok(())
 }
@@ -239,11 +250,22 @@ fn build_boards(lint: bool) -> Result<(), String> {
     for board in boards() {
         if lint {
             cargo(&board, &["fmt", "--check"])?;
-            cargo(&board, &["clippy", "--release", "--", "-D", "warnings"])?;
+            cargo(
+                &board,
+                &[
+                    "clippy",
+                    "--release",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )?;
         }
-        // smolsock-board, shared by the boards, is a library: build it as one.
+        // smolsock-board, shared by the boards, is a library: build it as one. The
+        // examples are firmware for the tests (the emulated board's `events`).
         if board.join("src/bin").is_dir() {
-            cargo(&board, &["build", "--release", "--bins"])?;
+            cargo(&board, &["build", "--release", "--bins", "--examples"])?;
         } else {
             cargo(&board, &["build", "--release"])?;
             if lint {
@@ -284,56 +306,9 @@ fn build_boards(lint: bool) -> Result<(), String> {
 /// The faults of the emulated board's faulty tcp-server (see `build_boards`).
 const QEMU_FAULTS: &str = "loss=3%,dup=1%,reorder=2%,seed=5";
 
-/// Flash (.text + .rodata + .data) and static RAM (.data + .bss) of an ELF file.
-fn sizes(elf: &Path) -> Result<(u64, u64, u64, u64, u64), String> {
-    use object::{Object, ObjectSection};
-    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
-    let file = object::File::parse(&*data).map_err(|e| format!("{}: {e}", elf.display()))?;
-    let size = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
-    let (text, rodata, data_, bss) = (size(".text"), size(".rodata"), size(".data"), size(".bss"));
-    let uninit = size(".uninit");
-    Ok((text, rodata, data_, bss + uninit, text + rodata + data_))
-}
-
-fn size() -> Result<(), String> {
+fn size(top: usize) -> Result<(), String> {
     build_boards(false)?;
-    println!(
-        "{:<16} {:<12} {:>8} {:>8} {:>7} {:>8} {:>10} {:>10}",
-        "board", "binary", ".text", ".rodata", ".data", ".bss", "flash", "static RAM"
-    );
-    for board in boards() {
-        let name = board
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // target/<thumb triple>/release: not target/release (the host's build scripts) nor
-        // target/faults (the faulty firmware).
-        let Some(target_dir) = std::fs::read_dir(board.join("target")).ok().and_then(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("thumb"))
-                .map(|e| e.path().join("release"))
-                .find(|p| p.is_dir())
-        }) else {
-            continue;
-        };
-        let mut bins: Vec<PathBuf> = std::fs::read_dir(board.join("src/bin"))
-            .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        bins.sort();
-        for bin in bins {
-            let Some(stem) = bin.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
-                continue;
-            };
-            let elf = target_dir.join(&stem);
-            let (text, rodata, data, bss, flash) = sizes(&elf)?;
-            println!(
-                "{name:<16} {stem:<12} {text:>8} {rodata:>8} {data:>7} {bss:>8} {:>9.1}K {:>9.1}K",
-                flash as f64 / 1024.0,
-                (data + bss) as f64 / 1024.0
-            );
-        }
-    }
-    Ok(())
+    size::report(&boards(), top)
 }
 
 fn bench(rows: Option<String>) -> Result<(), String> {
@@ -413,7 +388,7 @@ fn main() -> ExitCode {
     let result = match cli.task {
         Task::Ci => ci(),
         Task::Boards => build_boards(false),
-        Task::Size => size(),
+        Task::Size { top } => size(top),
         Task::Qemu { bin, tap } => qemu::qemu(&bin, &tap),
         Task::Bench { rows } => bench(rows),
         Task::Behaviour => behaviour(),

@@ -1,6 +1,6 @@
 //! Installs what a fresh machine lacks for `cargo xtask ci`, so the README's test command
 //! works on its own: the toolchain's components and targets (rust-toolchain.toml),
-//! flip-link, and QEMU.
+//! flip-link, QEMU, and the stock iperf3 the iperf3 tests run.
 
 use std::process::Command;
 
@@ -15,6 +15,8 @@ fn run(program: &str, args: &[&str]) -> Result<(), String> {
     eprintln!("\n==> {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
+        // apt-get asks no questions (iperf3's package asks whether to start a daemon).
+        .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     if status.success() {
@@ -61,6 +63,15 @@ pub fn prepare() -> Result<(), String> {
             run("apt-get", &["install", "-y", "-qq", "qemu-system-arm"])?;
         } else {
             return Err("qemu-system-arm is missing: sudo apt-get install qemu-system-arm".into());
+        }
+    }
+    // The stock iperf3 the iperf3 tests measure smolsock with.
+    if !have("iperf3") {
+        if is_root() && have("apt-get") {
+            run("apt-get", &["update", "-qq"])?;
+            run("apt-get", &["install", "-y", "-qq", "iperf3"])?;
+        } else {
+            return Err("iperf3 is missing: sudo apt-get install iperf3".into());
         }
     }
     Ok(())

@@ -6,7 +6,7 @@
 //! [`board`] wraps them in a `smolsock_board::EthBoard` with this board's
 //! addresses. The loop, the clock, the PHY driver and the four programs' mains
 //! are shared with the other boards in `smolsock-board`. Linking this crate
-//! also links the defmt RTT logger and the panic handler (panic-probe), so a
+//! also links the defmt RTT logger and the panic handler (smolsock-board's), so a
 //! firmware binary is its board, its program and its buffer sizes:
 //!
 //! ```ignore
@@ -31,11 +31,9 @@
 use core::ptr::addr_of_mut;
 
 use defmt_rtt as _;
-use panic_probe as _;
 
-use smolsock::smol::StackConfig;
-use smolsock_board::EthBoard;
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+use smolsock_board::nucleo::{self, HseControl};
+use smolsock_board::{EthBoard, addresses};
 use stm32_eth::dma::{RxRingEntry, TxRingEntry};
 use stm32_eth::{EthPins, PartsIn};
 use stm32f4xx_hal::gpio::{GpioExt, Speed as PinSpeed};
@@ -51,29 +49,29 @@ use smolsock_board::lan8742a as phy;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
 
-/// Every board constant in one place.
+/// Every board constant in one place. The NUCLEO-H743ZI's `config` has the same
+/// names (and shares the re-exported ones): the values here are this board's.
 pub mod config {
-    use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
+    use smolsock_board::addresses;
+    use smoltcp::wire::Ipv4Address;
 
+    // The address plan's network and PC; the ST-LINK's clock (if it is
+    // missing, `init` falls back to the internal 16 MHz HSI) and the PHY's
+    // MDIO address, as on every Nucleo-144.
+    pub use smolsock_board::addresses::{PEER_ADDRESS, PREFIX_LEN};
+    pub use smolsock_board::nucleo::{HSE_HZ, PHY_ADDRESS};
+
+    /// This board's number in the address plan: 192.168.69.4.
+    pub const BOARD_NUMBER: u8 = 4;
     /// Locally administered MAC address of this board.
-    pub const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x04];
+    pub const MAC_ADDRESS: [u8; 6] = addresses::mac_address(BOARD_NUMBER).0;
     /// Static IPv4 address of this board.
-    pub const IP_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 4);
-    /// Prefix length of [`IP_ADDRESS`]'s subnet.
-    pub const PREFIX_LEN: u8 = 24;
-    /// The PC on the other end of the cable (its Ethernet port).
-    pub const PEER_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
-    /// Default port of the smolsock programs.
-    pub const PORT: u16 = 9090;
+    pub const IP_ADDRESS: Ipv4Address = addresses::ip_address(BOARD_NUMBER);
 
-    /// MDIO address of the on-board LAN8742A (PHYAD0 strapped low).
-    pub const PHY_ADDRESS: u8 = 0;
     /// How long [`crate::init`] waits for a link before going on without one.
     pub const LINK_TIMEOUT_MS: u64 = 5_000;
-
-    /// HSE: the 8 MHz MCO of the on-board ST-LINK, fed in bypass mode. If it
-    /// is missing, [`crate::init`] falls back to the internal 16 MHz HSI.
-    pub const HSE_HZ: u32 = 8_000_000;
+    /// The internal oscillator the core runs from until the PLL is set up.
+    pub const HSI_HZ: u32 = 16_000_000;
     /// Core clock (SYSCLK = HCLK): the main PLL's P output, 2 MHz x 168 / 2,
     /// whose Q output (/7) is the exact 48 MHz PLL48CLK that the RNG runs
     /// from. 180 MHz (VCO 360 MHz) leaves no integer Q for 48 MHz, and
@@ -84,11 +82,6 @@ pub mod config {
     pub const RX_DESCRIPTORS: usize = 8;
     /// Transmit descriptors (one 1522-byte buffer each).
     pub const TX_DESCRIPTORS: usize = 4;
-
-    /// [`IP_ADDRESS`] with its prefix.
-    pub fn ip_cidr() -> IpCidr {
-        IpCidr::new(IpAddress::Ipv4(IP_ADDRESS), PREFIX_LEN)
-    }
 }
 
 // DMA descriptor rings and frame buffers. Ordinary RAM (0x2000_0000) is
@@ -116,13 +109,12 @@ pub fn init() -> (EthDevice, Clock, u64) {
     let dp = pac::Peripherals::take().expect("nucleo_f429zi::init() called twice");
     let cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
 
-    let hse = hse_present(&dp.RCC);
+    let hse = nucleo::hse_present(&mut Hse(&dp.RCC));
     let rcc = dp.RCC.constrain();
     let cfgr = rcc.cfgr;
     let cfgr = if hse {
         cfgr.use_hse(config::HSE_HZ.Hz()).bypass_hse_oscillator()
     } else {
-        defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 16 MHz HSI");
         cfgr
     };
     let clocks = cfgr
@@ -190,70 +182,43 @@ pub fn init() -> (EthDevice, Clock, u64) {
     phy::start(&mut net::PhyBus(&mut mac), &clock)
         .expect("no PHY answers on MDIO at address 0 (check the board's ETH solder bridges)");
     let link = phy::wait_for_link(&mut net::PhyBus(&mut mac), &clock, config::LINK_TIMEOUT_MS);
-    if link.is_none() {
-        defmt::warn!(
-            "no link after {} ms; going on, poll_link() will pick it up",
-            config::LINK_TIMEOUT_MS
-        );
-    }
     let device = EthDevice::new(dma, mac, link, config::RX_DESCRIPTORS, scratch);
-    defmt::info!(
-        "eth: MAC {}, IPv4 {}",
-        EthernetAddress(config::MAC_ADDRESS),
-        config::ip_cidr()
-    );
+    addresses::log(config::BOARD_NUMBER);
     // After the link wait, so that the fallback's time since boot varies.
-    let seed = match hardware_seed {
-        Ok(seed) => {
-            defmt::info!("seed: 64 bits from the hardware RNG");
-            seed
-        }
-        Err(e) => {
-            defmt::warn!(
-                "hardware RNG failed ({}): seeding from the device ID and the time since boot, which is guessable",
-                e
-            );
-            rng::fallback_seed()
-        }
-    };
+    let seed = smolsock_board::seed::hardware_or(hardware_seed, rng::fallback_seed);
     (device, clock, seed)
 }
 
-/// Turns on HSE in bypass mode and reports whether the external 8 MHz clock
-/// (the ST-LINK's MCO on OSC_IN, the NUCLEO-144 default) is there. Without
-/// this check the HAL would wait for it forever on a board whose solder
-/// bridges route no clock to OSC_IN.
-fn hse_present(rcc: &pac::RCC) -> bool {
-    if rcc.cr.read().hserdy().bit_is_set() {
-        return true;
+/// `RCC_CR`'s HSE bits through stm32f4xx-hal's register access crate (the
+/// probe itself is `smolsock_board::nucleo::hse_present`, shared with the H7).
+struct Hse<'a>(&'a pac::RCC);
+
+impl HseControl for Hse<'_> {
+    const HSI_HZ: u32 = config::HSI_HZ;
+
+    fn ready(&self) -> bool {
+        self.0.cr.read().hserdy().bit_is_set()
     }
-    // HSEBYP may only change while HSE is off.
-    rcc.cr.modify(|_, w| w.hseon().clear_bit());
-    rcc.cr.modify(|_, w| w.hsebyp().set_bit());
-    rcc.cr.modify(|_, w| w.hseon().set_bit());
-    // Running from the 16 MHz HSI here: 100 x 16k cycles is about 100 ms,
-    // ST's HSE start-up timeout. A bypass clock is ready within 6 cycles.
-    for _ in 0..100 {
-        if rcc.cr.read().hserdy().bit_is_set() {
-            return true;
-        }
-        cortex_m::asm::delay(16_000);
+
+    fn set_on(&mut self, on: bool) {
+        self.0.cr.modify(|_, w| w.hseon().bit(on));
     }
-    rcc.cr.modify(|_, w| w.hseon().clear_bit());
-    rcc.cr.modify(|_, w| w.hsebyp().clear_bit());
-    false
+
+    fn set_bypass(&mut self, bypass: bool) {
+        self.0.cr.modify(|_, w| w.hsebyp().bit(bypass));
+    }
+
+    fn warn_missing(&self) {
+        defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 16 MHz HSI");
+    }
 }
 
-/// This board as a `smolsock_board::Board`: [`init`], with
-/// [`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], no
-/// gateway, and the seed from [`init`] (the hardware RNG).
+/// This board as a `smolsock_board::Board`: [`init`], with its place in the
+/// address plan ([`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/
+/// [`config::PREFIX_LEN`], no gateway), and the seed from [`init`] (the
+/// hardware RNG).
 pub fn board() -> EthBoard<EthDevice> {
     let (device, clock, seed) = init();
-    let config = StackConfig {
-        mac: EthernetAddress(config::MAC_ADDRESS),
-        ip: Ipv4Cidr::new(config::IP_ADDRESS, config::PREFIX_LEN),
-        gateway: None,
-        seed,
-    };
+    let config = addresses::stack_config(config::BOARD_NUMBER, seed);
     EthBoard::new(device, clock, config)
 }

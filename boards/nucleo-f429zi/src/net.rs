@@ -18,7 +18,7 @@ use stm32_eth::hal::gpio::{Alternate, PA2, PC1};
 use stm32_eth::mac::{EthernetMACWithMii, Speed as MacSpeed};
 
 use crate::config::PHY_ADDRESS;
-use smolsock_board::lan8742a::{self, Link, Speed};
+use smolsock_board::lan8742a::{self, Link, LinkState, Speed};
 
 /// Largest Ethernet frame handed to or accepted from smoltcp, without FCS.
 pub const MTU: usize = 1514;
@@ -30,6 +30,9 @@ pub type MdcPin = PC1<Alternate<11>>;
 /// stm32-eth's MAC with the MDIO bus to the PHY.
 pub type Mac = EthernetMACWithMii<MdioPin, MdcPin>;
 
+// The counters are this driver's own (the H7's look alike but count less):
+// stm32-eth hands over frames the DMA flagged bad, and a TX token can find no
+// free descriptor; embassy-stm32 drops bad frames inside and has neither.
 static RX_FRAMES: AtomicU32 = AtomicU32::new(0);
 static RX_ERRORS: AtomicU32 = AtomicU32::new(0);
 static TX_FRAMES: AtomicU32 = AtomicU32::new(0);
@@ -55,7 +58,7 @@ pub struct Stats {
 pub struct EthDevice {
     dma: EthernetDMA<'static, 'static>,
     mac: Mac,
-    link: Option<Link>,
+    link: LinkState,
     rx_descriptors: usize,
     scratch: &'static mut [u8; MTU],
 }
@@ -71,26 +74,24 @@ impl EthDevice {
         let mut dev = EthDevice {
             dma,
             mac,
-            link: None,
+            link: LinkState::default(),
             rx_descriptors,
             scratch,
         };
-        dev.apply_link(link);
+        dev.follow(link);
         dev
     }
 
     /// The link as last seen by [`EthDevice::poll_link`] (or at init).
     pub fn link(&self) -> Option<Link> {
-        self.link
+        self.link.link()
     }
 
     /// Reads the link state from the PHY (three MDIO reads, about 0.1 ms),
     /// logs a change and sets the MAC's speed and duplex to match the PHY.
     pub fn poll_link(&mut self) -> Option<Link> {
         let link = lan8742a::link(&mut PhyBus(&mut self.mac));
-        if link != self.link {
-            self.apply_link(link);
-        }
+        self.follow(link);
         link
     }
 
@@ -104,25 +105,17 @@ impl EthDevice {
         }
     }
 
-    fn apply_link(&mut self, link: Option<Link>) {
-        match link {
-            Some(l) => {
-                let speed = match (l.speed, l.full_duplex) {
-                    (Speed::Mbps10, false) => MacSpeed::HalfDuplexBase10T,
-                    (Speed::Mbps10, true) => MacSpeed::FullDuplexBase10T,
-                    (Speed::Mbps100, false) => MacSpeed::HalfDuplexBase100Tx,
-                    (Speed::Mbps100, true) => MacSpeed::FullDuplexBase100Tx,
-                };
-                self.mac.set_speed(speed);
-                defmt::info!(
-                    "link up: {} Mbit/s, {} duplex",
-                    if l.speed == Speed::Mbps100 { 100 } else { 10 },
-                    if l.full_duplex { "full" } else { "half" }
-                );
-            }
-            None => defmt::warn!("link down"),
+    /// Records the link (logging a change) and sets the MAC's speed and
+    /// duplex to a new one.
+    fn follow(&mut self, link: Option<Link>) {
+        if let Some(l) = self.link.update(link) {
+            self.mac.set_speed(match (l.speed, l.full_duplex) {
+                (Speed::Mbps10, false) => MacSpeed::HalfDuplexBase10T,
+                (Speed::Mbps10, true) => MacSpeed::FullDuplexBase10T,
+                (Speed::Mbps100, false) => MacSpeed::HalfDuplexBase100Tx,
+                (Speed::Mbps100, true) => MacSpeed::FullDuplexBase100Tx,
+            });
         }
-        self.link = link;
     }
 }
 
@@ -139,6 +132,9 @@ impl lan8742a::Mdio for PhyBus<'_> {
     }
 }
 
+// smoltcp's `Device` with this driver's own tokens (over stm32-eth's rings);
+// the emulated board's looks alike because the trait's token types are spelled
+// so, not because there is anything to share.
 impl phy::Device for EthDevice {
     type RxToken<'a>
         = RxToken<'a>

@@ -9,61 +9,42 @@
 //! number of times, before each read: the HAL is only asked for a word once
 //! one is ready, and then answers at once (a word, or the clock or seed
 //! error). If anything fails, [`crate::init`] logs a warning and falls back to
-//! [`fallback_seed`], which is guessable.
+//! [`fallback_seed`], which is guessable. The two words and their check, the
+//! errors, the warning and the fallback's mixing are `smolsock_board::seed`'s,
+//! shared with the H7; this module holds what differs: the F4's RNG clock
+//! (PLL48CLK) and its status register read through stm32f4xx-hal.
 
 use rand_core::RngCore;
 use stm32f4xx_hal::pac;
 use stm32f4xx_hal::rcc::Clocks;
 use stm32f4xx_hal::rng::RngExt;
 
+pub use smolsock_board::seed::RngError;
+
 /// Status polls before a read gives up. A word takes 40 RNG clocks (under
 /// 1 µs at 48 MHz); 10,000 polls take at least 10,000 AHB cycles, 60 µs at
 /// 168 MHz, several dozen words' worth.
 const POLLS: u32 = 10_000;
 
-/// Why the hardware RNG gave no seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
-pub enum RngError {
-    /// PLL48CLK is off, or slower than HCLK / 16 (the RNG would flag a clock
-    /// error on every read).
-    NoClock,
-    /// The RNG flagged a clock error (CECS: RNG clock below HCLK / 16).
-    ClockError,
-    /// The RNG flagged a seed error (SECS: its noise source looks stuck).
-    SeedError,
-    /// No word within [`POLLS`] reads of the status register.
-    Timeout,
-    /// Two consecutive words were equal: the continuous test of RM0090 24.3.1
-    /// (FIPS PUB 140-2) failed.
-    Repeated,
-}
-
 /// 64 bits from the hardware RNG: two 32-bit words, each checked against the
 /// one before it (the first word after enabling is only used for that check,
-/// as RM0090 24.3.1 asks). Never waits unboundedly and never panics.
+/// as RM0090 24.3.1 asks: `smolsock_board::seed::from_rng`). Never waits
+/// unboundedly and never panics.
 pub fn hardware_seed(rng: pac::RNG, clocks: &Clocks) -> Result<u64, RngError> {
     // `constrain` asserts this; check it here so that a bad clock tree is an
-    // error, not a panic.
+    // error, not a panic. PLL48CLK off, or slower than HCLK / 16: the RNG
+    // would flag a clock error on every read.
     let rng_clk = clocks.pll48clk().map_or(0, |f| f.raw());
     if rng_clk == 0 || rng_clk < clocks.hclk().raw() / 16 {
         return Err(RngError::NoClock);
     }
     let mut rng = rng.constrain(clocks);
-    let mut previous = next_word(&mut rng)?;
-    let mut seed = 0u64;
-    for _ in 0..2 {
-        let word = next_word(&mut rng)?;
-        if word == previous {
-            return Err(RngError::Repeated);
-        }
-        seed = (seed << 32) | u64::from(word);
-        previous = word;
-    }
-    Ok(seed)
+    smolsock_board::seed::from_rng(|| next_word(&mut rng))
 }
 
 /// One word from the RNG, once its status says one is ready (DRDY) or an
-/// error is flagged (CECS, SECS), within [`POLLS`] polls.
+/// error is flagged (CECS: RNG clock below HCLK / 16; SECS: noise source
+/// stuck), within [`POLLS`] polls ([`RngError::Timeout`] after that).
 fn next_word(rng: &mut stm32f4xx_hal::rng::Rng) -> Result<u32, RngError> {
     // SAFETY: this only reads RNG_SR, which has no side effect (its flags
     // clear only on writes and DR reads), so it does not disturb the HAL's
@@ -92,18 +73,10 @@ fn next_word(rng: &mut stm32f4xx_hal::rng::Rng) -> Result<u32, RngError> {
 }
 
 /// The seed without the RNG: the 96-bit unique device ID mixed with the time
-/// since boot. It differs between boards and boots but is not unpredictable
-/// (the ID is fixed per chip, and the time since boot at this point varies
-/// by little more than the PHY's link-up time), so it is only the fallback.
+/// since boot (`smolsock_board::seed::from_device_id`), which is guessable.
 pub fn fallback_seed() -> u64 {
-    const UID_BASE: *const u32 = 0x1FFF_7A10 as *const u32;
-    // SAFETY: the unique device ID is three read-only words in system memory.
-    let uid = unsafe {
-        [
-            UID_BASE.read_volatile(),
-            UID_BASE.add(1).read_volatile(),
-            UID_BASE.add(2).read_volatile(),
-        ]
-    };
-    smolsock_board::seed::seed(&uid)
+    const UID: *const [u8; 12] = 0x1FFF_7A10 as *const [u8; 12];
+    // SAFETY: the unique device ID is 12 read-only bytes in system memory
+    // (RM0090, device electronic signature), always mapped, never written.
+    smolsock_board::seed::from_device_id(unsafe { UID.read_volatile() })
 }

@@ -7,7 +7,7 @@
 //! [`board`] wraps them in a `smolsock_board::EthBoard` with this board's
 //! addresses. The loop, the clock, the PHY driver and the four programs' mains
 //! are shared with the other boards in `smolsock-board`. Linking this crate
-//! also links the defmt RTT logger and the panic handler (panic-probe), so a
+//! also links the defmt RTT logger and the panic handler (smolsock-board's), so a
 //! firmware binary is its board, its program and its buffer sizes:
 //!
 //! ```ignore
@@ -35,15 +35,13 @@
 use core::ptr::addr_of_mut;
 
 use defmt_rtt as _;
-use panic_probe as _;
 
 use embassy_stm32::bind_interrupts;
 use embassy_stm32::eth::{self, Ethernet, PacketQueue, Sma};
 use embassy_stm32::peripherals;
 use embassy_stm32::time::Hertz;
-use smolsock::smol::StackConfig;
-use smolsock_board::EthBoard;
-use smoltcp::wire::{EthernetAddress, Ipv4Cidr};
+use smolsock_board::nucleo::{self, HseControl};
+use smolsock_board::{EthBoard, addresses};
 
 pub mod net;
 pub mod rng;
@@ -53,29 +51,29 @@ pub use smolsock_board::Clock;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
 
-/// Every board constant in one place.
+/// Every board constant in one place. The NUCLEO-F429ZI's `config` has the same
+/// names (and shares the re-exported ones): the values here are this board's.
 pub mod config {
-    use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address};
+    use smolsock_board::addresses;
+    use smoltcp::wire::Ipv4Address;
 
+    // The address plan's network and PC; the ST-LINK's clock (if it is
+    // missing, `init` falls back to the internal 64 MHz HSI) and the PHY's
+    // MDIO address, as on every Nucleo-144.
+    pub use smolsock_board::addresses::{PEER_ADDRESS, PREFIX_LEN};
+    pub use smolsock_board::nucleo::{HSE_HZ, PHY_ADDRESS};
+
+    /// This board's number in the address plan: 192.168.69.5.
+    pub const BOARD_NUMBER: u8 = 5;
     /// Locally administered MAC address of this board.
-    pub const MAC_ADDRESS: [u8; 6] = [0x02, 0x00, 0x00, 0x00, 0x00, 0x05];
+    pub const MAC_ADDRESS: [u8; 6] = addresses::mac_address(BOARD_NUMBER).0;
     /// Static IPv4 address of this board.
-    pub const IP_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 5);
-    /// Prefix length of [`IP_ADDRESS`]'s subnet.
-    pub const PREFIX_LEN: u8 = 24;
-    /// The PC on the other end of the cable (its Ethernet port).
-    pub const PEER_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
-    /// Default port of the smolsock programs.
-    pub const PORT: u16 = 9090;
+    pub const IP_ADDRESS: Ipv4Address = addresses::ip_address(BOARD_NUMBER);
 
-    /// MDIO address of the on-board LAN8742A (PHYAD0 strapped low).
-    pub const PHY_ADDRESS: u8 = 0;
     /// How long [`crate::init`] waits for a link before going on without one.
     pub const LINK_TIMEOUT_MS: u64 = 5_000;
-
-    /// HSE: the 8 MHz MCO of the on-board ST-LINK, fed in bypass mode. If it
-    /// is missing, [`crate::init`] falls back to the internal 64 MHz HSI.
-    pub const HSE_HZ: u32 = 8_000_000;
+    /// The internal oscillator the core runs from until the PLL is set up.
+    pub const HSI_HZ: u32 = 64_000_000;
     /// CPU clock: PLL1 P output (8 MHz / 4 * 400 / 2), voltage scale 1.
     pub const SYSCLK_HZ: u32 = 400_000_000;
     /// AHB clock (HCLK = SYSCLK / 2); the APB buses run at HCLK / 2.
@@ -85,11 +83,6 @@ pub mod config {
     pub const RX_DESCRIPTORS: usize = 8;
     /// Transmit descriptors (one 1514-byte buffer each).
     pub const TX_DESCRIPTORS: usize = 4;
-
-    /// [`IP_ADDRESS`] with its prefix.
-    pub fn ip_cidr() -> IpCidr {
-        IpCidr::new(IpAddress::Ipv4(IP_ADDRESS), PREFIX_LEN)
-    }
 }
 
 bind_interrupts!(struct Irqs {
@@ -104,30 +97,31 @@ const AXI_SRAM: core::ops::Range<usize> = 0x2400_0000..0x2408_0000;
 static mut PACKET_QUEUE: PacketQueue<{ config::TX_DESCRIPTORS }, { config::RX_DESCRIPTORS }> =
     PacketQueue::new();
 
-/// Turns on HSE in bypass mode and reports whether the external 8 MHz clock
-/// (the ST-LINK's MCO on OSC_IN, the NUCLEO-144 default) is there. Without
-/// this check embassy-stm32 would wait for it forever on a board whose solder
-/// bridges route no clock to OSC_IN.
-fn hse_present() -> bool {
-    let rcc = embassy_stm32::pac::RCC;
-    if rcc.cr().read().hserdy() {
-        return true;
+/// `RCC_CR`'s HSE bits through embassy-stm32's register access crate, before
+/// `embassy_stm32::init` (which would wait for HSE forever); the probe itself
+/// is `smolsock_board::nucleo::hse_present`, shared with the F4.
+struct Hse;
+
+impl HseControl for Hse {
+    const HSI_HZ: u32 = config::HSI_HZ;
+
+    fn ready(&self) -> bool {
+        embassy_stm32::pac::RCC.cr().read().hserdy()
     }
-    // HSEBYP may only change while HSE is off.
-    rcc.cr().modify(|w| w.set_hseon(false));
-    rcc.cr().modify(|w| w.set_hsebyp(true));
-    rcc.cr().modify(|w| w.set_hseon(true));
-    // Running from the 64 MHz HSI here: 100 x 64k cycles is about 100 ms,
-    // ST's HSE start-up timeout. A bypass clock is ready within 6 cycles.
-    for _ in 0..100 {
-        if rcc.cr().read().hserdy() {
-            return true;
-        }
-        cortex_m::asm::delay(64_000);
+
+    fn set_on(&mut self, on: bool) {
+        embassy_stm32::pac::RCC.cr().modify(|w| w.set_hseon(on));
     }
-    rcc.cr().modify(|w| w.set_hseon(false));
-    rcc.cr().modify(|w| w.set_hsebyp(false));
-    false
+
+    fn set_bypass(&mut self, bypass: bool) {
+        embassy_stm32::pac::RCC
+            .cr()
+            .modify(|w| w.set_hsebyp(bypass));
+    }
+
+    fn warn_missing(&self) {
+        defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 64 MHz HSI");
+    }
 }
 
 fn rcc_config(hse: bool) -> embassy_stm32::Config {
@@ -190,10 +184,7 @@ fn rcc_config(hse: bool) -> embassy_stm32::Config {
 /// # Panics
 /// If called twice, or if no PHY answers on MDIO (a hardware fault).
 pub fn init() -> (EthDevice, Clock, u64) {
-    let hse = hse_present();
-    if !hse {
-        defmt::warn!("no 8 MHz clock from the ST-LINK on OSC_IN: running from the 64 MHz HSI");
-    }
+    let hse = nucleo::hse_present(&mut Hse);
     let p = embassy_stm32::init(rcc_config(hse));
     let mut cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
     // The I-cache is safe with DMA; the D-cache is left off on purpose.
@@ -241,45 +232,19 @@ pub fn init() -> (EthDevice, Clock, u64) {
         );
     }
     let link = eth.phy_mut().wait_for_link(config::LINK_TIMEOUT_MS);
-    if link.is_none() {
-        defmt::warn!(
-            "no link after {} ms; going on, poll_link() will pick it up",
-            config::LINK_TIMEOUT_MS
-        );
-    }
     let device = EthDevice::new(eth, link, config::RX_DESCRIPTORS);
-    defmt::info!(
-        "eth: MAC {}, IPv4 {}",
-        EthernetAddress(config::MAC_ADDRESS),
-        config::ip_cidr()
-    );
+    addresses::log(config::BOARD_NUMBER);
     // After the link wait, so that the fallback's time since boot varies.
-    let seed = match hardware_seed {
-        Ok(seed) => {
-            defmt::info!("seed: 64 bits from the hardware RNG");
-            seed
-        }
-        Err(e) => {
-            defmt::warn!(
-                "hardware RNG failed ({}): seeding from the device ID and the time since boot, which is guessable",
-                e
-            );
-            rng::fallback_seed()
-        }
-    };
+    let seed = smolsock_board::seed::hardware_or(hardware_seed, rng::fallback_seed);
     (device, clock, seed)
 }
 
-/// This board as a `smolsock_board::Board`: [`init`], with
-/// [`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/[`config::PREFIX_LEN`], no
-/// gateway, and the seed from [`init`] (the hardware RNG).
+/// This board as a `smolsock_board::Board`: [`init`], with its place in the
+/// address plan ([`config::MAC_ADDRESS`], [`config::IP_ADDRESS`]/
+/// [`config::PREFIX_LEN`], no gateway), and the seed from [`init`] (the
+/// hardware RNG).
 pub fn board() -> EthBoard<EthDevice> {
     let (device, clock, seed) = init();
-    let config = StackConfig {
-        mac: EthernetAddress(config::MAC_ADDRESS),
-        ip: Ipv4Cidr::new(config::IP_ADDRESS, config::PREFIX_LEN),
-        gateway: None,
-        seed,
-    };
+    let config = addresses::stack_config(config::BOARD_NUMBER, seed);
     EthBoard::new(device, clock, config)
 }

@@ -21,11 +21,14 @@ use smoltcp::time::Instant;
 
 use crate::config::PHY_ADDRESS;
 use smolsock_board::Clock;
-use smolsock_board::lan8742a::{self, Link, PhyError, Speed};
+use smolsock_board::lan8742a::{self, Link, LinkState, PhyError, Speed};
 
 /// embassy-stm32's Ethernet driver as used on this board.
 pub type Eth = Ethernet<'static, ETH, Lan8742a<Sma<'static, ETH_SMA>>>;
 
+// The counters are this driver's own (the F4's look alike but count more):
+// embassy-stm32 drops bad frames inside and always has a TX buffer for a token,
+// so only frames are counted.
 static RX_FRAMES: AtomicU32 = AtomicU32::new(0);
 static TX_FRAMES: AtomicU32 = AtomicU32::new(0);
 
@@ -45,7 +48,7 @@ pub struct Stats {
 /// the cable: call it now and then (every few hundred ms) from the main loop.
 pub struct EthDevice {
     eth: Eth,
-    link: Option<Link>,
+    link: LinkState,
     rx_descriptors: usize,
 }
 
@@ -59,25 +62,23 @@ impl EthDevice {
             .modify(|w| w.set_cst(true));
         let mut dev = EthDevice {
             eth,
-            link: None,
+            link: LinkState::default(),
             rx_descriptors,
         };
-        dev.apply_link(link);
+        dev.follow(link);
         dev
     }
 
     /// The link as last seen by [`EthDevice::poll_link`] (or at init).
     pub fn link(&self) -> Option<Link> {
-        self.link
+        self.link.link()
     }
 
     /// Reads the link state from the PHY (three MDIO reads, about 0.1 ms),
     /// logs a change and sets the MAC's speed and duplex to match the PHY.
     pub fn poll_link(&mut self) -> Option<Link> {
         let link = lan8742a::link(&mut SmiBus(&mut self.eth.phy_mut().smi));
-        if link != self.link {
-            self.apply_link(link);
-        }
+        self.follow(link);
         link
     }
 
@@ -89,24 +90,16 @@ impl EthDevice {
         }
     }
 
-    fn apply_link(&mut self, link: Option<Link>) {
-        match link {
-            Some(l) => {
-                // embassy-stm32 starts the MAC at 100 Mbit/s full duplex and
-                // never changes it; follow what the PHY negotiated instead.
-                embassy_stm32::pac::ETH.ethernet_mac().maccr().modify(|w| {
-                    w.set_fes(l.speed == Speed::Mbps100);
-                    w.set_dm(l.full_duplex);
-                });
-                defmt::info!(
-                    "link up: {} Mbit/s, {} duplex",
-                    if l.speed == Speed::Mbps100 { 100 } else { 10 },
-                    if l.full_duplex { "full" } else { "half" }
-                );
-            }
-            None => defmt::warn!("link down"),
+    /// Records the link (logging a change) and sets the MAC's speed and
+    /// duplex to a new one: embassy-stm32 starts the MAC at 100 Mbit/s full
+    /// duplex and never changes it, so this writes MACCR's FES and DM itself.
+    fn follow(&mut self, link: Option<Link>) {
+        if let Some(l) = self.link.update(link) {
+            embassy_stm32::pac::ETH.ethernet_mac().maccr().modify(|w| {
+                w.set_fes(l.speed == Speed::Mbps100);
+                w.set_dm(l.full_duplex);
+            });
         }
-        self.link = link;
     }
 }
 

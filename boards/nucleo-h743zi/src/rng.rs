@@ -14,7 +14,10 @@
 //! probe over the registers runs first and answers for it: with the clock
 //! running and the noise source working, that wait ends within a microsecond.
 //! If anything fails, [`crate::init`] logs a warning and falls back to
-//! [`fallback_seed`], which is guessable.
+//! [`fallback_seed`], which is guessable. The two words and their check, the
+//! errors, the warning and the fallback's mixing are `smolsock_board::seed`'s,
+//! shared with the F4; this module holds what differs: the H7's RNG clock
+//! (HSI48 through `RNGSEL`), its register map and embassy-stm32's driver.
 
 use core::future::Future;
 use core::pin::pin;
@@ -28,61 +31,38 @@ use embassy_stm32::rng::{self, Rng};
 
 use crate::Irqs;
 
+pub use smolsock_board::seed::RngError;
+
 /// Status polls (or polls of the read future) before a read gives up. A word
 /// takes about 40 RNG clocks (under 1 µs at 48 MHz); 10,000 polls take at
 /// least 10,000 AHB cycles, 50 µs at 200 MHz.
 const POLLS: u32 = 10_000;
 
-/// Why the hardware RNG gave no seed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, defmt::Format)]
-pub enum RngError {
-    /// HSI48 is not running, or the RNG's clock mux selects another clock.
-    NoClock,
-    /// The RNG flagged a clock error (its clock below HCLK / 32).
-    ClockError,
-    /// The RNG flagged a seed error (its noise source looks stuck).
-    SeedError,
-    /// No word within [`POLLS`] polls.
-    Timeout,
-    /// Two consecutive words were equal: the continuous test of RM0433
-    /// (FIPS PUB 140-2) failed.
-    Repeated,
-}
-
-impl From<rng::Error> for RngError {
-    fn from(e: rng::Error) -> Self {
-        match e {
-            rng::Error::ClockError => RngError::ClockError,
-            rng::Error::SeedError => RngError::SeedError,
-        }
+/// embassy-stm32's two errors: a clock error (the RNG's clock below
+/// HCLK / 32) or a seed error (its noise source looks stuck).
+fn rng_error(e: rng::Error) -> RngError {
+    match e {
+        rng::Error::ClockError => RngError::ClockError,
+        rng::Error::SeedError => RngError::SeedError,
     }
 }
 
 /// 64 bits from the hardware RNG: two 32-bit words, each checked against the
-/// one before it (embassy-stm32 discards the first word after enabling, as
-/// the reference manual asks). Never waits unboundedly on a read and never
-/// panics.
+/// one before it (`smolsock_board::seed::from_rng`; embassy-stm32 discards
+/// the first word after enabling as well, as the reference manual asks).
+/// Never waits unboundedly on a read and never panics.
 pub fn hardware_seed(peripheral: Peri<'static, RNG>) -> Result<u64, RngError> {
     probe()?;
     let mut rng = Rng::new(peripheral, Irqs);
-    let mut previous = next_word(&mut rng)?;
-    let mut seed = 0u64;
-    for _ in 0..2 {
-        let word = next_word(&mut rng)?;
-        if word == previous {
-            return Err(RngError::Repeated);
-        }
-        seed = (seed << 32) | u64::from(word);
-        previous = word;
-    }
-    Ok(seed)
+    smolsock_board::seed::from_rng(|| next_word(&mut rng))
     // Dropping `rng` turns the RNG and its clock off again.
 }
 
 /// Checks, over the registers and within [`POLLS`] polls, that the RNG's
-/// clock runs and that it produces a word: what `Rng::new` waits for without
-/// a bound (and what `T::frequency()` in it would panic on). Leaves the RNG
-/// disabled for `Rng::new` to reset.
+/// clock runs (HSI48 ready and selected by `RNGSEL`, else
+/// [`RngError::NoClock`]) and that it produces a word: what `Rng::new` waits
+/// for without a bound (and what `T::frequency()` in it would panic on).
+/// Leaves the RNG disabled for `Rng::new` to reset.
 fn probe() -> Result<(), RngError> {
     let rcc = pac::RCC;
     if !rcc.cr().read().hsi48rdy() || rcc.d2ccip2r().read().rngsel() != Rngsel::HSI48 {
@@ -113,6 +93,9 @@ fn probe() -> Result<(), RngError> {
 
 /// One word from embassy-stm32's `async_fill_bytes`, polled at most
 /// [`POLLS`] times.
+// Out of line: inlined into `init` (its only caller, through
+// `smolsock_board::seed::from_rng`) it takes about 100 bytes more flash.
+#[inline(never)]
 fn next_word(rng: &mut Rng<'static, RNG>) -> Result<u32, RngError> {
     let mut word = [0u8; 4];
     let outcome = {
@@ -121,7 +104,7 @@ fn next_word(rng: &mut Rng<'static, RNG>) -> Result<u32, RngError> {
         let mut outcome = Err(RngError::Timeout);
         for _ in 0..POLLS {
             if let Poll::Ready(result) = read.as_mut().poll(&mut cx) {
-                outcome = result.map_err(RngError::from);
+                outcome = result.map_err(rng_error);
                 break;
             }
         }
@@ -130,19 +113,9 @@ fn next_word(rng: &mut Rng<'static, RNG>) -> Result<u32, RngError> {
     outcome.map(|()| u32::from_ne_bytes(word))
 }
 
-/// The seed without the RNG: the 96-bit unique device ID mixed with the time
-/// since boot. It differs between boards and boots but is not unpredictable
-/// (the ID is fixed per chip, and the time since boot at this point varies
-/// by little more than the PHY's link-up time), so it is only the fallback.
+/// The seed without the RNG: the 96-bit unique device ID (embassy-stm32's
+/// `uid`) mixed with the time since boot
+/// (`smolsock_board::seed::from_device_id`), which is guessable.
 pub fn fallback_seed() -> u64 {
-    const UID_BASE: *const u32 = 0x1FF1_E800 as *const u32;
-    // SAFETY: the unique device ID is three read-only words in system memory.
-    let uid = unsafe {
-        [
-            UID_BASE.read_volatile(),
-            UID_BASE.add(1).read_volatile(),
-            UID_BASE.add(2).read_volatile(),
-        ]
-    };
-    smolsock_board::seed::seed(&uid)
+    smolsock_board::seed::from_device_id(embassy_stm32::uid::uid())
 }

@@ -326,6 +326,8 @@ impl Ethernet {
     }
 }
 
+// smoltcp's `Device` with this driver's own tokens (over the MAC's FIFO); the
+// NUCLEO-F429ZI's looks alike because the trait's token types are spelled so.
 impl phy::Device for Ethernet {
     type RxToken<'a>
         = RxToken<'a>

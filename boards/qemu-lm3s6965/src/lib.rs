@@ -8,7 +8,8 @@
 //! * [`Ethernet`], a [`smoltcp::phy::Device`] over the MAC ([`eth`]);
 //! * a SysTick millisecond clock (`smolsock_board::Clock`) at the 12.5 MHz core clock;
 //! * [`Board::wait`], which sleeps (`WFI`) until a deadline or a frame;
-//! * the address plan ([`MAC_ADDRESS`], [`IP_ADDRESS`]) and a seed from the host's clock
+//! * its place in the address plan ([`MAC_ADDRESS`], [`IP_ADDRESS`], from
+//!   `smolsock_board::addresses`) and a seed from the host's clock
 //!   (predictable: the emulated machine has no RNG; see `random_seed`);
 //! * an exit through semihosting when a program finishes (status 0, or 1 if it failed);
 //! * [`stack_used`], the stack's high-water mark, for RAM budgets;
@@ -39,7 +40,7 @@ use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{ExceptionFrame, exception};
 use smolsock::Event;
 use smolsock::smol::StackConfig;
-use smolsock_board::Clock;
+use smolsock_board::{Clock, addresses};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 
@@ -48,15 +49,15 @@ use defmt_semihosting as _;
 
 pub use eth::Ethernet;
 
+/// This board's number in the address plan: 192.168.69.3.
+pub const BOARD_NUMBER: u8 = 3;
 /// The board's MAC address (the project's address plan; QEMU's own default,
 /// 52:54:00:12:34:56, is overwritten at init).
-pub const MAC_ADDRESS: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x03]);
+pub const MAC_ADDRESS: EthernetAddress = addresses::mac_address(BOARD_NUMBER);
 /// The board's IPv4 address.
-pub const IP_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 3);
-/// Prefix length of the TAP network (192.168.69.0/24).
-pub const PREFIX_LEN: u8 = 24;
-/// The Linux side of the TAP, the usual peer.
-pub const PEER_ADDRESS: Ipv4Address = Ipv4Address::new(192, 168, 69, 100);
+pub const IP_ADDRESS: Ipv4Address = addresses::ip_address(BOARD_NUMBER);
+// The prefix of the TAP network (192.168.69.0/24) and its Linux side, the usual peer.
+pub use smolsock_board::addresses::{PEER_ADDRESS, PREFIX_LEN};
 
 /// Interrupt lines of the LM3S6965 that this crate uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +95,9 @@ impl Board {
     /// # Panics
     /// If called more than once (the core peripherals are taken).
     pub fn init() -> Board {
-        let cp = cortex_m::Peripherals::take().expect("Board::init called twice");
+        let Some(cp) = cortex_m::Peripherals::take() else {
+            defmt::panic!("Board::init called twice")
+        };
         // The driver's frame buffers, in .bss rather than in main's stack frame.
         static mut ETH_BUFFERS: eth::Buffers = eth::Buffers::new();
         // SAFETY: `Peripherals::take` succeeded, so this line runs once and
@@ -165,6 +168,8 @@ impl smolsock_board::Board for Board {
     }
 
     fn stack_config(&self) -> StackConfig {
+        // The plan's addresses as a literal: `addresses::stack_config(BOARD_NUMBER, seed)`,
+        // as on the Nucleos, makes this firmware's code a few bytes larger.
         StackConfig {
             mac: MAC_ADDRESS,
             ip: Ipv4Cidr::new(IP_ADDRESS, PREFIX_LEN),
@@ -248,7 +253,7 @@ unsafe fn DefaultHandler(irqn: i16) {
     if irqn == Irq::Ethernet as i16 {
         eth::acknowledge_rx_interrupt();
     } else {
-        panic!("unexpected exception or interrupt {}", irqn);
+        defmt::panic!("unexpected exception or interrupt {=i16}", irqn);
     }
 }
 
@@ -266,9 +271,10 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
 fn panic(info: &core::panic::PanicInfo) -> ! {
     static PANICKING: AtomicBool = AtomicBool::new(false);
     // A panic while logging one (e.g. inside the defmt logger) exits quietly
-    // instead of recursing.
+    // instead of recursing. The place and a plain message only: formatting the
+    // `PanicInfo` would link `core::fmt`.
     if !PANICKING.swap(true, Ordering::Relaxed) {
-        defmt::error!("{}", defmt::Display2Format(info));
+        smolsock_board::log_panic(info);
     }
     exit(1)
 }

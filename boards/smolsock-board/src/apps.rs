@@ -10,21 +10,19 @@ use smolsock::programs::{
     TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver, UdpReceiverConfig, UdpSender,
     UdpSenderConfig,
 };
-use smolsock::smol::{TcpBuffers, UdpBuffers};
-use smolsock::smoltcp::iface::SocketStorage;
+use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
 use smolsock::smoltcp::time::Duration;
 
-use crate::board::{Board, new_stack, run};
+use crate::board::{Board, run};
 
 /// The seed's UDP receiver: binds port 9090 and logs every datagram and its sender
 /// (at most `buf.len()` bytes of each, larger ones reported truncated), forever.
 pub fn udp_recv<B: Board, const BUF: usize, const PACKETS: usize>(
-    mut board: B,
-    storage: &'static mut [SocketStorage<'static>; 1],
+    board: B,
+    stack: &'static mut SmolStack<'static, 1>,
     udp: &'static mut UdpBuffers<BUF, PACKETS>,
     buf: &'static mut [u8],
 ) -> ! {
-    let mut stack = new_stack::<B, 1>(&mut board, storage);
     if let Err(e) = stack.add_udp_buffers(udp) {
         defmt::panic!("udp socket: {}", e);
     }
@@ -37,14 +35,13 @@ pub fn udp_recv<B: Board, const BUF: usize, const PACKETS: usize>(
 
 /// The seed's UDP sender: one datagram per message to `to`, from one ephemeral port.
 pub fn udp_send<B: Board, const BUF: usize, const PACKETS: usize>(
-    mut board: B,
-    storage: &'static mut [SocketStorage<'static>; 1],
+    board: B,
+    stack: &'static mut SmolStack<'static, 1>,
     udp: &'static mut UdpBuffers<BUF, PACKETS>,
     buf: &'static mut [u8],
     to: SocketAddrV4,
     messages: &[&[u8]],
 ) -> ! {
-    let mut stack = new_stack::<B, 1>(&mut board, storage);
     if let Err(e) = stack.add_udp_buffers(udp) {
         defmt::panic!("udp socket: {}", e);
     }
@@ -58,11 +55,10 @@ pub fn udp_send<B: Board, const BUF: usize, const PACKETS: usize>(
 /// The seed's TCP server in echo mode on port 9090: `CLIENTS` served at once, the other
 /// `SOCKETS - CLIENTS` sockets listening as the backlog (rule S12), forever.
 pub fn tcp_server<B: Board, const CLIENTS: usize, const SOCKETS: usize, const BUF: usize>(
-    mut board: B,
-    storage: &'static mut [SocketStorage<'static>; SOCKETS],
+    board: B,
+    stack: &'static mut SmolStack<'static, SOCKETS>,
     tcp: &'static mut [TcpBuffers<BUF>; SOCKETS],
 ) -> ! {
-    let mut stack = new_stack::<B, SOCKETS>(&mut board, storage);
     for buffers in tcp.iter_mut() {
         if let Err(e) = stack.add_tcp_buffers(buffers) {
             defmt::panic!("tcp socket: {}", e);
@@ -82,15 +78,14 @@ pub fn tcp_server<B: Board, const CLIENTS: usize, const SOCKETS: usize, const BU
 /// The seed's TCP client: connects to `to`, sends `lines` on one connection, logs the
 /// replies and closes.
 pub fn tcp_client<B: Board, const BUF: usize>(
-    mut board: B,
-    storage: &'static mut [SocketStorage<'static>; 1],
+    board: B,
+    stack: &'static mut SmolStack<'static, 1>,
     tcp: &'static mut TcpBuffers<BUF>,
     tx: &'static mut [u8],
     rx: &'static mut [u8],
     to: SocketAddrV4,
     lines: &[&[u8]],
 ) -> ! {
-    let mut stack = new_stack::<B, 1>(&mut board, storage);
     if let Err(e) = stack.add_tcp_buffers(tcp) {
         defmt::panic!("tcp socket: {}", e);
     }
@@ -110,8 +105,11 @@ pub fn tcp_client<B: Board, const BUF: usize>(
 
 /// A firmware's `main`: the board, one of the seed's four programs and its buffer sizes.
 ///
-/// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers are
-/// statics made with `cortex_m::singleton!` (`.bss`, no allocator), sized by constant
+/// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers, its
+/// sockets and the stack (smoltcp's interface) are statics made with
+/// `cortex_m::singleton!` (`.bss`, no allocator), so that the firmware's RAM shows in its
+/// symbols (`cargo xtask size`: `TCP_BUFFERS`/`UDP_BUFFERS`, `MESSAGE`, `RECV`, then
+/// `SOCKETS` and `STACK`) and the linker checks that they fit. Their sizes are constant
 /// expressions, given in this order:
 ///
 /// | program | sizes | then |
@@ -157,16 +155,18 @@ macro_rules! program {
             use $crate::__private::{SocketStorage, TcpBuffers, singleton, taken_twice};
             const CLIENTS: usize = $clients;
             // Every client and every backlog slot has a socket of its own.
-            const SOCKETS: usize = CLIENTS + $backlog;
+            const SOCKET_COUNT: usize = CLIENTS + $backlog;
             const BUF: usize = $buf;
+            let board = $board;
             let statics = (
-                singleton!(: [SocketStorage<'static>; SOCKETS] = [SocketStorage::EMPTY; SOCKETS]),
-                singleton!(: [TcpBuffers<BUF>; SOCKETS] = [const { TcpBuffers::new() }; SOCKETS]),
+                singleton!(SOCKETS: [SocketStorage<'static>; SOCKET_COUNT] = [SocketStorage::EMPTY; SOCKET_COUNT]),
+                singleton!(TCP_BUFFERS: [TcpBuffers<BUF>; SOCKET_COUNT] = [const { TcpBuffers::new() }; SOCKET_COUNT]),
             );
             let (Some(storage), Some(tcp)) = statics else {
                 taken_twice()
             };
-            $crate::apps::tcp_server::<_, CLIENTS, SOCKETS, BUF>($board, storage, tcp)
+            let (board, stack) = $crate::__program_stack!(board, storage, SOCKET_COUNT);
+            $crate::apps::tcp_server::<_, CLIENTS, SOCKET_COUNT, BUF>(board, stack, tcp)
         }
     };
     (
@@ -181,16 +181,18 @@ macro_rules! program {
             use $crate::__private::{SocketStorage, TcpBuffers, singleton, taken_twice, to_peer};
             /// The lines the board sends, in order, on one connection.
             const LINES: &[&[u8]] = &[$($line),*];
+            let board = $board;
             let statics = (
-                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
-                singleton!(: TcpBuffers<{ $buf }> = TcpBuffers::new()),
-                singleton!(: [u8; $message] = [0; $message]),
-                singleton!(: [u8; $recv] = [0; $recv]),
+                singleton!(SOCKETS: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(TCP_BUFFERS: TcpBuffers<{ $buf }> = TcpBuffers::new()),
+                singleton!(MESSAGE: [u8; $message] = [0; $message]),
+                singleton!(RECV: [u8; $recv] = [0; $recv]),
             );
             let (Some(storage), Some(tcp), Some(tx), Some(rx)) = statics else {
                 taken_twice()
             };
-            $crate::apps::tcp_client($board, storage, tcp, tx, rx, to_peer($peer), LINES)
+            let (board, stack) = $crate::__program_stack!(board, storage, 1);
+            $crate::apps::tcp_client(board, stack, tcp, tx, rx, to_peer($peer), LINES)
         }
     };
     (
@@ -200,15 +202,17 @@ macro_rules! program {
         #[$crate::__private::entry]
         fn main() -> ! {
             use $crate::__private::{SocketStorage, UdpBuffers, singleton, taken_twice};
+            let board = $board;
             let statics = (
-                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
-                singleton!(: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
-                singleton!(: [u8; $recv] = [0; $recv]),
+                singleton!(SOCKETS: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(UDP_BUFFERS: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
+                singleton!(RECV: [u8; $recv] = [0; $recv]),
             );
             let (Some(storage), Some(udp), Some(buf)) = statics else {
                 taken_twice()
             };
-            $crate::apps::udp_recv($board, storage, udp, buf)
+            let (board, stack) = $crate::__program_stack!(board, storage, 1);
+            $crate::apps::udp_recv(board, stack, udp, buf)
         }
     };
     (
@@ -223,15 +227,39 @@ macro_rules! program {
             use $crate::__private::{SocketStorage, UdpBuffers, singleton, taken_twice, to_peer};
             /// What the board sends, one datagram each.
             const MESSAGES: &[&[u8]] = &[$($msg),*];
+            let board = $board;
             let statics = (
-                singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
-                singleton!(: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
-                singleton!(: [u8; $message] = [0; $message]),
+                singleton!(SOCKETS: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
+                singleton!(UDP_BUFFERS: UdpBuffers<{ $buf }, { $datagrams }> = UdpBuffers::new()),
+                singleton!(MESSAGE: [u8; $message] = [0; $message]),
             );
             let (Some(storage), Some(udp), Some(buf)) = statics else {
                 taken_twice()
             };
-            $crate::apps::udp_send($board, storage, udp, buf, to_peer($peer), MESSAGES)
+            let (board, stack) = $crate::__program_stack!(board, storage, 1);
+            $crate::apps::udp_send(board, stack, udp, buf, to_peer($peer), MESSAGES)
         }
     };
+}
+
+/// The stack of a [`program!`] in its static `STACK`, on the board's device: the board is
+/// asked for its addresses and the time first, then the stack is built with interrupts
+/// masked (`cortex_m::singleton!`). Not an API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __program_stack {
+    ($board:ident, $storage:ident, $sockets:expr) => {{
+        let mut board = $board;
+        let config = $crate::Board::stack_config(&board);
+        let now = $crate::Board::now(&board);
+        let device = $crate::Board::device(&mut board);
+        let stack = $crate::__private::singleton!(
+            STACK: $crate::__private::SmolStack<'static, { $sockets }> =
+                $crate::board::stack_on(config, device, $storage, now)
+        );
+        let Some(stack) = stack else {
+            $crate::__private::taken_twice()
+        };
+        (board, stack)
+    }};
 }

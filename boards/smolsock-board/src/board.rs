@@ -42,9 +42,11 @@ pub trait Board {
     }
 }
 
-/// Logs one program event, in the same text as the host binary prints it.
+/// Logs one program event, in the same text as the host binary prints it: the event's
+/// `defmt::Format` sends its values, and the host's defmt decoder writes the text that
+/// `Display` writes (no `core::fmt` in the firmware).
 pub fn log_event(event: &Event<'_>) {
-    defmt::info!("{}", defmt::Display2Format(event));
+    defmt::info!("{}", event);
 }
 
 /// A [`SmolStack`] on the board's device with its [`Board::stack_config`], whose sockets
@@ -58,7 +60,22 @@ pub fn new_stack<'a, B: Board, const N: usize>(
     storage: &'a mut [SocketStorage<'a>],
 ) -> SmolStack<'a, N> {
     let (config, now) = (board.stack_config(), board.now());
-    match SmolStack::new(config, board.device(), storage, now) {
+    stack_on(config, board.device(), storage, now)
+}
+
+/// [`new_stack`] from what was already asked of the board: [`program!`](crate::program)
+/// builds the stack straight into its static, with interrupts masked, and asks the board
+/// nothing there.
+///
+/// # Panics
+/// As [`new_stack`].
+pub fn stack_on<'a, D: Device, const N: usize>(
+    config: StackConfig,
+    device: &mut D,
+    storage: &'a mut [SocketStorage<'a>],
+    now: Instant,
+) -> SmolStack<'a, N> {
+    match SmolStack::new(config, device, storage, now) {
         Ok(stack) => stack,
         Err(e) => defmt::panic!("stack: {}", e),
     }
@@ -95,7 +112,7 @@ fn faults() -> Faults {
     };
     defmt::warn!("faults between the stack and the MAC: {}", spec);
     // Built in place, not on the stack: its frames take a few KiB.
-    match cortex_m::singleton!(: FaultInjector<FAULT_FRAMES> = FaultInjector::idle()) {
+    match cortex_m::singleton!(FAULTS: FaultInjector<FAULT_FRAMES> = FaultInjector::idle()) {
         Some(faults) => {
             faults.configure(config);
             faults
@@ -147,7 +164,7 @@ fn sleep_for<const N: usize>(
 /// [`Board::finished`] is called; after that only the stack runs.
 pub fn run<'a, B: Board, const N: usize>(
     mut board: B,
-    mut stack: SmolStack<'a, N>,
+    stack: &mut SmolStack<'a, N>,
     program: &mut dyn Program<SmolStack<'a, N>>,
     input: &[&[u8]],
 ) -> ! {
@@ -160,7 +177,7 @@ pub fn run<'a, B: Board, const N: usize>(
         let mut wake_at = None;
         if running {
             let round = with_device!(board, faults, |device| runner::round(
-                &mut stack,
+                stack,
                 device,
                 program,
                 &mut input,
@@ -178,17 +195,15 @@ pub fn run<'a, B: Board, const N: usize>(
                 }
             };
             if let Some(outcome) = outcome {
-                finish(&mut board, &mut stack, &mut faults, outcome);
+                finish(&mut board, stack, &mut faults, outcome);
                 running = false;
                 wake_at = None;
             }
         } else {
-            with_device!(board, faults, |device| runner::settle(
-                &mut stack, device, now
-            ));
+            with_device!(board, faults, |device| runner::settle(stack, device, now));
         }
         board.tick();
-        let delay = sleep_for(&mut stack, &faults, now, wake_at);
+        let delay = sleep_for(stack, &faults, now, wake_at);
         board.wait(delay);
     }
 }

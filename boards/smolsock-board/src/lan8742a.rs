@@ -153,7 +153,8 @@ pub fn link<M: Mdio>(mdio: &mut M) -> Option<Link> {
     }
 }
 
-/// Polls [`link`] until a link is up or `timeout_ms` has passed.
+/// Polls [`link`] until a link is up or `timeout_ms` has passed; without a link it warns
+/// that the board goes on (its device's `poll_link` picks the link up later).
 pub fn wait_for_link<M: Mdio>(mdio: &mut M, clock: &Clock, timeout_ms: u64) -> Option<Link> {
     let start = clock.now_ms();
     let mut last_note = start;
@@ -163,6 +164,10 @@ pub fn wait_for_link<M: Mdio>(mdio: &mut M, clock: &Clock, timeout_ms: u64) -> O
         }
         let now = clock.now_ms();
         if now - start >= timeout_ms {
+            defmt::warn!(
+                "no link after {} ms; going on, poll_link() will pick it up",
+                timeout_ms
+            );
             return None;
         }
         if now - last_note >= 1000 {
@@ -170,5 +175,40 @@ pub fn wait_for_link<M: Mdio>(mdio: &mut M, clock: &Clock, timeout_ms: u64) -> O
             last_note = now;
         }
         clock.delay_ms(10);
+    }
+}
+
+/// The link a MAC follows, as the PHY last reported it. Each change is logged (`link up:
+/// 100 Mbit/s, full duplex`, `link down`); a new link up is handed back for the MAC, whose
+/// speed and duplex must match the PHY's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, defmt::Format)]
+pub struct LinkState {
+    /// `None` until the first [`LinkState::update`].
+    last: Option<Option<Link>>,
+}
+
+impl LinkState {
+    /// The link as last seen (`None` before the first update, or without a link).
+    pub fn link(&self) -> Option<Link> {
+        self.last.flatten()
+    }
+
+    /// Records `link`, as just read ([`link`], [`wait_for_link`]). If it differs from the
+    /// last one (or is the first), logs it and, if it is up, returns it: the MAC must now
+    /// run at its speed and duplex.
+    pub fn update(&mut self, link: Option<Link>) -> Option<Link> {
+        if self.last == Some(link) {
+            return None;
+        }
+        self.last = Some(link);
+        match link {
+            Some(l) => defmt::info!(
+                "link up: {} Mbit/s, {} duplex",
+                if l.speed == Speed::Mbps100 { 100 } else { 10 },
+                if l.full_duplex { "full" } else { "half" }
+            ),
+            None => defmt::warn!("link down"),
+        }
+        link
     }
 }

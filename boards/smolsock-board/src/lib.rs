@@ -7,8 +7,12 @@
 //!   MACs with a PHY and no receive interrupt;
 //! - [`apps`]: the seed's four programs as firmware mains, and [`program!`], which makes
 //!   one of them a binary's `main` with its board and its buffer sizes;
+//! - [`addresses`]: the boards' address plan (board `n` is 192.168.69.`n`, the PC .100);
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
-//! - [`seed`]: seeds for smoltcp from a device ID or a host's clock.
+//! - [`nucleo`]: the rest the Nucleo-144 boards share: the ST-LINK's clock and its probe;
+//! - [`seed`]: seeds for smoltcp from a hardware RNG, a device ID or a host's clock;
+//! - [`panic`](mod@panic): panics logged without `core::fmt`, and (feature `panic-handler`)
+//!   the panic handler of boards under a debug probe.
 //!
 //! A firmware binary is one line of [`program!`], for example
 //! `program!(board = my_board::board(), tcp_server { clients: 4, backlog: 4, buf: 4096 });`.
@@ -16,21 +20,25 @@
 #![no_std]
 #![deny(missing_docs)]
 
+pub mod addresses;
 pub mod apps;
 pub mod board;
 pub mod clock;
 pub mod lan8742a;
+pub mod nucleo;
+pub mod panic;
 pub mod seed;
 
-pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run};
+pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run, stack_on};
 pub use clock::Clock;
+pub use panic::log_panic;
 
 /// What the expansion of [`program!`] uses; not an API.
 #[doc(hidden)]
 pub mod __private {
     pub use cortex_m::singleton;
     pub use cortex_m_rt::entry;
-    pub use smolsock::smol::{TcpBuffers, UdpBuffers};
+    pub use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
     pub use smolsock::smoltcp::iface::SocketStorage;
 
     /// A second `singleton!` of one static: only if `main` ran twice, a bug.

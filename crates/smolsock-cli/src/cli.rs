@@ -25,7 +25,8 @@ A program runs on smoltcp attached to a TAP or TUN device (default: tap0, with s
 192.168.69.1/24), or with --stack kernel on the host's own sockets. smolsock demo runs \
 them all against each other in-process, with no device and no privileges; smolsock \
 compare checks the tutorial's rules on both stacks in a network namespace of its own. \
-The rules, and where each one shows: docs/tutorial.md.";
+The rules, and where each one shows: docs/tutorial.md. smolsock iperf3 speaks iperf3's \
+protocol, so a stock iperf3 measures either stack.";
 
 /// What `--json` does for each of the four programs.
 const JSON_EVENTS: &str = "Print every event as one JSON object per line instead of text \
@@ -161,6 +162,46 @@ pub enum Command {
         /// spaces); without any, one message per stdin line (without its newline).
         messages: Vec<String>,
     },
+    /// Measure throughput with stock iperf3: a server for `iperf3 -c` (the default), or with
+    /// -c a client of `iperf3 -s`. TCP tests, -R and -P as iperf3's; one test at a time.
+    Iperf3 {
+        /// Device and addresses.
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// JSON lines (see `JSON_EVENTS`).
+        #[arg(long, help = JSON_EVENTS)]
+        json: bool,
+        /// Run as a server, as `iperf3 -s` (the default without -c).
+        #[arg(short = 's', long, conflicts_with = "client")]
+        server: bool,
+        /// Run as a client of the iperf3 server at this address, as `iperf3 -c IP`.
+        #[arg(short = 'c', long, value_name = "IP", value_parser = parse_destination)]
+        client: Option<Ipv4Addr>,
+        /// The server's port: to listen on, or to connect to.
+        #[arg(short = 'p', long, value_name = "PORT", default_value_t = smolsock::programs::iperf3::DEFAULT_PORT, value_parser = parse_port)]
+        port: u16,
+        /// Client: seconds to send (or receive, with -R).
+        #[arg(short = 't', long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=86400), requires = "client", conflicts_with = "bytes")]
+        time: u32,
+        /// Client: end the test after this many bytes instead of a time.
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), requires = "client")]
+        bytes: Option<u64>,
+        /// Client: the server sends and the client receives (reverse).
+        #[arg(short = 'R', long, requires = "client")]
+        reverse: bool,
+        /// Client: parallel streams, 1 to 16.
+        #[arg(short = 'P', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), requires = "client")]
+        parallel: u16,
+        /// Server: exit after one test.
+        #[arg(short = '1', long, conflicts_with = "client")]
+        one_off: bool,
+        /// Client: seconds to wait for each connection's handshake.
+        #[arg(long, value_name = "SECS", default_value_t = 10.0, value_parser = parse_seconds, requires = "client")]
+        timeout: f64,
+        /// Connection lifetime bounds.
+        #[command(flatten)]
+        timeouts: TimeoutArgs,
+    },
     /// Run the programs against each other on two in-process stacks (no privileges needed).
     Demo {
         /// How to draw the packet ladder.
@@ -224,7 +265,8 @@ impl Command {
             Command::UdpRecv { device, .. }
             | Command::UdpSend { device, .. }
             | Command::TcpServer { device, .. }
-            | Command::TcpClient { device, .. } => Some(device),
+            | Command::TcpClient { device, .. }
+            | Command::Iperf3 { device, .. } => Some(device),
             Command::Demo { .. } | Command::Compare { .. } => None,
         }
     }
@@ -238,6 +280,7 @@ impl Command {
             | Command::UdpSend { json, .. }
             | Command::TcpServer { json, .. }
             | Command::TcpClient { json, .. }
+            | Command::Iperf3 { json, .. }
             | Command::Demo { json, .. }
             | Command::Compare { json, .. } => *json,
         }
@@ -450,6 +493,17 @@ fn parse_port(text: &str) -> Result<u16, String> {
             "port {port} is out of range: give a port from 1 to 65535"
         )),
     }
+}
+
+/// Parses an IPv4 address a program can connect to.
+fn parse_destination(text: &str) -> Result<Ipv4Addr, String> {
+    let ip: Ipv4Addr = text
+        .parse()
+        .map_err(|_| format!("'{text}' is not an IPv4 address (for example 192.168.69.100)"))?;
+    if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+        return Err(format!("{ip} cannot be a destination"));
+    }
+    Ok(ip)
 }
 
 /// Parses `IP:PORT` with an IPv4 address and a port from 1 to 65535.

@@ -50,9 +50,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Err(e) => {
-            // One line: clap's message without the usage block that follows it.
+            // One line: clap's message without the usage block that follows it (a message
+            // that ends in a colon, such as the missing arguments', with its list).
             let rendered = e.to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let mut lines = rendered.lines();
+            let mut first = lines.next().unwrap_or("invalid arguments").to_string();
+            if first.ends_with(':') {
+                let list: Vec<&str> = lines
+                    .take_while(|l| l.starts_with("  "))
+                    .map(str::trim)
+                    .collect();
+                first = format!("{} {}", first, list.join(", "));
+            }
             eprintln!(
                 "smolsock: {} (see smolsock --help)",
                 first.trim_start_matches("error: ")

@@ -329,7 +329,14 @@ fn help_lists_every_program() {
     let out = smolsock(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["udp-recv", "udp-send", "tcp-server", "tcp-client", "demo"] {
+    for cmd in [
+        "udp-recv",
+        "udp-send",
+        "tcp-server",
+        "tcp-client",
+        "iperf3",
+        "demo",
+    ] {
         assert!(text.contains(cmd), "{text}");
     }
 }
@@ -438,7 +445,7 @@ fn bad_stack_and_compare_flags_are_usage_errors() {
 
 #[test]
 fn program_help_mentions_the_stack_flag() {
-    for cmd in ["udp-recv", "udp-send", "tcp-server", "tcp-client"] {
+    for cmd in ["udp-recv", "udp-send", "tcp-server", "tcp-client", "iperf3"] {
         let out = smolsock(&[cmd, "--help"]);
         assert!(out.status.success(), "{cmd} --help");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -493,12 +500,13 @@ fn help(command: &str, flag: &str) -> String {
     String::from_utf8(out.stdout).expect("help is UTF-8")
 }
 
-/// The four programs, the demo and compare, as `smolsock --help` lists them.
-const COMMANDS: [&str; 6] = [
+/// The five programs, the demo and compare, as `smolsock --help` lists them.
+const COMMANDS: [&str; 7] = [
     "udp-recv",
     "udp-send",
     "tcp-server",
     "tcp-client",
+    "iperf3",
     "demo",
     "compare",
 ];
@@ -541,7 +549,7 @@ fn flag_line(command: &str, flag: &str) -> String {
 
 #[test]
 fn each_commands_json_help_says_what_that_command_prints() {
-    for program in ["udp-recv", "udp-send", "tcp-server", "tcp-client"] {
+    for program in ["udp-recv", "udp-send", "tcp-server", "tcp-client", "iperf3"] {
         let line = flag_line(program, "--json");
         assert!(
             line.contains("every event as one JSON object per line")
@@ -586,7 +594,11 @@ fn help_flags(command: &str) -> std::collections::BTreeSet<String> {
         .lines()
         .filter_map(|line| {
             let line = line.trim_start();
-            let line = line.strip_prefix("-v, ").unwrap_or(line);
+            // A short flag before its long one (`-v, --verbose`, `-c, --client <IP>`).
+            let line = match line.split_once(", ") {
+                Some((short, long)) if short.len() == 2 && short.starts_with('-') => long,
+                _ => line,
+            };
             let flag = line.split([' ', ',']).next()?.trim_end_matches("...");
             (flag.starts_with("--") && flag != "--help").then(|| flag.to_string())
         })
@@ -616,8 +628,8 @@ fn readme_flags() -> std::collections::BTreeMap<&'static str, std::collections::
             .unwrap_or_else(|| panic!("no --flag in the row {row}"));
         let named: Vec<&str> = if commands == "every command" {
             COMMANDS.to_vec()
-        } else if commands == "the four programs" {
-            COMMANDS[..4].to_vec()
+        } else if commands == "the five programs" {
+            COMMANDS[..5].to_vec()
         } else {
             commands
                 .split(", ")
@@ -647,4 +659,28 @@ fn readme_flag_table_matches_every_commands_help() {
             "README's \"Every flag\" for {command}: missing {missing:?}, not a flag of it {extra:?}"
         );
     }
+}
+
+#[test]
+fn iperf3_client_flags_need_a_client_and_sane_values() {
+    for args in [
+        &["iperf3", "-t", "5"][..],
+        &["iperf3", "-R"],
+        &["iperf3", "-P", "2"],
+    ] {
+        let line = usage_error(args, "required arguments were not provided");
+        assert!(line.contains("--client <IP>"), "{args:?}: {line}");
+    }
+    usage_error(&["iperf3", "-c", "10.0.0.1", "-1"], "cannot be used with");
+    usage_error(&["iperf3", "-s", "-c", "10.0.0.1"], "cannot be used with");
+    usage_error(
+        &["iperf3", "-c", "10.0.0.1", "-t", "2", "-n", "1"],
+        "cannot be used with",
+    );
+    usage_error(&["iperf3", "-c", "10.0.0.1", "-P", "17"], "1..=16");
+    usage_error(&["iperf3", "-c", "0.0.0.0"], "cannot be a destination");
+    usage_error(
+        &["iperf3", "--stack", "kernel", "--tcp-buf", "4096"],
+        "--tcp-buf",
+    );
 }

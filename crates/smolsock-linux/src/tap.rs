@@ -344,6 +344,8 @@ impl TunTap {
             };
         if flags & libc::IFF_UP == 0 {
             log::warn!("{name} is down: bring it up with `sudo ip link set {name} up`");
+        } else {
+            wait_running(name);
         }
         let mut device = Self::new(file, kind, frame, Some(name.to_owned()));
         if offload == Offload::On {
@@ -620,6 +622,29 @@ fn send_merged(
     if let Some((hdr, frame)) = coalescer.take() {
         write_frame(file, Some(&hdr.to_bytes()), frame, error, dropped);
     }
+}
+
+/// Longest wait for an interface that is up to start carrying frames once attached.
+const RUNNING_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits (at most [`RUNNING_WAIT`]) until the kernel runs the interface `name`.
+///
+/// Attaching a TAP turns its carrier on, but the kernel starts its transmit queue only
+/// when its link watcher gets to it, up to a second later (it runs at most once a second).
+/// Until then whatever the kernel sends to the TAP, such as the ARP request for our first
+/// peer, is dropped and counted in `tx_dropped`: the peer would wait a second to retry, and
+/// the drop would be reported as ours.
+fn wait_running(name: &str) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < RUNNING_WAIT {
+        match iface::flags(name) {
+            Ok(flags) if flags & libc::IFF_RUNNING == 0 => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            _ => return,
+        }
+    }
+    log::warn!("{name} is up but not running after {RUNNING_WAIT:?}; frames may be lost at first");
 }
 
 /// A received frame, borrowed from the device's receive buffer.

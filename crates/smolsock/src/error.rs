@@ -7,8 +7,9 @@ use core::fmt;
 ///
 /// [`Error::WouldBlock`] is the non-blocking "try again later" of BSD sockets (`EAGAIN`): a
 /// program sees it as "nothing to do now", never as a failure.
+///
+/// With the `defmt` feature, `defmt::Format` writes the same text as `Display`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
     /// The operation cannot make progress now; poll again later.
@@ -57,6 +58,25 @@ pub enum Error {
     /// A socket handle was used after the call that closed it: its socket may already
     /// serve another connection, which the handle never reaches.
     StaleHandle,
+    /// The peer broke the iperf3 control protocol (an unknown message, a length it does not
+    /// keep, parameters that are not JSON); the text says how.
+    Protocol(&'static str),
+    /// An iperf3 test asked for what this implementation does not do (UDP, bidirectional
+    /// tests, more parallel streams than it has room for); the text says what.
+    Unsupported(&'static str),
+    /// The iperf3 server is running another test and turned this one away (ACCESS_DENIED).
+    AccessDenied,
+    /// The iperf3 peer ended the test with an error (SERVER_ERROR): iperf3's own error
+    /// number and the operating system's `errno` it sent.
+    PeerError {
+        /// iperf3's error number (`i_errno`).
+        code: i32,
+        /// The `errno` that came with it (0: none).
+        errno: i32,
+    },
+    /// The iperf3 peer ended the test early (it was interrupted: SERVER_TERMINATE or
+    /// CLIENT_TERMINATE).
+    PeerTerminated,
 }
 
 impl fmt::Display for Error {
@@ -91,11 +111,97 @@ impl fmt::Display for Error {
             Error::StaleHandle => f.write_str(
                 "stale socket handle: its socket was closed (and may serve another connection now)",
             ),
+            Error::Protocol(what) => write!(f, "iperf3 protocol error: {what}"),
+            Error::Unsupported(what) => write!(f, "not supported: {what}"),
+            Error::AccessDenied => {
+                f.write_str("the iperf3 server is busy running a test (access denied)")
+            }
+            Error::PeerError { code, errno } => {
+                write!(f, "the iperf3 peer failed with its error {code}")?;
+                if let Some(text) = iperf3_error_text(*code) {
+                    write!(f, " ({text})")?;
+                }
+                if *errno != 0 {
+                    write!(f, ", errno {errno}")?;
+                }
+                Ok(())
+            }
+            Error::PeerTerminated => f.write_str("the iperf3 peer ended the test early"),
+        }
+    }
+}
+
+/// The `Display` text, put together by the host's defmt decoder (no `core::fmt` on a board;
+/// `smolsock::event::EXAMPLES` carries every variant for the test that compares the two).
+#[cfg(feature = "defmt")]
+impl defmt::Format for Error {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        use defmt::write;
+        match *self {
+            Error::WouldBlock => write!(f, "operation would block"),
+            Error::NoFreeSocket => write!(f, "no free socket in the pool"),
+            Error::NoFreeListener => write!(f, "no free listener slot"),
+            Error::NoEphemeralPort => write!(f, "no free ephemeral port"),
+            Error::AddrInUse { port } => write!(f, "port {=u16} is already in use", port),
+            Error::InvalidPort => write!(f, "port 0 is not a valid port here"),
+            Error::Unaddressable => write!(
+                f,
+                "address is not reachable (unspecified address, port 0 or no route)"
+            ),
+            Error::ConnectionRefused => write!(f, "connection refused"),
+            Error::ConnectionReset => write!(f, "connection reset by peer"),
+            Error::TimedOut => write!(f, "timed out"),
+            Error::NotConnected => write!(f, "socket is not connected"),
+            Error::MessageTooLarge { len, max } => write!(
+                f,
+                "message of {=usize} bytes is larger than the {=usize} bytes that fit",
+                len, max
+            ),
+            Error::InputClosed => write!(f, "the program takes no more input"),
+            Error::NobodyWaiting => write!(f, "no client is waiting for a reply"),
+            Error::InvalidConfig(what) => write!(f, "invalid configuration: {=str}", what),
+            Error::PermissionDenied => {
+                write!(f, "permission denied (ports below 1024 need privileges)")
+            }
+            Error::Os(errno) => write!(f, "operating system error {=i32}", errno),
+            Error::StaleHandle => write!(
+                f,
+                "stale socket handle: its socket was closed (and may serve another connection now)"
+            ),
+            Error::Protocol(what) => write!(f, "iperf3 protocol error: {=str}", what),
+            Error::Unsupported(what) => write!(f, "not supported: {=str}", what),
+            Error::AccessDenied => write!(
+                f,
+                "the iperf3 server is busy running a test (access denied)"
+            ),
+            Error::PeerError { code, errno } => {
+                write!(f, "the iperf3 peer failed with its error {=i32}", code);
+                if let Some(text) = iperf3_error_text(code) {
+                    write!(f, " ({=str})", text);
+                }
+                if errno != 0 {
+                    write!(f, ", errno {=i32}", errno);
+                }
+            }
+            Error::PeerTerminated => write!(f, "the iperf3 peer ended the test early"),
         }
     }
 }
 
 impl core::error::Error for Error {}
+
+/// What a few of iperf3's error numbers mean: the ones a server sends with SERVER_ERROR
+/// when it refuses a test's parameters.
+fn iperf3_error_text(code: i32) -> Option<&'static str> {
+    Some(match code {
+        6 => "too many parallel streams",
+        13 => "not implemented",
+        114 => "cannot receive the parameters",
+        131 => "protocol not supported",
+        142 => "test authorization failed",
+        _ => return None,
+    })
+}
 
 /// Result of socket-layer and program operations.
 pub type Result<T> = core::result::Result<T, Error>;

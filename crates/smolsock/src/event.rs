@@ -1,15 +1,20 @@
 //! What the programs report, in one format for the host and the boards.
 //!
 //! Every program emits [`Event`]s through a callback. Their [`Display`]
-//! form is the text line both the host binary and the board firmware print. With the
+//! form is the text line both the host binary and the board firmware print: with the
+//! `defmt` feature, `defmt::Format` writes the same text, put together on the host by
+//! defmt's decoder, so that boards need no `core::fmt` ([`EXAMPLES`] are the events a test
+//! checks that with). With the
 //! `serde` feature they are also data: `Record` is their serialized form, the JSON lines
 //! of the host's `--json` (described, field by field, in `docs/events.md`).
 
 use core::fmt::{self, Display, Formatter};
-use core::net::SocketAddrV4;
+use core::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::error::Error;
 
+#[cfg(feature = "defmt")]
+mod format;
 #[cfg(feature = "serde")]
 mod record;
 #[cfg(feature = "serde")]
@@ -194,6 +199,93 @@ impl CloseReason {
     }
 }
 
+/// Whose measurement an [`Event::IperfResult`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum IperfSide {
+    /// This program's own count.
+    Local,
+    /// The peer's count, from the results it sent at the end of the test.
+    Remote,
+}
+
+impl IperfSide {
+    /// Short name (the `side` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IperfSide::Local => "local",
+            IperfSide::Remote => "remote",
+        }
+    }
+}
+
+/// Why an iperf3 server turned a connection away with ACCESS_DENIED.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DenyReason {
+    /// A test is running: the server serves one client at a time.
+    Busy,
+    /// A data connection that did not carry the running test's cookie.
+    Cookie,
+}
+
+impl DenyReason {
+    /// Short name (the `reason` field of the JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Busy => "busy",
+            DenyReason::Cookie => "cookie",
+        }
+    }
+}
+
+/// `bytes` moved in `micros` microseconds as a rate, the way iperf3 prints one: bits per
+/// second with two decimals in the largest unit that keeps it at 1 or more (`939.52
+/// Mbit/s`).
+pub struct Rate {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// In this many microseconds.
+    pub micros: u64,
+}
+
+impl Rate {
+    /// The rate in bits per second, rounded down; 0 when no time passed.
+    pub fn bits_per_second(&self) -> u64 {
+        let bits = u128::from(self.bytes) * 8 * 1_000_000;
+        let per_second = bits.checked_div(u128::from(self.micros)).unwrap_or(0);
+        u64::try_from(per_second).unwrap_or(u64::MAX)
+    }
+}
+
+impl Display for Rate {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let bps = self.bits_per_second();
+        let (unit, name) = match bps {
+            1_000_000_000.. => (1_000_000_000, "Gbit/s"),
+            1_000_000.. => (1_000_000, "Mbit/s"),
+            1_000.. => (1_000, "kbit/s"),
+            _ => (1, "bit/s"),
+        };
+        let hundredths = u128::from(bps) * 100 / unit;
+        write!(f, "{}.{:02} {name}", hundredths / 100, hundredths % 100)
+    }
+}
+
+/// Microseconds as seconds with two decimals (`10.00`), as iperf3 prints times.
+pub struct Seconds(pub u64);
+
+impl Display for Seconds {
+    fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
+        let hundredths = self.0 / 10_000;
+        write!(f, "{}.{:02}", hundredths / 100, hundredths % 100)
+    }
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sent" } else { "received" }
+}
+
 /// One thing a program did or saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event<'a> {
@@ -304,6 +396,52 @@ pub enum Event<'a> {
         /// Where they were lost.
         cause: LossCause,
     },
+    /// An iperf3 test was agreed on control connection `conn`: the client's parameters,
+    /// which the server accepted.
+    IperfTest {
+        /// The control connection.
+        conn: ConnId,
+        /// The other end of it.
+        peer: SocketAddrV4,
+        /// Parallel data connections.
+        streams: u16,
+        /// The test's length in seconds (0: the client ends it by a byte count).
+        secs: u32,
+        /// The server sends and the client receives (`iperf3 -R`).
+        reverse: bool,
+    },
+    /// Data an iperf3 test moved in one interval, over all its streams.
+    IperfInterval {
+        /// Start of the interval, in microseconds since the test started.
+        start_us: u64,
+        /// End of the interval, in microseconds since the test started.
+        end_us: u64,
+        /// Bytes moved in the interval.
+        bytes: u64,
+        /// This side sent them (else it received them).
+        sending: bool,
+    },
+    /// The totals of an iperf3 test as one side counted them: this program's own, or the
+    /// peer's from the results it sent.
+    IperfResult {
+        /// Whose count.
+        side: IperfSide,
+        /// That side sent the bytes (else it received them).
+        sending: bool,
+        /// Bytes, over all streams.
+        bytes: u64,
+        /// How long that side's test ran, in microseconds.
+        micros: u64,
+        /// Streams the bytes were counted over.
+        streams: u16,
+    },
+    /// An iperf3 server turned a connection away: it sent ACCESS_DENIED and closed it.
+    IperfDenied {
+        /// Who was turned away.
+        peer: SocketAddrV4,
+        /// Why.
+        reason: DenyReason,
+    },
     /// Something failed.
     Error {
         /// Connection number, when the error belongs to one connection.
@@ -331,10 +469,259 @@ impl Event<'_> {
             Event::Closing { .. } => "closing",
             Event::ListenerClosed { .. } => "listener_closed",
             Event::Lost { .. } => "lost",
+            Event::IperfTest { .. } => "iperf_test",
+            Event::IperfInterval { .. } => "iperf_interval",
+            Event::IperfResult { .. } => "iperf_result",
+            Event::IperfDenied { .. } => "iperf_denied",
             Event::Error { .. } => "error",
         }
     }
 }
+
+/// One event of every kind and every variant (each [`Error`], each way a [`Quoted`] payload
+/// is escaped): what a second writer of the text lines, such as the boards' `defmt::Format`,
+/// is checked against [`Display`] with. The emulated board's `events` firmware logs them,
+/// and a test compares its log with their `Display`, line by line.
+pub const EXAMPLES: &[Event<'static>] = {
+    const PEER: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 100), 40000);
+    const LOCAL: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(0, 0, 0, 0), 9090);
+    const BOARD: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(192, 168, 69, 3), 49152);
+    const fn received(proto: Proto, conn: Option<ConnId>, data: &'static [u8]) -> Event<'static> {
+        Event::Received {
+            proto,
+            conn,
+            from: PEER,
+            data,
+            size: data.len(),
+        }
+    }
+    const fn error(
+        conn: Option<ConnId>,
+        peer: Option<SocketAddrV4>,
+        error: Error,
+    ) -> Event<'static> {
+        Event::Error { conn, peer, error }
+    }
+    const fn totals(bytes_in: u64, bytes_out: u64, crc_in: u32, crc_out: u32) -> Totals {
+        Totals {
+            bytes_in,
+            bytes_out,
+            messages_in: 1,
+            crc_in,
+            crc_out,
+        }
+    }
+    const fn closing(conn: ConnId, reason: CloseReason, reset: bool) -> Event<'static> {
+        Event::Closing {
+            conn,
+            peer: PEER,
+            reason,
+            reset,
+        }
+    }
+    const fn lost(count: u64, total: u64, cause: LossCause) -> Event<'static> {
+        Event::Lost {
+            count,
+            total,
+            cause,
+        }
+    }
+    const fn interval(start_us: u64, end_us: u64, bytes: u64, sending: bool) -> Event<'static> {
+        Event::IperfInterval {
+            start_us,
+            end_us,
+            bytes,
+            sending,
+        }
+    }
+    const fn result(side: IperfSide, bytes: u64, micros: u64, streams: u16) -> Event<'static> {
+        Event::IperfResult {
+            side,
+            sending: matches!(side, IperfSide::Local),
+            bytes,
+            micros,
+            streams,
+        }
+    }
+    const ALL_ASCII: &[u8; 128] = &{
+        let mut bytes = [0u8; 128];
+        let mut i = 0;
+        while i < 128 {
+            bytes[i] = i as u8;
+            i += 1;
+        }
+        bytes
+    };
+    const LONG: &[u8] = b"a plain run longer than the thirty-two bytes gathered for escapes\n";
+    const UTF8: &str =
+        "UTF-8: \u{e9}t\u{e9} \u{4f60}\u{597d} \u{1f600} \u{301}\u{200b}\u{feff}\u{10ffff}\u{85}";
+    const NOT_UTF8: &[u8] = b"not UTF-8: \xff\xfe \xc3( \xe4\xbd\xa0\xe4\xbd";
+    &[
+        Event::Bound {
+            local: LOCAL,
+            auto: false,
+            max_send: None,
+        },
+        Event::Bound {
+            local: LOCAL,
+            auto: false,
+            max_send: Some(1472),
+        },
+        Event::Bound {
+            local: PEER,
+            auto: true,
+            max_send: None,
+        },
+        Event::Bound {
+            local: PEER,
+            auto: true,
+            max_send: Some(1472),
+        },
+        Event::Listening {
+            local: LOCAL,
+            backlog: 4,
+        },
+        Event::Connected {
+            conn: 1,
+            local: BOARD,
+            peer: PEER,
+        },
+        Event::Accepted {
+            conn: 12,
+            peer: PEER,
+        },
+        Event::Sent {
+            proto: Proto::Udp,
+            conn: None,
+            to: PEER,
+            len: 5,
+        },
+        Event::Sent {
+            proto: Proto::Tcp,
+            conn: Some(3),
+            to: PEER,
+            len: 1460,
+        },
+        received(Proto::Udp, None, b"hello"),
+        received(Proto::Udp, None, b""),
+        received(Proto::Tcp, Some(2), b"hi \"x\"\n"),
+        received(Proto::Tcp, Some(2), b"it's a \\ and a \t, \r\n\0\x1b\x7f"),
+        received(Proto::Udp, None, ALL_ASCII),
+        received(Proto::Udp, None, LONG),
+        received(Proto::Udp, None, UTF8.as_bytes()),
+        received(Proto::Udp, None, NOT_UTF8),
+        Event::Received {
+            proto: Proto::Udp,
+            conn: None,
+            from: PEER,
+            data: b"ab",
+            size: 2000,
+        },
+        Event::AwaitingReply { conn: 7 },
+        Event::PeerClosed {
+            conn: 7,
+            peer: PEER,
+        },
+        Event::Closed {
+            proto: Proto::Udp,
+            conn: None,
+            totals: totals(0, 21, 0, 0x20b9_f54d),
+        },
+        Event::Closed {
+            proto: Proto::Tcp,
+            conn: Some(4_000_000_000),
+            totals: totals(u64::MAX, 1 << 40, 0xabc, 0xffff_ffff),
+        },
+        closing(1, CloseReason::Idle { secs: 300 }, false),
+        closing(2, CloseReason::Idle { secs: 5 }, true),
+        closing(3, CloseReason::Shutdown, false),
+        closing(4, CloseReason::Shutdown, true),
+        Event::ListenerClosed { port: 9090 },
+        lost(3, 5, LossCause::SocketBuffer),
+        lost(1, 1, LossCause::DeviceQueue),
+        lost(10_000_000_000, 10_000_000_001, LossCause::Fragments),
+        Event::IperfTest {
+            conn: 1,
+            peer: PEER,
+            streams: 1,
+            secs: 10,
+            reverse: false,
+        },
+        Event::IperfTest {
+            conn: 2,
+            peer: PEER,
+            streams: 2,
+            secs: 0,
+            reverse: true,
+        },
+        interval(0, 1_000_000, 117_440_512, true),
+        interval(9_000_000, 10_004_321, 5_000, false),
+        interval(0, 1_000_000, 999, false),
+        interval(0, 0, 0, false),
+        result(IperfSide::Local, 1_174_405_120, 10_000_000, 1),
+        result(IperfSide::Remote, 123, 2_000_000, 2),
+        result(IperfSide::Remote, u64::MAX, 1, 8),
+        Event::IperfDenied {
+            peer: PEER,
+            reason: DenyReason::Busy,
+        },
+        Event::IperfDenied {
+            peer: PEER,
+            reason: DenyReason::Cookie,
+        },
+        error(Some(1), Some(PEER), Error::ConnectionReset),
+        error(Some(1), None, Error::TimedOut),
+        error(None, Some(PEER), Error::ConnectionRefused),
+        error(None, None, Error::WouldBlock),
+        error(None, None, Error::NoFreeSocket),
+        error(None, None, Error::NoFreeListener),
+        error(None, None, Error::NoEphemeralPort),
+        error(None, None, Error::AddrInUse { port: 9090 }),
+        error(None, None, Error::InvalidPort),
+        error(None, None, Error::Unaddressable),
+        error(None, None, Error::NotConnected),
+        error(
+            None,
+            None,
+            Error::MessageTooLarge {
+                len: 2000,
+                max: 1472,
+            },
+        ),
+        error(None, None, Error::InputClosed),
+        error(None, None, Error::NobodyWaiting),
+        error(
+            None,
+            None,
+            Error::InvalidConfig("the MTU is too small for IPv4"),
+        ),
+        error(None, None, Error::PermissionDenied),
+        error(None, None, Error::Os(-5)),
+        error(None, None, Error::Os(98)),
+        error(None, None, Error::StaleHandle),
+        error(None, None, Error::Protocol("a message it does not know")),
+        error(None, None, Error::Unsupported("UDP tests")),
+        error(None, Some(PEER), Error::AccessDenied),
+        error(Some(1), None, Error::PeerError { code: 6, errno: 0 }),
+        error(
+            None,
+            None,
+            Error::PeerError {
+                code: 999,
+                errno: 104,
+            },
+        ),
+        error(
+            None,
+            None,
+            Error::PeerError {
+                code: 142,
+                errno: 1,
+            },
+        ),
+        error(Some(3), Some(PEER), Error::PeerTerminated),
+    ]
+};
 
 /// Writes bytes as a quoted string: valid UTF-8 as text with escapes, other bytes as `\xNN`.
 pub struct Quoted<'a>(pub &'a [u8]);
@@ -370,33 +757,68 @@ fn plain_prefix(bytes: &[u8]) -> usize {
     done + rest.iter().position(|&b| !plain(b)).unwrap_or(rest.len())
 }
 
+/// A run of [`Quoted`]'s bytes: what goes out as it is, or one thing that needs a look.
+#[derive(Clone, Copy)]
+enum Piece<'a> {
+    /// [`plain`] bytes, written as they are.
+    Plain(&'a str),
+    /// A character that is written escaped (`char::escape_debug`), except `'`.
+    Char(char),
+    /// A byte that is not part of valid UTF-8, written `\xNN`.
+    Byte(u8),
+}
+
+/// [`Quoted`]'s bytes as [`Piece`]s, in order.
+struct Pieces<'a>(&'a [u8]);
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let bytes = self.0;
+        // Runs of printable ASCII that need no escape go out in one write: one
+        // `write_char` per byte made formatting most of `udp-recv`'s work.
+        if let Some((run, rest)) = bytes.split_at_checked(plain_prefix(bytes))
+            && !run.is_empty()
+        {
+            self.0 = rest;
+            // Plain bytes are ASCII, so always UTF-8.
+            return Some(Piece::Plain(core::str::from_utf8(run).unwrap_or_default()));
+        }
+        let &first = bytes.first()?;
+        // The length of the character `first` starts, if it starts one (0: it cannot).
+        let len = match first {
+            0..=0x7f => 1,
+            0xc2..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf4 => 4,
+            _ => 0,
+        };
+        let char = bytes
+            .get(..len)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .and_then(|s| s.chars().next());
+        // A byte that starts no valid character is one invalid byte; the continuation
+        // bytes after it (if any) cannot start a character either, so they follow one by
+        // one, as `utf8_chunks` reports an invalid sequence.
+        let (piece, used) = match char {
+            Some(c) => (Piece::Char(c), len),
+            None => (Piece::Byte(first), 1),
+        };
+        self.0 = bytes.get(used..).unwrap_or_default();
+        Some(piece)
+    }
+}
+
 impl Display for Quoted<'_> {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
-        let mut rest = self.0;
-        while !rest.is_empty() {
-            // Runs of printable ASCII that need no escape go out in one write: one
-            // `write_char` per byte made formatting most of `udp-recv`'s work.
-            let (run, tail) = rest.split_at(plain_prefix(rest));
-            // Plain bytes are ASCII, so always UTF-8.
-            f.write_str(core::str::from_utf8(run).unwrap_or_default())?;
-            // Then one character that needs a look: escaped, or a byte that is not UTF-8.
-            let Some(chunk) = tail.utf8_chunks().next() else {
-                break;
-            };
-            let mut chars = chunk.valid().chars();
-            if let Some(c) = chars.next() {
-                if c == '\'' {
-                    f.write_str("'")?;
-                } else {
-                    Display::fmt(&c.escape_debug(), f)?;
-                }
-                rest = tail.get(c.len_utf8()..).unwrap_or_default();
-            } else if let Some(b) = chunk.invalid().first() {
-                write!(f, "\\x{b:02x}")?;
-                rest = tail.get(1..).unwrap_or_default();
-            } else {
-                break;
+        for piece in Pieces(self.0) {
+            match piece {
+                Piece::Plain(run) => f.write_str(run)?,
+                Piece::Char('\'') => f.write_str("'")?,
+                Piece::Char(c) => Display::fmt(&c.escape_debug(), f)?,
+                Piece::Byte(b) => write!(f, "\\x{b:02x}")?,
             }
         }
         f.write_str("\"")
@@ -513,6 +935,71 @@ impl Display for Event<'_> {
                 cause.unit(),
                 cause.text()
             ),
+            Event::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            } => {
+                let s = if streams == 1 { "" } else { "s" };
+                write!(f, "iperf3 #{conn} test with {peer}: {streams} stream{s}, ")?;
+                match secs {
+                    0 => f.write_str("until the client's byte count, ")?,
+                    secs => write!(f, "{secs} s, ")?,
+                }
+                f.write_str(if reverse {
+                    "the server sends (reverse)"
+                } else {
+                    "the client sends"
+                })
+            }
+            Event::IperfInterval {
+                start_us,
+                end_us,
+                bytes,
+                sending,
+            } => write!(
+                f,
+                "iperf3 {}-{} s {} {bytes} bytes: {}",
+                Seconds(start_us),
+                Seconds(end_us),
+                direction(sending),
+                Rate {
+                    bytes,
+                    micros: end_us.saturating_sub(start_us)
+                }
+            ),
+            Event::IperfResult {
+                side,
+                sending,
+                bytes,
+                micros,
+                streams,
+            } => {
+                let who = match side {
+                    IperfSide::Local => "this side",
+                    IperfSide::Remote => "the peer",
+                };
+                let s = if streams == 1 { "" } else { "s" };
+                write!(
+                    f,
+                    "iperf3 result, {who}: {} {bytes} bytes in {} s over {streams} stream{s}: {}",
+                    direction(sending),
+                    Seconds(micros),
+                    Rate { bytes, micros }
+                )
+            }
+            Event::IperfDenied { peer, reason } => {
+                let why = match reason {
+                    DenyReason::Busy => "a test is running",
+                    DenyReason::Cookie => "not the running test's cookie",
+                };
+                write!(
+                    f,
+                    "iperf3 denied {peer}: {why} (sent ACCESS_DENIED, closed)"
+                )
+            }
             Event::Error { conn, peer, error } => {
                 f.write_str("error")?;
                 if let Some(conn) = conn {
@@ -530,6 +1017,7 @@ impl Display for Event<'_> {
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use std::format;
     use std::string::ToString;
 
     use super::*;
@@ -612,6 +1100,82 @@ mod tests {
                 quoted_one_by_one(&bytes),
                 "{bytes:?}"
             );
+        }
+    }
+
+    #[test]
+    fn examples_have_every_kind_of_event_and_every_error() {
+        let kinds: std::collections::BTreeSet<&str> = EXAMPLES.iter().map(Event::kind).collect();
+        assert_eq!(kinds.len(), 17, "{kinds:?}");
+        // A new variant fails to compile here until it is numbered, then fails the test
+        // until EXAMPLES has it.
+        let number = |error: Error| match error {
+            Error::WouldBlock => 0,
+            Error::NoFreeSocket => 1,
+            Error::NoFreeListener => 2,
+            Error::NoEphemeralPort => 3,
+            Error::AddrInUse { .. } => 4,
+            Error::InvalidPort => 5,
+            Error::Unaddressable => 6,
+            Error::ConnectionRefused => 7,
+            Error::ConnectionReset => 8,
+            Error::TimedOut => 9,
+            Error::NotConnected => 10,
+            Error::MessageTooLarge { .. } => 11,
+            Error::InputClosed => 12,
+            Error::NobodyWaiting => 13,
+            Error::InvalidConfig(_) => 14,
+            Error::PermissionDenied => 15,
+            Error::Os(_) => 16,
+            Error::StaleHandle => 17,
+            Error::Protocol(_) => 18,
+            Error::Unsupported(_) => 19,
+            Error::AccessDenied => 20,
+            Error::PeerError { .. } => 21,
+            Error::PeerTerminated => 22,
+        };
+        let errors: std::collections::BTreeSet<u32> = EXAMPLES
+            .iter()
+            .filter_map(|e| match *e {
+                Event::Error { error, .. } => Some(number(error)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(errors, (0..23).collect(), "every Error variant");
+        // Every kind of escape, and a byte that is not UTF-8.
+        let lines: std::vec::Vec<std::string::String> =
+            EXAMPLES.iter().map(ToString::to_string).collect();
+        for escape in [
+            r"\\", r#"\""#, r"\n", r"\t", r"\0", r"\u{1b}", r"\u{301}", r"\xff", "'",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.contains(escape)),
+                "no example escapes {escape}"
+            );
+        }
+    }
+
+    /// The boards' `defmt::Format` sends a UTF-8 payload as it is and the host's decoder
+    /// writes it with `Debug`: the same text as `Quoted`, for every character.
+    #[test]
+    fn quoted_utf8_is_what_debug_of_str_writes() {
+        let mut all = std::string::String::new();
+        for c in (0..0x3_0000).filter_map(char::from_u32) {
+            all.push(c);
+            let one = c.to_string();
+            assert_eq!(
+                format!("{one:?}"),
+                Quoted(one.as_bytes()).to_string(),
+                "{c:?}"
+            );
+        }
+        assert_eq!(format!("{all:?}"), Quoted(all.as_bytes()).to_string());
+        for e in EXAMPLES {
+            if let Event::Received { data, .. } = *e
+                && let Ok(text) = core::str::from_utf8(data)
+            {
+                assert_eq!(format!("{text:?}"), Quoted(data).to_string());
+            }
         }
     }
 

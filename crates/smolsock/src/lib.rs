@@ -26,8 +26,9 @@
 //! - [`smol`]: its smoltcp implementation, with a socket pool given by the caller, a
 //!   listener that keeps `backlog` sockets listening (smoltcp has no `accept`), and
 //!   ephemeral ports.
-//! - [`programs`]: the four programs; each `poll` does what can be done without blocking
-//!   and says when it next needs to run.
+//! - [`programs`]: the four programs, and a fifth, [`programs::iperf3`], that speaks
+//!   iperf3's control protocol so that a stock `iperf3` measures the stack; each `poll`
+//!   does what can be done without blocking and says when it next needs to run.
 //! - [`event`]: what the programs report, with one text form for host and board and,
 //!   with the `serde` feature, one data form (`event::Record`, the `--json` lines).
 //! - [`runner`]: the poll round every driver (host loop, board `main`) repeats.
@@ -40,10 +41,13 @@
 //!
 //! ## Features
 //! `log` (host) or `defmt` (boards) selects the logging back end; they are mutually
-//! exclusive. With neither, the crate logs nothing. `faults` adds the `faults` module (the
+//! exclusive. With neither, the crate logs nothing; with `defmt`, events and errors are
+//! `defmt::Format`, written as their `Display` is. `faults` adds the `faults` module (the
 //! host enables it; default board builds leave it out). `fast-crc` trades 15 KiB of table
-//! for a faster CRC-32. `serde` makes events (and the fault counters) serializable without
-//! an allocator: the schema of `docs/events.md`, the same on the host and on boards.
+//! for a faster CRC-32. `medium-ip` adds IP-medium devices (TUN) to Ethernet, and
+//! `fragmentation` reassembles fragmented datagrams: hosts enable them, boards leave them
+//! out. `serde` makes events (and the fault counters) serializable without an allocator:
+//! the schema of `docs/events.md`, the same on the host and on boards.
 //!
 //! ## Guarantees
 //! No heap, no `unsafe`, and no panics on input from the network or the user: failures

@@ -3,7 +3,8 @@
 //! A driver repeats: [`round`], then sleep for [`sleep_for`] (or until a frame arrives).
 //! A round takes received frames in one at a time, runs the program after each and feeds
 //! it input; once no frame is waiting (or after [`BATCH`] frames) it sends what was
-//! queued; and it repeats until nothing moves. Taking one frame at a time lets a
+//! queued; and it repeats until nothing moves, or for at most [`MAX_TURNS`] turns, so that
+//! the driver's clock moves under a sustained transfer. Taking one frame at a time lets a
 //! program with small socket buffers read a burst instead of losing it, and since the
 //! round ends on a program run that followed no new frame, the sleep never sits on data
 //! the program has not seen. After the program has finished, [`settle`] lets the last FIN
@@ -20,6 +21,14 @@ use crate::smol::SmolStack;
 
 /// Most frames taken in (each followed by a program run) before queued output is sent.
 pub const BATCH: usize = 32;
+
+/// Most turns of a round (a program run and the frames around it) in which something
+/// moved before the round returns anyway, with the program due at once: `now` is fixed
+/// for a round, and under a sustained transfer something always moves, so without this
+/// bound a round would never end and every deadline (smoltcp's timers, a program's
+/// test length and reports) would see a stale time. The driver reads its clock again
+/// and goes on without sleeping.
+pub const MAX_TURNS: usize = 16;
 
 /// Longest time a driver keeps the stack running after its program finished.
 pub const LINGER: Duration = Duration::from_secs(2);
@@ -77,7 +86,8 @@ impl Feed for Messages<'_> {
 }
 
 /// One round of `program` on `stack` over `device` at `now`; returns when the program
-/// next wants to run even if no frame arrives.
+/// next wants to run even if no frame arrives (`now` itself after [`MAX_TURNS`] busy
+/// turns: run the next round at once, with the time read again).
 pub fn round<'a, D, F, const N: usize>(
     stack: &mut SmolStack<'a, N>,
     device: &mut D,
@@ -91,6 +101,7 @@ where
     F: Feed,
 {
     let mut batch = 0;
+    let mut turns = 0;
     loop {
         let took = stack.poll_ingress_one(now, device);
         let poll = program.poll(stack, now, emit);
@@ -109,12 +120,17 @@ where
         if !(took || poll.progressed || fed || sent) {
             return Ok(poll.wake_at);
         }
+        turns += 1;
+        if turns >= MAX_TURNS {
+            return Ok(Some(now));
+        }
     }
 }
 
 /// One round of `program` on a stack that moves its own packets (the host kernel's, in
-/// the std twin): the program and its input run until nothing moves. Returns when the
-/// program next wants to run even if no socket becomes ready.
+/// the std twin): the program and its input run until nothing moves (or for
+/// [`MAX_TURNS`]). Returns when the program next wants to run even if no socket becomes
+/// ready.
 pub fn program_round<S: Stack, F: Feed>(
     stack: &mut S,
     program: &mut dyn Program<S>,
@@ -122,13 +138,14 @@ pub fn program_round<S: Stack, F: Feed>(
     now: Instant,
     emit: &mut dyn FnMut(&Event<'_>),
 ) -> Result<Option<Instant>> {
-    loop {
+    for _ in 0..MAX_TURNS {
         let poll = program.poll(stack, now, emit);
         let fed = input.feed(program)?;
         if !(poll.progressed || fed) {
             return Ok(poll.wake_at);
         }
     }
+    Ok(Some(now))
 }
 
 /// How long a driver may sleep: until the earliest of the stack's next timer and the

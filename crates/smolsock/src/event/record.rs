@@ -14,7 +14,7 @@ use core::net::SocketAddrV4;
 
 use serde::{Serialize, Serializer};
 
-use super::{CloseReason, ConnId, Event, LossCause, Proto, Quoted};
+use super::{CloseReason, ConnId, DenyReason, Event, IperfSide, LossCause, Proto, Quoted, Rate};
 use crate::error::Error;
 
 /// An [`Event`] as one flat record: a tag `event` (the [`Event::kind`], in snake_case) and
@@ -170,6 +170,56 @@ pub enum Record<'a> {
         /// Where they were lost.
         cause: LossCause,
     },
+    /// [`Event::IperfTest`].
+    IperfTest {
+        /// The control connection.
+        conn: ConnId,
+        /// The other end of it.
+        peer: SocketAddrV4,
+        /// Parallel data connections.
+        streams: u16,
+        /// The test's length in seconds (0: ended by a byte count).
+        secs: u32,
+        /// The server sends.
+        reverse: bool,
+    },
+    /// [`Event::IperfInterval`].
+    IperfInterval {
+        /// `"sent"` or `"received"`, by this side.
+        direction: &'static str,
+        /// Start, in microseconds since the test started.
+        start_us: u64,
+        /// End, in microseconds since the test started.
+        end_us: u64,
+        /// Bytes moved in the interval.
+        bytes: u64,
+        /// The interval's rate.
+        bits_per_second: u64,
+    },
+    /// [`Event::IperfResult`].
+    IperfResult {
+        /// Whose count: `"local"` or `"remote"`.
+        #[serde(serialize_with = "side_name")]
+        side: IperfSide,
+        /// `"sent"` or `"received"`, by that side.
+        direction: &'static str,
+        /// Bytes, over all streams.
+        bytes: u64,
+        /// How long that side's test ran.
+        duration_us: u64,
+        /// Streams counted.
+        streams: u16,
+        /// The test's rate.
+        bits_per_second: u64,
+    },
+    /// [`Event::IperfDenied`].
+    IperfDenied {
+        /// Who was turned away.
+        peer: SocketAddrV4,
+        /// Why: `"busy"` or `"cookie"`.
+        #[serde(serialize_with = "deny_name")]
+        reason: DenyReason,
+    },
     /// [`Event::Error`].
     Error {
         /// Connection number, when the error belongs to one.
@@ -290,6 +340,50 @@ impl<'a> From<&Event<'a>> for Record<'a> {
                 total,
                 cause,
             },
+            Event::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            } => Record::IperfTest {
+                conn,
+                peer,
+                streams,
+                secs,
+                reverse,
+            },
+            Event::IperfInterval {
+                start_us,
+                end_us,
+                bytes,
+                sending,
+            } => Record::IperfInterval {
+                direction: direction(sending),
+                start_us,
+                end_us,
+                bytes,
+                bits_per_second: Rate {
+                    bytes,
+                    micros: end_us.saturating_sub(start_us),
+                }
+                .bits_per_second(),
+            },
+            Event::IperfResult {
+                side,
+                sending,
+                bytes,
+                micros,
+                streams,
+            } => Record::IperfResult {
+                side,
+                direction: direction(sending),
+                bytes,
+                duration_us: micros,
+                streams,
+                bits_per_second: Rate { bytes, micros }.bits_per_second(),
+            },
+            Event::IperfDenied { peer, reason } => Record::IperfDenied { peer, reason },
             Event::Error { conn, peer, error } => Record::Error { conn, peer, error },
         }
     }
@@ -344,6 +438,18 @@ fn quoted_text<S: Serializer>(data: &&[u8], serializer: S) -> Result<S::Ok, S::E
 
 fn hex8<S: Serializer>(value: &u32, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&format_args!("{value:08x}"))
+}
+
+fn direction(sending: bool) -> &'static str {
+    if sending { "sent" } else { "received" }
+}
+
+fn side_name<S: Serializer>(side: &IperfSide, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(side.as_str())
+}
+
+fn deny_name<S: Serializer>(reason: &DenyReason, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(reason.as_str())
 }
 
 fn reason_name<S: Serializer>(reason: &CloseReason, serializer: S) -> Result<S::Ok, S::Error> {
@@ -428,6 +534,30 @@ mod tests {
                 count: 3,
                 total: 5,
                 cause: LossCause::SocketBuffer,
+            },
+            Event::IperfTest {
+                conn: 1,
+                peer,
+                streams: 2,
+                secs: 10,
+                reverse: false,
+            },
+            Event::IperfInterval {
+                start_us: 1_000_000,
+                end_us: 2_000_000,
+                bytes: 117_440_512,
+                sending: false,
+            },
+            Event::IperfResult {
+                side: IperfSide::Remote,
+                sending: true,
+                bytes: 1_174_405_120,
+                micros: 10_000_412,
+                streams: 2,
+            },
+            Event::IperfDenied {
+                peer,
+                reason: DenyReason::Busy,
             },
             Event::Error {
                 conn: None,
@@ -558,12 +688,16 @@ mod tests {
                 | Event::Closing { .. }
                 | Event::ListenerClosed { .. }
                 | Event::Lost { .. }
+                | Event::IperfTest { .. }
+                | Event::IperfInterval { .. }
+                | Event::IperfResult { .. }
+                | Event::IperfDenied { .. }
                 | Event::Error { .. } => {}
             }
             seen.insert(event.kind());
             check_section(&sections, event.kind(), &json(&event));
         }
-        assert_eq!(seen.len(), 13, "one sample of every kind");
+        assert_eq!(seen.len(), 17, "one sample of every kind");
         let documented: BTreeSet<&str> = sections
             .keys()
             .map(String::as_str)

@@ -13,6 +13,7 @@
 //! stack's and the program's deadlines. `poll` never blocks and reports what happened as
 //! [`Event`]s.
 
+pub mod iperf3;
 mod tcp_client;
 mod tcp_server;
 mod udp_recv;

@@ -72,6 +72,7 @@ pub(crate) fn peek(medium: Medium, frame: &[u8]) -> Inbound {
             }
             _ => return Inbound::Other,
         },
+        #[cfg(feature = "medium-ip")]
         Medium::Ip => frame,
         #[allow(unreachable_patterns)]
         _ => return Inbound::Other,
@@ -124,6 +125,7 @@ pub(crate) fn peek(medium: Medium, frame: &[u8]) -> Inbound {
 fn ipv4(medium: Medium, frame: &[u8]) -> Option<(Ipv4Packet<&[u8]>, IpAddress, IpAddress)> {
     let ip = match medium {
         Medium::Ethernet => frame.get(EthernetFrame::<&[u8]>::header_len()..)?,
+        #[allow(unreachable_patterns)]
         _ => frame,
     };
     let packet = Ipv4Packet::new_checked(ip).ok()?;

@@ -293,6 +293,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
                 }
                 (HardwareAddress::Ethernet(config.mac), ETHERNET_HEADER)
             }
+            #[cfg(feature = "medium-ip")]
             Medium::Ip => (HardwareAddress::Ip, 0),
             #[allow(unreachable_patterns)]
             _ => {

@@ -1,0 +1,487 @@
+//! The iperf3 program's two roles against each other on two in-process stacks, and its
+//! server against peers that lie, send garbage or vanish. (Against the distribution's
+//! `iperf3` binary: tests/tests/iperf3.rs of the workspace.)
+//!
+//! The simulated clock only moves when nothing else does, so tests here end by a byte
+//! count (`-n`), not by time.
+
+use smolsock::event::{DenyReason, IperfSide};
+use smolsock::programs::iperf3::{
+    DEFAULT_PORT, Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig,
+    control_buffer_len, make_cookie,
+};
+use smolsock::programs::{DEFAULT_TIMEOUTS, Poll};
+use smolsock::sim::{Ending, Observer, SERVER_IP, Side};
+use smolsock::smoltcp::time::{Duration, Instant};
+use smolsock::{Error, Event, Program, Recv, Stack};
+use std::net::SocketAddrV4;
+
+mod support;
+use support::{Lines, Sizing, TestPair, TestStack, new_pair, seeded_pair};
+
+/// Most streams of a test here.
+const P: usize = 4;
+
+fn sizing() -> Sizing {
+    Sizing {
+        tcp_sockets: 16,
+        tcp_buf: 16 * 1024,
+        udp_sockets: 1,
+        udp_buf: 1024,
+        udp_packets: 2,
+    }
+}
+
+fn leak(len: usize) -> &'static mut [u8] {
+    Box::leak(vec![0u8; len].into_boxed_slice())
+}
+
+fn server(max_tests: u64) -> Iperf3Server<'static, TestStack, P> {
+    Iperf3Server::new(
+        Iperf3ServerConfig {
+            port: DEFAULT_PORT,
+            backlog: 4,
+            max_tests: Some(max_tests),
+            idle_timeout: Some(Duration::from_secs(30)),
+            timeouts: DEFAULT_TIMEOUTS,
+        },
+        leak(control_buffer_len(P)),
+        leak(8 * 1024),
+    )
+}
+
+fn client(
+    bytes: u64,
+    reverse: bool,
+    streams: u16,
+    seed: u64,
+) -> Iperf3Client<'static, TestStack, P> {
+    Iperf3Client::new(
+        Iperf3ClientConfig {
+            to: SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
+            secs: 0,
+            bytes: Some(bytes),
+            reverse,
+            streams,
+            seed,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30)),
+            timeouts: DEFAULT_TIMEOUTS,
+        },
+        leak(control_buffer_len(P)),
+        leak(8 * 1024),
+    )
+}
+
+/// What each side reported.
+#[derive(Default)]
+struct Log {
+    lines: Vec<(Side, String)>,
+    /// (side of the pair, whose count, sent, bytes, streams)
+    results: Vec<(Side, IperfSide, bool, u64, u16)>,
+    denied: Vec<DenyReason>,
+    errors: Vec<(Side, Error)>,
+}
+
+impl Observer for Log {
+    fn event(&mut self, side: Side, event: &Event<'_>) {
+        match *event {
+            Event::IperfResult {
+                side: whose,
+                sending,
+                bytes,
+                streams,
+                ..
+            } => self.results.push((side, whose, sending, bytes, streams)),
+            Event::IperfDenied { reason, .. } => self.denied.push(reason),
+            Event::Error { error, .. } => self.errors.push((side, error)),
+            _ => {}
+        }
+        self.lines.push((side, event.to_string()));
+    }
+}
+
+impl Log {
+    fn result(&self, side: Side, whose: IperfSide) -> (bool, u64, u16) {
+        let found = self
+            .results
+            .iter()
+            .find(|r| r.0 == side && r.1 == whose)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {whose:?} result on the {side:?} side: {:#?}",
+                    self.lines
+                )
+            });
+        (found.2, found.3, found.4)
+    }
+}
+
+fn run(
+    pair: &mut TestPair,
+    server: &mut dyn Program<TestStack>,
+    client: &mut dyn Program<TestStack>,
+    log: &mut Log,
+) -> Ending {
+    pair.run(
+        server,
+        client,
+        &mut Lines::open(),
+        &mut Lines::open(),
+        log,
+        Duration::from_secs(120),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_test_with_two_streams_reports_both_sides_on_both_sides() {
+    let mut pair = new_pair(sizing()).unwrap();
+    let (mut srv, mut cli) = (server(1), client(2 * 1024 * 1024, false, 2, 1));
+    let mut log = Log::default();
+    assert_eq!(
+        run(&mut pair, &mut srv, &mut cli, &mut log),
+        Ending::Finished
+    );
+    assert_eq!(cli.outcome(), Some(Ok(())), "{:#?}", log.lines);
+    assert_eq!(srv.outcome(), Some(Ok(())), "{:#?}", log.lines);
+    // The client sent exactly its byte count; the server counted what came before the
+    // client's TEST_END (as iperf3 does), and each side shows the other's count.
+    let sent = log.result(Side::Client, IperfSide::Local);
+    assert_eq!(sent, (true, 2 * 1024 * 1024, 2));
+    assert_eq!(log.result(Side::Server, IperfSide::Remote), sent);
+    let received = log.result(Side::Server, IperfSide::Local);
+    assert!(
+        !received.0 && received.1 > 0 && received.1 <= sent.1,
+        "{received:?}"
+    );
+    assert_eq!(received.2, 2);
+    assert_eq!(log.result(Side::Client, IperfSide::Remote), received);
+    // The control connection and two data connections, on both sides.
+    for (side, word) in [(Side::Server, "accepted"), (Side::Client, "connected")] {
+        let count = log
+            .lines
+            .iter()
+            .filter(|(s, l)| *s == side && l.contains(word))
+            .count();
+        assert_eq!(count, 3, "{side:?}: {:#?}", log.lines);
+    }
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+}
+
+#[test]
+fn a_reverse_test_sends_the_byte_count_from_the_server() {
+    let mut pair = new_pair(sizing()).unwrap();
+    let (mut srv, mut cli) = (server(1), client(1024 * 1024 + 5, true, 3, 2));
+    let mut log = Log::default();
+    assert_eq!(
+        run(&mut pair, &mut srv, &mut cli, &mut log),
+        Ending::Finished
+    );
+    assert_eq!(cli.outcome(), Some(Ok(())), "{:#?}", log.lines);
+    assert_eq!(srv.outcome(), Some(Ok(())), "{:#?}", log.lines);
+    let sent = log.result(Side::Server, IperfSide::Local);
+    assert_eq!(
+        sent,
+        (true, 1024 * 1024 + 5, 3),
+        "the server stops at the count"
+    );
+    let received = log.result(Side::Client, IperfSide::Local);
+    assert_eq!(received, (false, 1024 * 1024 + 5, 3));
+    assert_eq!(log.result(Side::Client, IperfSide::Remote), sent);
+    assert_eq!(log.result(Side::Server, IperfSide::Remote), received);
+}
+
+#[test]
+fn more_streams_than_the_server_has_room_for_are_refused_with_server_error() {
+    let mut pair = new_pair(sizing()).unwrap();
+    let mut srv: Iperf3Server<'static, TestStack, 1> = Iperf3Server::new(
+        Iperf3ServerConfig {
+            port: DEFAULT_PORT,
+            backlog: 4,
+            max_tests: Some(1),
+            idle_timeout: None,
+            timeouts: DEFAULT_TIMEOUTS,
+        },
+        leak(control_buffer_len(1)),
+        leak(1024),
+    );
+    let mut cli = client(1000, false, 2, 3);
+    let mut log = Log::default();
+    assert_eq!(
+        run(&mut pair, &mut srv, &mut cli, &mut log),
+        Ending::Finished
+    );
+    // iperf3's error 6: too many parallel streams.
+    assert_eq!(
+        cli.outcome(),
+        Some(Err(Error::PeerError { code: 6, errno: 0 })),
+        "{:#?}",
+        log.lines
+    );
+    assert!(matches!(srv.outcome(), Some(Err(Error::Unsupported(_)))));
+}
+
+/// Runs `a`, and `b` once `a` has opened its first data connection (its second
+/// `connected`): two clients on one stack.
+struct Staggered<A, B> {
+    a: A,
+    b: B,
+    connected: usize,
+}
+
+impl<A: Program<TestStack>, B: Program<TestStack>> Program<TestStack> for Staggered<A, B> {
+    fn poll(
+        &mut self,
+        stack: &mut TestStack,
+        now: Instant,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Poll {
+        let mut seen = 0;
+        let mut poll = self.a.poll(stack, now, &mut |e| {
+            if let Event::Connected { .. } = e {
+                seen += 1;
+            }
+            emit(e)
+        });
+        self.connected += seen;
+        if self.connected >= 2 {
+            let b = self.b.poll(stack, now, emit);
+            poll.progressed |= b.progressed;
+            poll.wake_at = [poll.wake_at, b.wake_at].into_iter().flatten().min();
+        }
+        poll
+    }
+
+    fn outcome(&self) -> Option<smolsock::Result<()>> {
+        match (self.a.outcome(), self.b.outcome()) {
+            (Some(a), Some(_)) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+#[test]
+fn a_second_client_is_denied_while_a_test_runs_and_the_first_goes_on() {
+    let mut pair = new_pair(sizing()).unwrap();
+    let mut srv = server(1);
+    let mut both = Staggered {
+        a: client(4 * 1024 * 1024, false, 1, 4),
+        b: client(1000, false, 1, 5),
+        connected: 0,
+    };
+    let mut log = Log::default();
+    assert_eq!(
+        run(&mut pair, &mut srv, &mut both, &mut log),
+        Ending::Finished
+    );
+    assert_eq!(both.a.outcome(), Some(Ok(())), "{:#?}", log.lines);
+    assert_eq!(both.b.outcome(), Some(Err(Error::AccessDenied)));
+    assert_eq!(log.denied, [DenyReason::Busy]);
+    assert_eq!(srv.outcome(), Some(Ok(())));
+    assert!(log.result(Side::Client, IperfSide::Remote).1 > 0);
+}
+
+/// A peer that connects to the server, sends `script`, reads whatever comes back and
+/// closes after `linger` (or when the server closes).
+struct Raw {
+    script: Vec<u8>,
+    sent: usize,
+    socket: Option<<TestStack as Stack>::Tcp>,
+    until: Option<Instant>,
+    linger: Duration,
+    reply: Vec<u8>,
+    done: bool,
+}
+
+impl Raw {
+    fn new(script: Vec<u8>, linger: Duration) -> Self {
+        Self {
+            script,
+            sent: 0,
+            socket: None,
+            until: None,
+            linger,
+            reply: Vec::new(),
+            done: false,
+        }
+    }
+}
+
+impl Program<TestStack> for Raw {
+    fn poll(&mut self, stack: &mut TestStack, now: Instant, _: &mut dyn FnMut(&Event<'_>)) -> Poll {
+        let mut poll = Poll::default();
+        if self.done {
+            return poll;
+        }
+        let socket = match self.socket {
+            Some(socket) => socket,
+            None => {
+                let socket = stack
+                    .tcp_connect(SocketAddrV4::new(SERVER_IP, DEFAULT_PORT))
+                    .unwrap();
+                self.socket = Some(socket);
+                self.until = Some(now + Duration::from_secs(30));
+                poll.progressed = true;
+                socket
+            }
+        };
+        match stack.tcp_phase(socket) {
+            smolsock::Phase::Open => {}
+            smolsock::Phase::Connecting => {
+                poll.wake_at = self.until;
+                return poll;
+            }
+            // Reset by the server: what it had queued may be lost with it.
+            smolsock::Phase::Failed(_) => {
+                self.done = true;
+                poll.progressed = true;
+                return poll;
+            }
+        }
+        {
+            while self.sent < self.script.len() {
+                match stack.tcp_send(socket, &self.script[self.sent..]) {
+                    Ok(n) => {
+                        self.sent += n;
+                        poll.progressed = true;
+                    }
+                    Err(_) => break,
+                }
+            }
+            if self.sent == self.script.len() && self.until > Some(now + self.linger) {
+                self.until = Some(now + self.linger);
+            }
+        }
+        let mut buf = [0u8; 256];
+        let mut closed = false;
+        loop {
+            match stack.tcp_recv(socket, &mut buf) {
+                Ok(Recv::Data(n)) => {
+                    self.reply.extend_from_slice(&buf[..n]);
+                    poll.progressed = true;
+                }
+                Ok(Recv::Eof) => {
+                    closed = true;
+                    break;
+                }
+                Err(Error::WouldBlock) => break,
+                Err(_) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        if closed || self.until.is_some_and(|t| now >= t) {
+            stack.tcp_abort(socket);
+            self.done = true;
+            poll.progressed = true;
+        }
+        poll.wake_at = self.until;
+        poll
+    }
+
+    fn outcome(&self) -> Option<smolsock::Result<()>> {
+        self.done.then_some(Ok(()))
+    }
+}
+
+/// The server after a peer ran `script` on it: a real test must then pass. Returns what
+/// the peer received and the errors the server reported for it.
+fn survives(script: Vec<u8>, linger: Duration, seed: u64) -> (Vec<u8>, Vec<Error>) {
+    let mut pair = seeded_pair(sizing(), seed).unwrap();
+    let mut srv = server(2);
+    let mut raw = Raw::new(script.clone(), linger);
+    let mut log = Log::default();
+    run(&mut pair, &mut srv, &mut raw, &mut log);
+    assert!(raw.done, "the peer finished");
+    let errors = log.errors.iter().map(|e| e.1).collect();
+    // The bad session ends by itself (an error, or timed out): the next test runs.
+    pair.pump(Duration::from_secs(1));
+    let mut cli = client(64 * 1024, seed.is_multiple_of(2), 1, seed);
+    let ending = run(&mut pair, &mut srv, &mut cli, &mut log);
+    assert_eq!(
+        (ending, cli.outcome()),
+        (Ending::Finished, Some(Ok(()))),
+        "after {script:?}: {:#?}",
+        log.lines
+    );
+    (raw.reply, errors)
+}
+
+/// A cookie, a length and JSON, as a client's first bytes.
+fn handshake(json: &[u8], length: u32) -> Vec<u8> {
+    let mut bytes = make_cookie(9).to_vec();
+    bytes.extend_from_slice(&length.to_be_bytes());
+    bytes.extend_from_slice(json);
+    bytes
+}
+
+#[test]
+fn the_server_refuses_lies_and_garbage_and_goes_on_serving() {
+    let quick = Duration::from_millis(500);
+    // A length far beyond the buffer: refused at once, before any JSON arrives.
+    let (reply, errors) = survives(handshake(b"{", u32::MAX), Duration::from_secs(60), 1);
+    assert!(
+        [9].starts_with(&reply),
+        "PARAM_EXCHANGE at most, then the reset: {reply:?}"
+    );
+    assert_eq!(
+        errors,
+        [Error::Protocol(
+            "the parameters' length is more than the control buffer holds"
+        )]
+    );
+    // Parameters that are not JSON, or JSON that is not parameters.
+    for json in [&b"hello"[..], b"[1,2]", b"{\"parallel\":", b"{\"a\":1}}"] {
+        let (reply, errors) = survives(handshake(json, json.len() as u32), quick, 2);
+        assert!([9].starts_with(&reply), "{reply:?}");
+        assert_eq!(
+            errors,
+            [Error::Protocol("the parameters are not a JSON object")]
+        );
+    }
+    // UDP: SERVER_ERROR and iperf3's error 131 (protocol does not exist).
+    let udp = br#"{"udp":true,"time":1,"parallel":1}"#;
+    let (reply, errors) = survives(handshake(udp, udp.len() as u32), quick, 3);
+    assert_eq!(reply, [9, 0xfe, 0, 0, 0, 131, 0, 0, 0, 0]);
+    assert_eq!(errors, [Error::Unsupported("UDP tests (-u)")]);
+    // A length that promises more than comes: the server times the client out.
+    let (reply, errors) = survives(handshake(b"{}", 100), Duration::from_secs(60), 4);
+    assert_eq!(reply, [9], "PARAM_EXCHANGE, then the wait for the rest");
+    assert_eq!(errors, [Error::TimedOut]);
+    // Nothing at all, a half cookie, a cookie and silence.
+    for script in [Vec::new(), vec![b'a'; 20], make_cookie(1).to_vec()] {
+        survives(script, Duration::from_secs(60), 5);
+    }
+    // Valid parameters, then a state byte that has no place before the streams.
+    let params = br#"{"tcp":true,"time":1,"parallel":1}"#;
+    let mut script = handshake(params, params.len() as u32);
+    script.push(4);
+    let (reply, errors) = survives(script, quick, 6);
+    assert!([9, 10].starts_with(&reply), "{reply:?}");
+    assert!(matches!(errors[..], [Error::Protocol(_)]), "{errors:?}");
+}
+
+#[test]
+fn random_bytes_on_the_control_port_never_stop_the_server() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..40u64 {
+        let len = (next() % 300) as usize;
+        let mut script: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        if round % 2 == 0 {
+            // Past the cookie and into the length and the JSON.
+            let json: Vec<u8> = (0..(next() % 64)).map(|_| next() as u8).collect();
+            let mut s = handshake(&json, (next() % 80) as u32);
+            s.append(&mut script);
+            script = s;
+        }
+        survives(script, Duration::from_millis(200), round);
+    }
+}
