@@ -387,7 +387,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             Phase::Ended | Phase::Results(_) | Phase::Display if !self.sending() => {
                 // A reverse test's late data, read (and not counted) until the server
                 // closes its streams, so that it is never stuck on a full window.
-                if drain(stack, &mut self.streams, self.data) {
+                if drain(stack, &mut self.streams) {
                     poll.progressed = true;
                 }
                 false
@@ -449,7 +449,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
 
     /// Closes the streams once the server has shown the results.
     fn close_streams(&mut self, stack: &mut S) {
-        drain(stack, &mut self.streams, self.data);
+        drain(stack, &mut self.streams);
         for stream in self.streams.drain(..) {
             stack.tcp_close(stream.socket);
         }

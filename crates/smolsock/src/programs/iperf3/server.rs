@@ -557,7 +557,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
         session.micros = meter.finish(now, emit);
         if !sending {
             // What is in flight, read so that the close is a FIN rather than a reset.
-            drain(stack, &mut session.streams, data);
+            drain(stack, &mut session.streams);
         }
         for stream in &session.streams {
             stack.tcp_close(stream.socket);
