@@ -663,30 +663,24 @@ impl Versus {
     }
 }
 
+/// One smolsock bulk transfer at a [`TCP_BUFS`] setting, checked against a CRC: Gbit/s.
+type BulkRun = fn((u32, &str), u32) -> f64;
+
 /// One round of the bulk rows: the example's writer against smolsock's sink, its reader
 /// against smolsock's bulk client, the example first when `example_first`.
 fn bulk_round(example_first: bool, crc: u32, up: &mut [Versus], down: &mut [Versus]) {
-    // kernel -> smoltcp: the example's writer against smolsock's sink.
-    let mut ex = None;
-    if example_first {
-        ex = Some(example("writer"));
-    }
-    let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_sink(b, crc)).collect();
-    let ex = ex.unwrap_or_else(|| example("writer"));
-    for (row, s) in up.iter_mut().zip(smol) {
-        row.smol.push(s);
-        row.other.push(ex);
-    }
-    // smoltcp -> kernel: the example's reader against smolsock's bulk client.
-    let mut ex = None;
-    if example_first {
-        ex = Some(example("reader"));
-    }
-    let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smol_client(b, crc)).collect();
-    let ex = ex.unwrap_or_else(|| example("reader"));
-    for (row, s) in down.iter_mut().zip(smol) {
-        row.smol.push(s);
-        row.other.push(ex);
+    // kernel -> smoltcp: the example's writer against smolsock's sink; smoltcp -> kernel:
+    // the example's reader against smolsock's bulk client.
+    let sides: [(&str, BulkRun, &mut [Versus]); 2] =
+        [("writer", smol_sink, up), ("reader", smol_client, down)];
+    for (mode, smolsock, rows) in sides {
+        let first = example_first.then(|| example(mode));
+        let smol: Vec<f64> = TCP_BUFS.iter().map(|&b| smolsock(b, crc)).collect();
+        let ex = first.unwrap_or_else(|| example(mode));
+        for (row, s) in rows.iter_mut().zip(smol) {
+            row.smol.push(s);
+            row.other.push(ex);
+        }
     }
 }
 
