@@ -38,6 +38,7 @@ pub use panic::log_panic;
 pub mod __private {
     pub use cortex_m::singleton;
     pub use cortex_m_rt::entry;
+    pub use smolsock::programs::iperf3::control_buffer_len as iperf3_control_len;
     pub use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
     pub use smolsock::smoltcp::iface::SocketStorage;
 
