@@ -15,7 +15,7 @@
 //!   (predictable: the emulated machine has no RNG; see `random_seed`);
 //! * an exit through semihosting when a program finishes (status 0, or 1 if it failed);
 //! * [`stack_used`], the stack's high-water mark, for RAM budgets;
-//! * defmt logging over semihosting, and a panic/fault handler that logs and ends QEMU
+//! * defmt logging over semihosting, a buffer of frames per call (`log.rs`), and a panic/fault handler that logs and ends QEMU
 //!   with a failing exit status.
 //!
 //! A firmware names the board, its program and its buffer sizes:
@@ -34,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod eth;
+mod log;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -45,9 +46,6 @@ use smolsock::smol::StackConfig;
 use smolsock_board::{Clock, addresses};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
-
-// The defmt global logger: frames go to the host through semihosting writes.
-use defmt_semihosting as _;
 
 pub use eth::Ethernet;
 
