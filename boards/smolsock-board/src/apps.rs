@@ -1,6 +1,7 @@
-//! The four programs of the seed as firmware mains, the same on every board. A binary
-//! names its board, its program and its buffer sizes (the board's RAM budget) through
-//! [`program!`](crate::program), which puts the buffers in statics and calls one of these.
+//! The four programs of the seed and iperf3 as firmware mains, the same on every board. A
+//! binary names its board, its program and its buffer sizes (the board's RAM budget)
+//! through [`program!`](crate::program), which puts the buffers in statics and calls one of
+//! these.
 
 use core::net::SocketAddrV4;
 
@@ -132,7 +133,7 @@ pub fn iperf3<B: Board, const STREAMS: usize, const SOCKETS: usize, const BUF: u
     run(board, stack, &mut server, &[])
 }
 
-/// A firmware's `main`: the board, one of the seed's four programs (or iperf3) and its buffer sizes.
+/// A firmware's `main`: the board, one of the five programs and its buffer sizes.
 ///
 /// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers, its
 /// sockets and the stack (smoltcp's interface) are statics made with

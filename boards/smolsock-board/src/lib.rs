@@ -5,8 +5,8 @@
 //! - [`board`]: the [`Board`] trait (device, clock, sleep, addresses), the firmware loop
 //!   [`run`] around the core's `smolsock::runner::round`, and [`EthBoard`], a `Board` for
 //!   MACs with a PHY and no receive interrupt;
-//! - [`apps`]: the seed's four programs as firmware mains, and [`program!`], which makes
-//!   one of them a binary's `main` with its board and its buffer sizes;
+//! - [`apps`]: the seed's four programs and iperf3 as firmware mains, and [`program!`],
+//!   which makes one of them a binary's `main` with its board and its buffer sizes;
 //! - [`addresses`]: the boards' address plan (board `n` is 192.168.69.`n`, the PC .100);
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`nucleo`]: the rest the Nucleo-144 boards share: the ST-LINK's clock and its probe;
