@@ -335,7 +335,9 @@ fn stock_iperf3(args: &[&str]) -> (ExitStatus, String, String) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run iperf3 ({e}): install it (Debian: apt-get install iperf3)"));
+        .unwrap_or_else(|e| {
+            panic!("cannot run iperf3 ({e}): install it (Debian: apt-get install iperf3)")
+        });
     let read = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut text = String::new();
@@ -372,18 +374,28 @@ fn stock_client_measures_board(extra: &[&str], streams: usize) -> serde_json::Va
     let doc: serde_json::Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("iperf3 {extra:?} printed no JSON ({e}): {out}{err}"));
     assert!(status.success(), "iperf3 {extra:?} failed: {doc:#}\n{err}");
-    assert!(doc.get("error").is_none(), "iperf3 {extra:?}: {}", doc["error"]);
+    assert!(
+        doc.get("error").is_none(),
+        "iperf3 {extra:?}: {}",
+        doc["error"]
+    );
     let end = &doc["end"];
     for sum in ["sum_sent", "sum_received"] {
         let bytes = end[sum]["bytes"].as_u64().unwrap_or(0);
-        assert!(bytes > 0, "iperf3 {extra:?}: {sum} is {bytes} bytes: {end:#}");
+        assert!(
+            bytes > 0,
+            "iperf3 {extra:?}: {sum} is {bytes} bytes: {end:#}"
+        );
     }
     let per_stream = end["streams"].as_array().expect("the streams' results");
     assert_eq!(per_stream.len(), streams, "iperf3 {extra:?}: {end:#}");
     for stream in per_stream {
         for side in ["sender", "receiver"] {
             let bytes = stream[side]["bytes"].as_u64().unwrap_or(0);
-            assert!(bytes > 0, "iperf3 {extra:?}: a stream's {side} bytes: {stream:#}");
+            assert!(
+                bytes > 0,
+                "iperf3 {extra:?}: a stream's {side} bytes: {stream:#}"
+            );
         }
     }
     doc
@@ -409,7 +421,9 @@ fn qemu_iperf3_stock_client_measures_the_board() {
         fw.wait_for("over 2 streams", T);
         // The board's count of the forward test is what the client shows as received.
         let line = fw.wait_for("iperf3 result, this side: received", T);
-        let received = forward["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+        let received = forward["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap_or(0);
         assert!(
             line.contains(&format!("received {received} bytes")),
             "{line} (the client shows {received})"
@@ -444,7 +458,10 @@ fn qemu_iperf3_second_client_is_refused_while_a_test_runs() {
             let (status, out, err) = smolsock_tests::join_within(first, T + T, "the first client");
             assert!(status.success(), "the first client: {out}{err}");
             let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-            assert!(doc["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 0, "{doc:#}");
+            assert!(
+                doc["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 0,
+                "{doc:#}"
+            );
             fw.wait_for("iperf3 result, the peer: sent", T);
         },
     );

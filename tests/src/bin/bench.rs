@@ -488,7 +488,8 @@ fn board() {
                 let mut fw = Proc::qemu("iperf3");
                 fw.wait_for("listening 0.0.0.0:5201", T);
                 for (row, reverse) in rows.iter_mut().zip([false, true]) {
-                    row.smol.push(stock_iperf3_mbit(&BOARD_IP.to_string(), reverse));
+                    row.smol
+                        .push(stock_iperf3_mbit(&BOARD_IP.to_string(), reverse));
                 }
             }
         }
