@@ -1,13 +1,15 @@
 //! The emulated board (QEMU `lm3s6965evb`, boards/qemu-lm3s6965) running each program of
 //! the core, with the Linux kernel as its peer on a TAP in a network namespace of the
 //! test's own. Needs `qemu-system-arm`, `target/debug/qemu-run` and the release firmware
-//! (`cargo xtask boards`).
+//! (`cargo xtask boards`); the iperf3 tests also the distribution's `iperf3` (Debian's
+//! package `iperf3`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use smolsock_tests::{BOARD_IP, KERNEL_IP, Proc, addr_after, in_netns, upper_case_echo};
 
@@ -322,4 +324,145 @@ fn qemu_board_logs_every_event_as_the_host_prints_it() {
     for (board, host) in logged.iter().zip(&printed) {
         assert_eq!(board, host);
     }
+}
+
+/// Runs the distribution's `iperf3` with `args` to its end, killed after [`T`]; returns its
+/// exit status, stdout and stderr.
+fn stock_iperf3(args: &[&str]) -> (ExitStatus, String, String) {
+    let mut child = Command::new("iperf3")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run iperf3 ({e}): install it (Debian: apt-get install iperf3)")
+        });
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = read(Box::new(child.stdout.take().expect("stdout")));
+    let err = read(Box::new(child.stderr.take().expect("stderr")));
+    let end = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for iperf3") {
+            break status;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("iperf3 {args:?} did not exit within {T:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let text = |h: thread::JoinHandle<String>| h.join().unwrap_or_default();
+    (status, text(out), text(err))
+}
+
+/// `iperf3 -c <board> -t 2 --json` with `extra`: it succeeds, the bytes it reports both
+/// ways are more than 0 (the side the board counted comes in the results exchange), and
+/// with `streams` streams each one's bytes too. Returns the client's document.
+fn stock_client_measures_board(extra: &[&str], streams: usize) -> serde_json::Value {
+    let ip = BOARD_IP.to_string();
+    let mut args = vec!["-c", ip.as_str(), "-t", "2", "--json"];
+    args.extend_from_slice(extra);
+    let (status, out, err) = stock_iperf3(&args);
+    let doc: serde_json::Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("iperf3 {extra:?} printed no JSON ({e}): {out}{err}"));
+    assert!(status.success(), "iperf3 {extra:?} failed: {doc:#}\n{err}");
+    assert!(
+        doc.get("error").is_none(),
+        "iperf3 {extra:?}: {}",
+        doc["error"]
+    );
+    let end = &doc["end"];
+    for sum in ["sum_sent", "sum_received"] {
+        let bytes = end[sum]["bytes"].as_u64().unwrap_or(0);
+        assert!(
+            bytes > 0,
+            "iperf3 {extra:?}: {sum} is {bytes} bytes: {end:#}"
+        );
+    }
+    let per_stream = end["streams"].as_array().expect("the streams' results");
+    assert_eq!(per_stream.len(), streams, "iperf3 {extra:?}: {end:#}");
+    for stream in per_stream {
+        for side in ["sender", "receiver"] {
+            let bytes = stream[side]["bytes"].as_u64().unwrap_or(0);
+            assert!(
+                bytes > 0,
+                "iperf3 {extra:?}: a stream's {side} bytes: {stream:#}"
+            );
+        }
+    }
+    doc
+}
+
+/// The stock `iperf3 -c` measures the board's iperf3 server both ways and with two
+/// streams, one test after the other; the board logs its own count and the client's for
+/// each.
+#[test]
+fn qemu_iperf3_stock_client_measures_the_board() {
+    in_netns("qemu_iperf3_stock_client_measures_the_board", || {
+        let mut fw = Proc::qemu("iperf3");
+        fw.wait_for("tcp listening 0.0.0.0:5201", T);
+        let forward = stock_client_measures_board(&[], 1);
+        assert_eq!(forward["start"]["test_start"]["reverse"], 0);
+        fw.wait_for("iperf3 result, this side: received", T);
+        fw.wait_for("iperf3 result, the peer: sent", T);
+        let reverse = stock_client_measures_board(&["-R"], 1);
+        assert_eq!(reverse["start"]["test_start"]["reverse"], 1);
+        fw.wait_for("iperf3 result, this side: sent", T);
+        fw.wait_for("iperf3 result, the peer: received", T);
+        stock_client_measures_board(&["-P", "2"], 2);
+        fw.wait_for("over 2 streams", T);
+        // The board's count of the forward test is what the client shows as received.
+        let line = fw.wait_for("iperf3 result, this side: received", T);
+        let received = forward["end"]["sum_received"]["bytes"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(
+            line.contains(&format!("received {received} bytes")),
+            "{line} (the client shows {received})"
+        );
+    });
+}
+
+/// A second client while a test runs is turned away as iperf3 turns it away, and the
+/// first test ends well.
+#[test]
+fn qemu_iperf3_second_client_is_refused_while_a_test_runs() {
+    in_netns(
+        "qemu_iperf3_second_client_is_refused_while_a_test_runs",
+        || {
+            let mut fw = Proc::qemu("iperf3");
+            fw.wait_for("tcp listening 0.0.0.0:5201", T);
+            let ip = BOARD_IP.to_string();
+            let first = {
+                let ip = ip.clone();
+                thread::spawn(move || stock_iperf3(&["-c", &ip, "-t", "4", "--json"]))
+            };
+            // The test's data stream is in: the test runs.
+            fw.wait_for("iperf3 #1 test with", T);
+            fw.wait_for("tcp #2 accepted", T);
+            let (status, out, err) = stock_iperf3(&["-c", &ip, "-t", "1"]);
+            assert!(!status.success(), "the second client ran: {out}");
+            assert!(
+                format!("{out}{err}").contains("the server is busy running a test"),
+                "{out}{err}"
+            );
+            fw.wait_for("iperf3 denied", T);
+            let (status, out, err) = smolsock_tests::join_within(first, T + T, "the first client");
+            assert!(status.success(), "the first client: {out}{err}");
+            let doc: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+            assert!(
+                doc["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) > 0,
+                "{doc:#}"
+            );
+            fw.wait_for("iperf3 result, the peer: sent", T);
+        },
+    );
 }

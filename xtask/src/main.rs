@@ -6,9 +6,9 @@
 //! - `cargo xtask size [--top N]`: flash and RAM of every board binary, RAM split into the
 //!   program's buffers, smoltcp's state, other statics and the stack; fails when a binary
 //!   passes its board's limits (xtask/src/size.rs). CI runs it.
-//! - `cargo xtask bench [example|example-bulk|example-echo|attacks|udp|loss]`: smolsock against
-//!   smoltcp's own examples (built from the registry's smoltcp source, see [`examples`]) and
-//!   the kernel.
+//! - `cargo xtask bench [example|example-bulk|example-echo|attacks|udp|loss|board]`: smolsock
+//!   against smoltcp's own examples (built from the registry's smoltcp source, see
+//!   [`examples`]) and the kernel, and the emulated board against the kernel twin.
 //! - `cargo xtask behaviour`: refresh the comparison table in `docs/behaviour.md`.
 //! - `cargo xtask qemu <bin> [--tap IF]`: build the emulated board's firmware and boot one
 //!   binary in QEMU on a TAP (default tap0), its defmt log decoded.
@@ -56,9 +56,8 @@ enum Task {
     /// smolsock against smoltcp's own examples (built from the registry's smoltcp source)
     /// and the kernel, on a TAP in a namespace of its own (release build).
     Bench {
-        /// Only these rows: example (example-bulk, example-echo: part of them), attacks, udp
-        /// or loss
-        /// (default: all).
+        /// Only these rows: example (example-bulk, example-echo: part of them), attacks, udp,
+        /// loss or board (default: all).
         rows: Option<String>,
     },
     /// Rerun `smolsock compare --markdown` and put its table into docs/behaviour.md.
@@ -319,6 +318,15 @@ fn bench(rows: Option<String>) -> Result<(), String> {
         None | Some("example" | "example-bulk" | "example-echo") => Some(examples::build(&root)?),
         Some(_) => None,
     };
+    // The board rows boot the emulated board's firmware through qemu-run.
+    let board = matches!(rows.as_deref(), None | Some("board"));
+    if board {
+        cargo(&root, &["build", "-p", "qemu-run"])?;
+        cargo(
+            &root.join("boards/qemu-lm3s6965"),
+            &["build", "--release", "--bins"],
+        )?;
+    }
     // SAFETY-free: setting a variable for our own child processes only.
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
@@ -338,6 +346,7 @@ fn bench(rows: Option<String>) -> Result<(), String> {
             ]
         }))
         .env("SMOLSOCK_BIN", bin)
+        .env("QEMU_RUN_BIN", root.join("target/debug/qemu-run"))
         .current_dir(&root)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

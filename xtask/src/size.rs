@@ -37,24 +37,28 @@ struct Limits {
     goal: u64,
 }
 
-/// The limits of `board` (a directory name under boards/).
+/// The limits of binary `bin` of `board` (a directory name under boards/).
 ///
 /// The goals are not met yet: smoltcp alone (its interface with TCP, UDP, ARP and ICMP
 /// echo, driving one socket) takes about 34 KiB on the emulated board and 42 KiB on the
 /// NUCLEO-F429ZI with their drivers and logging, so the limits hold today's sizes plus a
-/// little room, and a change that makes a firmware grow past them fails CI.
-fn limits(board: &str) -> Limits {
+/// little room, and a change that makes a firmware grow past them fails CI. The goals are
+/// the for the four programs; `iperf3`, the fifth, has them too, and a limit of its
+/// own: the protocol's state machine and its JSON writer and reader take about 9 KiB more
+/// than tcp-server.
+fn limits(board: &str, bin: &str) -> Limits {
+    let iperf3 = bin == "iperf3";
     match board {
         "qemu-lm3s6965" => Limits {
-            flash: 54 * 1024,
+            flash: if iperf3 { 63 * 1024 } else { 54 * 1024 },
             goal: 32 * 1024,
         },
         "nucleo-f429zi" => Limits {
-            flash: 62 * 1024,
+            flash: if iperf3 { 71 * 1024 } else { 62 * 1024 },
             goal: 48 * 1024,
         },
         _ => Limits {
-            flash: 65 * 1024,
+            flash: if iperf3 { 74 * 1024 } else { 65 * 1024 },
             goal: 48 * 1024,
         },
     }
@@ -233,7 +237,6 @@ pub fn report(boards: &[PathBuf], top: usize) -> Result<(), String> {
         }) else {
             continue;
         };
-        let limits = limits(&name);
         let mut bins: Vec<PathBuf> = std::fs::read_dir(board.join("src/bin"))
             .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).collect())
             .unwrap_or_default();
@@ -243,6 +246,7 @@ pub fn report(boards: &[PathBuf], top: usize) -> Result<(), String> {
                 continue;
             };
             let sizes = read_sizes(&target_dir.join(&stem), ram)?;
+            let limits = limits(&name, &stem);
             println!(
                 "{name:<14} {stem:<11} {:>7} {:>7} {:>7} | {:>8} {:>8} {:>7} {:>7} {:>7}",
                 kib(sizes.flash),

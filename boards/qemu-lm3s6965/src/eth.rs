@@ -192,12 +192,14 @@ impl Mac {
         self.stats
     }
 
-    /// Moves the next good frame out of the receive FIFO into `buf` and
-    /// returns its length (without the FCS). Frames that are malformed or
-    /// longer than `buf` are dropped and counted. `None` once the FIFO is empty.
-    pub fn receive(&mut self, buf: &mut [u8]) -> Option<usize> {
+    /// Moves the next good frame out of the receive FIFO into `record` and returns its
+    /// length (without the FCS): the frame is `record[2..2 + len]`, behind the FIFO's
+    /// two length bytes, so that every word of the FIFO lands whole in the buffer (one
+    /// store each, no copy of a word's bytes one by one). Frames that are malformed or
+    /// longer than [`MTU`] are dropped and counted. `None` once the FIFO is empty.
+    pub fn receive(&mut self, record: &mut [u8; RECORD]) -> Option<usize> {
         while self.rx_pending() {
-            match self.read_one(buf) {
+            match self.read_one(record) {
                 Ok(len) => {
                     self.stats.rx_frames = self.stats.rx_frames.wrapping_add(1);
                     return Some(len);
@@ -216,67 +218,65 @@ impl Mac {
         None
     }
 
-    /// Reads exactly one frame from the FIFO (NP > 0 is the caller's check).
-    fn read_one(&mut self, buf: &mut [u8]) -> Result<usize, RxDrop> {
+    /// Reads exactly one FIFO record (NP > 0 is the caller's check) into `record`.
+    fn read_one(&mut self, record: &mut [u8; RECORD]) -> Result<usize, RxDrop> {
         let first = mmio::read(reg::DATA);
         // Length of the FIFO record: 2 length bytes + frame + 4 FCS bytes.
-        let record = (first & 0xffff) as usize;
+        let len = (first & 0xffff) as usize;
         // A frame has at least its 14-byte header; the FIFO holds 2 KiB.
-        if !(2 + 14 + 4..=2048).contains(&record) {
+        if !(2 + 14 + 4..=2048).contains(&len) {
             return Err(RxDrop::BadLength);
         }
-        let frame_len = record - 6;
-        let words = record.div_ceil(4);
-
-        if frame_len > buf.len() {
+        let frame_len = len - 6;
+        let words = len.div_ceil(4);
+        if frame_len > MTU {
             for _ in 1..words {
                 mmio::read(reg::DATA);
             }
             return Err(RxDrop::TooLong);
         }
-
-        // Byte i of the record is byte i - 2 of the frame; the tail of the
-        // last word (FCS, padding) is read but not stored.
-        let [_, _, b0, b1] = first.to_le_bytes();
-        buf[0] = b0;
-        buf[1] = b1;
-        for w in 1..words {
-            let bytes = mmio::read(reg::DATA).to_le_bytes();
-            let start = 4 * w - 2;
-            if start >= frame_len {
-                continue;
-            }
-            let n = (frame_len - start).min(4);
-            buf[start..start + n].copy_from_slice(&bytes[..n]);
+        // Whole words, the FCS's too: `RECORD` has room for the longest frame's.
+        let mut chunks = record.chunks_exact_mut(4).take(words);
+        if let Some(chunk) = chunks.next() {
+            chunk.copy_from_slice(&first.to_le_bytes());
+        }
+        for chunk in chunks {
+            chunk.copy_from_slice(&mmio::read(reg::DATA).to_le_bytes());
         }
         Ok(frame_len)
     }
 
-    /// Sends `frame` (destination MAC first, no FCS; 14..=[`MTU`] bytes).
+    /// Sends the frame `record[2..2 + len]` (destination MAC first, no FCS; 14..=[`MTU`]
+    /// bytes); the first two bytes of `record` are the driver's, for the FIFO's length.
+    /// Every word goes to the FIFO as it lies in the buffer.
     ///
     /// Frames outside that range are not sent; smoltcp never builds them.
-    pub fn transmit(&mut self, frame: &[u8]) {
-        if !(14..=MTU).contains(&frame.len()) {
+    pub fn transmit(&mut self, record: &mut [u8; RECORD], len: usize) {
+        if !(14..=MTU).contains(&len) {
             return;
         }
         // The FIFO holds one frame: wait for the previous one to leave (real
         // hardware only; QEMU sends at once and TR reads 0).
         while mmio::read(reg::TR) & reg::TR_NEWTX != 0 {}
 
-        let data_len = (frame.len() - 14) as u32;
-        mmio::write(
-            reg::DATA,
-            data_len | u32::from(frame[0]) << 16 | u32::from(frame[1]) << 24,
-        );
-        for chunk in frame[2..].chunks(4) {
-            let mut word = [0u8; 4];
-            word[..chunk.len()].copy_from_slice(chunk);
-            mmio::write(reg::DATA, u32::from_le_bytes(word));
+        // The first word's low half: the length of the frame minus its header.
+        let data_len = (len - 14) as u16;
+        record[..2].copy_from_slice(&data_len.to_le_bytes());
+        let words = (2 + len).div_ceil(4);
+        for chunk in record.chunks_exact(4).take(words) {
+            mmio::write(
+                reg::DATA,
+                u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
+            );
         }
         mmio::write(reg::TR, reg::TR_NEWTX);
         self.stats.tx_frames = self.stats.tx_frames.wrapping_add(1);
     }
 }
+
+/// Bytes of a FIFO record of the longest frame: two length bytes, [`MTU`] bytes of frame,
+/// the 4-byte FCS (a whole number of words).
+pub const RECORD: usize = 2 + MTU + 4;
 
 /// Why a received frame was dropped.
 enum RxDrop {
@@ -291,19 +291,19 @@ pub(crate) fn acknowledge_rx_interrupt() {
     mmio::write(reg::RIS_IACK, reg::INT_RX);
 }
 
-/// One receive and one transmit frame buffer (2 x 1514 bytes of static RAM).
+/// One receive and one transmit FIFO record (2 x 1520 bytes of static RAM).
 #[derive(Debug)]
 pub(crate) struct Buffers {
-    rx: [u8; MTU],
-    tx: [u8; MTU],
+    rx: [u8; RECORD],
+    tx: [u8; RECORD],
 }
 
 impl Buffers {
     /// Zeroed buffers, for a `static`.
     pub(crate) const fn new() -> Self {
         Buffers {
-            rx: [0; MTU],
-            tx: [0; MTU],
+            rx: [0; RECORD],
+            tx: [0; RECORD],
         }
     }
 }
@@ -342,7 +342,7 @@ impl phy::Device for Ethernet {
         let Buffers { rx, tx } = &mut *self.buffers;
         let len = self.mac.receive(rx)?;
         Some((
-            RxToken(&rx[..len]),
+            RxToken(rx.get(2..2 + len).unwrap_or_default()),
             TxToken {
                 mac: &mut self.mac,
                 buf: tx,
@@ -382,7 +382,7 @@ impl phy::RxToken for RxToken<'_> {
 /// Permission to send one frame through [`Ethernet`]'s transmit buffer.
 pub struct TxToken<'a> {
     mac: &'a mut Mac,
-    buf: &'a mut [u8; MTU],
+    buf: &'a mut [u8; RECORD],
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -393,9 +393,8 @@ impl phy::TxToken for TxToken<'_> {
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let frame = &mut self.buf[..len];
-        let result = f(frame);
-        self.mac.transmit(frame);
+        let result = f(&mut self.buf[2..2 + len]);
+        self.mac.transmit(self.buf, len);
         result
     }
 }

@@ -1,10 +1,12 @@
-//! The four programs of the seed as firmware mains, the same on every board. A binary
-//! names its board, its program and its buffer sizes (the board's RAM budget) through
-//! [`program!`](crate::program), which puts the buffers in statics and calls one of these.
+//! The four programs of the seed and iperf3 as firmware mains, the same on every board. A
+//! binary names its board, its program and its buffer sizes (the board's RAM budget)
+//! through [`program!`](crate::program), which puts the buffers in statics and calls one of
+//! these.
 
 use core::net::SocketAddrV4;
 
 use smolsock::DEFAULT_PORT;
+use smolsock::programs::iperf3::{self, Iperf3Server, Iperf3ServerConfig};
 use smolsock::programs::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUTS, ServeMode, TcpClient,
     TcpClientConfig, TcpServer, TcpServerConfig, UdpReceiver, UdpReceiverConfig, UdpSender,
@@ -103,7 +105,35 @@ pub fn tcp_client<B: Board, const BUF: usize>(
     run(board, stack, &mut TcpClient::new(config, tx, rx), lines)
 }
 
-/// A firmware's `main`: the board, one of the seed's four programs and its buffer sizes.
+/// The iperf3 server on port 5201 (iperf3's own): any stock `iperf3 -c` measures the
+/// board, one test at a time, with up to `STREAMS` parallel streams (`-P`); a client that
+/// comes while a test runs is turned away as iperf3 does ("the server is busy"). `SOCKETS`
+/// sockets: the test's control connection and streams, the rest listening (the next
+/// stream, a client to turn away). Serves forever.
+pub fn iperf3<B: Board, const STREAMS: usize, const SOCKETS: usize, const BUF: usize>(
+    board: B,
+    stack: &'static mut SmolStack<'static, SOCKETS>,
+    tcp: &'static mut [TcpBuffers<BUF>; SOCKETS],
+    control: &'static mut [u8],
+    data: &'static mut [u8],
+) -> ! {
+    for buffers in tcp.iter_mut() {
+        if let Err(e) = stack.add_tcp_buffers(buffers) {
+            defmt::panic!("tcp socket: {}", e);
+        }
+    }
+    let config = Iperf3ServerConfig {
+        port: iperf3::DEFAULT_PORT,
+        backlog: SOCKETS.saturating_sub(1 + STREAMS).max(1),
+        max_tests: None,
+        idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+        timeouts: DEFAULT_TIMEOUTS,
+    };
+    let mut server = Iperf3Server::<_, STREAMS>::new(config, control, data);
+    run(board, stack, &mut server, &[])
+}
+
+/// A firmware's `main`: the board, one of the five programs and its buffer sizes.
 ///
 /// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers, its
 /// sockets and the stack (smoltcp's interface) are statics made with
@@ -118,6 +148,7 @@ pub fn tcp_client<B: Board, const BUF: usize>(
 /// | `tcp_client` | `buf` bytes of the socket's rings, `message` the largest line, `recv` bytes taken per receive | `peer` (port 9090) and the `lines` to send |
 /// | `udp_recv` | `buf` payload bytes and `datagrams` queued in each direction, `recv` bytes kept of each datagram (rule S11) | |
 /// | `udp_send` | `buf` and `datagrams` as above, `message` the largest message | `peer` (port 9090) and the `messages` to send |
+/// | `iperf3` | `streams` the most parallel streams of a test (`-P`), `backlog` sockets listening besides the test's (the next stream, a busy client turned away), `buf` bytes of each socket's receive and of its transmit ring, `data` bytes moved per read or write of a stream | |
 ///
 /// A whole firmware binary (the crate attributes `#![no_std]` and `#![no_main]`, then):
 ///
@@ -193,6 +224,34 @@ macro_rules! program {
             };
             let (board, stack) = $crate::__program_stack!(board, storage, 1);
             $crate::apps::tcp_client(board, stack, tcp, tx, rx, to_peer($peer), LINES)
+        }
+    };
+    (
+        board = $board:expr,
+        iperf3 {
+            streams: $streams:expr, backlog: $backlog:expr, buf: $buf:expr, data: $data:expr $(,)?
+        } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{SocketStorage, TcpBuffers, singleton, taken_twice};
+            const STREAMS: usize = $streams;
+            // The control connection, the streams, and the listening sockets.
+            const SOCKET_COUNT: usize = 1 + STREAMS + $backlog;
+            const BUF: usize = $buf;
+            const CONTROL: usize = $crate::__private::iperf3_control_len(STREAMS);
+            let board = $board;
+            let statics = (
+                singleton!(SOCKETS: [SocketStorage<'static>; SOCKET_COUNT] = [SocketStorage::EMPTY; SOCKET_COUNT]),
+                singleton!(TCP_BUFFERS: [TcpBuffers<BUF>; SOCKET_COUNT] = [const { TcpBuffers::new() }; SOCKET_COUNT]),
+                singleton!(MESSAGE: [u8; CONTROL] = [0; CONTROL]),
+                singleton!(RECV: [u8; $data] = [0; $data]),
+            );
+            let (Some(storage), Some(tcp), Some(control), Some(data)) = statics else {
+                taken_twice()
+            };
+            let (board, stack) = $crate::__program_stack!(board, storage, SOCKET_COUNT);
+            $crate::apps::iperf3::<_, STREAMS, SOCKET_COUNT, BUF>(board, stack, tcp, control, data)
         }
     };
     (

@@ -5,8 +5,8 @@
 //! - [`board`]: the [`Board`] trait (device, clock, sleep, addresses), the firmware loop
 //!   [`run`] around the core's `smolsock::runner::round`, and [`EthBoard`], a `Board` for
 //!   MACs with a PHY and no receive interrupt;
-//! - [`apps`]: the seed's four programs as firmware mains, and [`program!`], which makes
-//!   one of them a binary's `main` with its board and its buffer sizes;
+//! - [`apps`]: the seed's four programs and iperf3 as firmware mains, and [`program!`],
+//!   which makes one of them a binary's `main` with its board and its buffer sizes;
 //! - [`addresses`]: the boards' address plan (board `n` is 192.168.69.`n`, the PC .100);
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`nucleo`]: the rest the Nucleo-144 boards share: the ST-LINK's clock and its probe;
@@ -38,6 +38,7 @@ pub use panic::log_panic;
 pub mod __private {
     pub use cortex_m::singleton;
     pub use cortex_m_rt::entry;
+    pub use smolsock::programs::iperf3::control_buffer_len as iperf3_control_len;
     pub use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
     pub use smolsock::smoltcp::iface::SocketStorage;
 

@@ -27,6 +27,14 @@
 //! buffer, the TAP's queue) and how many are unaccounted for, smoltcp against the kernel
 //! stack in alternating rounds. `bench udp` runs these rows only.
 //!
+//! Then the emulated board (QEMU `lm3s6965evb`, boards/qemu-lm3s6965): the stock `iperf3`
+//! client against the board's `iperf3` firmware, to the board and from it (`-R`), each
+//! in Mbit/s and as a ratio to the same client against the same program on the host's
+//! kernel stack (`smolsock iperf3 --stack kernel` on 127.0.0.1), measured in alternating
+//! rounds; and 2,000 echo round trips of 16 bytes to the board's `tcp-server` on one
+//! connection: p50, p99, max, and how many took over 200 ms. `bench board` runs these
+//! rows only (`cargo xtask bench board` builds the firmware and `qemu-run` first).
+//!
 //! Then loss recovery: [`LOSSY_SIZE`] bytes through the smoltcp device's fault injector at
 //! 1, 5 and 10 % loss of the data frames (`--faults tx.loss=N%` on a smoltcp sender, or
 //! `rx.loss=N%` on a smoltcp sink with the kernel sending), as seconds and as the ratio of
@@ -436,6 +444,7 @@ fn main() {
         Some("attacks") => return attacks(),
         Some("udp") => return udp(),
         Some("loss") => return loss(),
+        Some("board") => return board(),
         _ => {}
     }
     versus_example(true, true);
@@ -463,9 +472,125 @@ fn main() {
             base.as_secs_f64() / d.as_secs_f64()
         );
     }
+    board();
     loss();
     attacks();
     udp();
+}
+
+/// Seconds of each iperf3 test of the board rows.
+const BOARD_SECS: &str = "3";
+/// Rounds of the board's iperf3 rows, alternating with the baseline.
+const BOARD_ROUNDS: usize = 3;
+/// Echo round trips to the board's tcp-server.
+const ECHOES: usize = 2000;
+
+/// Runs the stock `iperf3 -c ip -t BOARD_SECS --json` (with `-R` when `reverse`) and
+/// returns the Mbit/s that arrived (the receiver's count over its time).
+fn stock_iperf3_mbit(ip: &str, reverse: bool) -> f64 {
+    let mut args = vec!["-c", ip, "-t", BOARD_SECS, "--json"];
+    if reverse {
+        args.push("-R");
+    }
+    let out = std::process::Command::new("iperf3")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run iperf3 ({e}): install it (Debian: iperf3)"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("iperf3 {args:?} printed no JSON ({e}): {text}"));
+    assert!(out.status.success(), "iperf3 {args:?} failed: {doc:#}");
+    let bits = doc["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("iperf3 {args:?}: no receiver rate in {doc:#}"));
+    bits / 1e6
+}
+
+/// The board rows: iperf3 to and from the emulated board against the kernel twin, and the
+/// echo round trip of its tcp-server.
+fn board() {
+    use smolsock_tests::BOARD_IP;
+    println!(
+        "\nemulated board (QEMU lm3s6965evb): stock iperf3 -c -t {BOARD_SECS}, {BOARD_ROUNDS} \
+         rounds alternating with the same client against `smolsock iperf3 --stack kernel` \
+         (127.0.0.1, the base); Mbit/s received"
+    );
+    let mut rows = [
+        Versus::new("iperf3 kernel -> board (base: -> kernel twin)", false),
+        Versus::new("iperf3 board -> kernel, -R (base: kernel twin ->)", false),
+    ];
+    for round in 0..BOARD_ROUNDS {
+        let twin_first = round % 2 == 0;
+        for part in 0..2 {
+            if (part == 0) == twin_first {
+                let mut twin = Proc::smolsock(&["iperf3", "--stack", "kernel"]);
+                twin.wait_for("listening", T);
+                for (row, reverse) in rows.iter_mut().zip([false, true]) {
+                    row.other.push(stock_iperf3_mbit("127.0.0.1", reverse));
+                }
+            } else {
+                let mut fw = Proc::qemu("iperf3");
+                fw.wait_for("listening 0.0.0.0:5201", T);
+                for (row, reverse) in rows.iter_mut().zip([false, true]) {
+                    row.smol
+                        .push(stock_iperf3_mbit(&BOARD_IP.to_string(), reverse));
+                }
+            }
+        }
+    }
+    // The base is some 200 times faster: ratios with four decimals.
+    println!(
+        "{:<52} {:>10} {:>10} {:>8} {:>15}",
+        "path (median of the rounds)", "board", "base", "ratio", "range"
+    );
+    for row in &rows {
+        let ratios = row.ratios();
+        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        println!(
+            "{:<52} {:>10.1} {:>10.1} {:>8.4} {:>7.4}-{:<7.4}",
+            row.what,
+            median(row.smol.clone()),
+            median(row.other.clone()),
+            median(ratios),
+            lo,
+            hi,
+        );
+    }
+    let mut fw = Proc::qemu("tcp-server");
+    fw.wait_for("listening", T);
+    let to = SocketAddrV4::new(BOARD_IP, 9090);
+    let mut s = TcpStream::connect_timeout(&to.into(), T).expect("connect to the board");
+    s.set_read_timeout(Some(T)).unwrap();
+    // Each message waits for its echo: no segment of ours is left unacknowledged, so the
+    // kernel's Nagle never holds one; set anyway, so the figures are the board's alone.
+    s.set_nodelay(true).unwrap();
+    let msg = [b'e'; 16];
+    let mut back = [0u8; 16];
+    let mut times: Vec<Duration> = (0..ECHOES)
+        .map(|_| {
+            let start = Instant::now();
+            s.write_all(&msg).unwrap();
+            s.read_exact(&mut back).expect("the board's echo");
+            start.elapsed()
+        })
+        .collect();
+    assert_eq!(back, msg);
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let slow = times
+        .iter()
+        .filter(|&&d| d > Duration::from_millis(200))
+        .count();
+    println!(
+        "echo round trip, board tcp-server, {ECHOES} x 16 bytes on one connection: \
+         p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms, over 200 ms: {slow}",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(times[times.len() - 1]),
+    );
 }
 
 /// The loss-recovery rows.
