@@ -330,6 +330,37 @@ impl Format for Event<'_> {
                 plural(f, streams);
                 write!(f, ": {}", Rate { bytes, micros })
             }
+            Event::IperfUdp {
+                side,
+                sending,
+                packets,
+                lost,
+                out_of_order,
+                jitter_us,
+            } => {
+                match side {
+                    IperfSide::Local => write!(f, "iperf3 udp, this side: "),
+                    IperfSide::Remote => write!(f, "iperf3 udp, the peer: "),
+                }
+                if sending {
+                    write!(f, "sent {=u64} datagrams", packets);
+                    return;
+                }
+                let pct = super::lost_hundredths(lost, packets);
+                write!(
+                    f,
+                    "lost {=u64}/{=u64} datagrams ({=u64}.{=u64:02}%), jitter {=u64}.{=u64:03} ms",
+                    lost,
+                    packets,
+                    pct / 100,
+                    pct % 100,
+                    jitter_us / 1000,
+                    jitter_us % 1000
+                );
+                if let Some(n) = out_of_order {
+                    write!(f, ", {=u64} out of order", n);
+                }
+            }
             Event::IperfDenied { peer, reason } => match reason {
                 DenyReason::Busy => write!(
                     f,
@@ -339,6 +370,11 @@ impl Format for Event<'_> {
                 DenyReason::Cookie => write!(
                     f,
                     "iperf3 denied {}: not the running test's cookie (sent ACCESS_DENIED, closed)",
+                    peer
+                ),
+                DenyReason::UdpStream => write!(
+                    f,
+                    "iperf3 denied {}: a UDP connect message not of the running test (not answered)",
                     peer
                 ),
             },

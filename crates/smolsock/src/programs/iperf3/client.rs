@@ -130,6 +130,9 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             bytes: self.config.bytes.unwrap_or(0),
             blocks: 0,
             len: BLOCK_LEN,
+            udp: false,
+            rate: 0,
+            wide: false,
         }
     }
 
@@ -409,7 +412,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
                 let got = self.control.message(stack, control, &mut at, true);
                 self.phase = Phase::Results(at);
                 match got? {
-                    Got::Json(text) => remote_result(text, self.config.reverse, emit),
+                    Got::Json(text) => remote_result(text, self.config.reverse, false, emit),
                     // Too large to read: the server's counts are not shown.
                     Got::TooLarge => {}
                     Got::Pending => return Ok(false),
