@@ -163,7 +163,8 @@ pub enum Command {
         messages: Vec<String>,
     },
     /// Measure throughput with stock iperf3: a server for `iperf3 -c` (the default), or with
-    /// -c a client of `iperf3 -s`. TCP tests, -R and -P as iperf3's; one test at a time.
+    /// -c a client of `iperf3 -s`. TCP tests, -R and -P as iperf3's, and the server also runs
+    /// UDP tests (`iperf3 -u`); one test at a time.
     Iperf3 {
         /// Device and addresses.
         #[command(flatten)]
@@ -171,7 +172,7 @@ pub enum Command {
         /// JSON lines (see `JSON_EVENTS`).
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
-        /// Run as a server, as `iperf3 -s` (the default without -c).
+        /// Run as a server, as `iperf3 -s` (the default without -c): TCP and UDP tests.
         #[arg(short = 's', long, conflicts_with = "client")]
         server: bool,
         /// Run as a client of the iperf3 server at this address, as `iperf3 -c IP`.

@@ -179,12 +179,13 @@ pub(crate) fn run_program<L: Launch>(
                         idle_timeout,
                         timeouts,
                     };
-                    let mut program =
-                        Box::new(Iperf3Server::<L::Stack, IPERF3_STREAMS, true>::new(
-                            config,
-                            &mut control,
-                            data,
-                        ));
+                    let mut program = Box::new(Iperf3Server::<
+                        L::Stack,
+                        IPERF3_STREAMS,
+                        IPERF3_STREAMS,
+                    >::new(
+                        config, &mut control, data
+                    ));
                     // The test's connections, the backlog, and room for the last tests'
                     // connections while they close.
                     let sockets = IPERF3_BACKLOG + 3 * (IPERF3_STREAMS + 1) + 4;

@@ -502,7 +502,7 @@ fn udp_sizing() -> Sizing {
     }
 }
 
-fn udp_server(max_tests: u64) -> Iperf3Server<'static, TestStack, P, true> {
+fn udp_server(max_tests: u64) -> Iperf3Server<'static, TestStack, P, P> {
     Iperf3Server::new(
         Iperf3ServerConfig {
             port: DEFAULT_PORT,

@@ -2,7 +2,8 @@
 //! tool, so that a stock `iperf3` (3.x, from any distribution) measures a smolsock stack as
 //! it measures any host: [`Iperf3Server`] answers `iperf3 -c`, [`Iperf3Client`] tests
 //! against `iperf3 -s`. TCP tests, with the server sending (`-R`) or the client, over one
-//! or more parallel streams (`-P`); UDP and bidirectional tests are refused the way an
+//! or more parallel streams (`-P`); the server also runs UDP tests (`-u`) when built with
+//! them ([`Iperf3Server`]'s `UDP` parameter, its most UDP streams). Bidirectional tests are refused the way an
 //! iperf3 server refuses a test it cannot run.
 //!
 //! ## The protocol, as this module speaks it
@@ -24,7 +25,15 @@
 //!    (length and JSON: per stream its id and bytes, with its times), the server answers
 //!    with its own, then `DISPLAY_RESULTS` (14). The client sends `IPERF_DONE` (16) and
 //!    closes. Each side so prints both counts.
-//! 4. A server busy with a test answers any other connection with `ACCESS_DENIED` (-1, the
+//! 4. A UDP test (`"udp": true`, with `"len"` the datagram length and `"bandwidth"` the
+//!    rate per stream in bits per second) has no data connections: at `CREATE_STREAMS`
+//!    each stream's socket sends [`UDP_CONNECT_MSG`] to the server's port and waits for
+//!    [`UDP_CONNECT_REPLY`]; the address it came from is the stream. Every data datagram
+//!    starts with the sender's clock (seconds, microseconds) and its count (from 1; 64
+//!    bits with `"udp_counters_64bit"`), all big-endian. The receiver counts them
+//!    ([`UdpCount`]), and each stream's results carry `"jitter"`, `"errors"` (lost) and
+//!    `"packets"`.
+//! 5. A server busy with a test answers any other connection with `ACCESS_DENIED` (-1, the
 //!    byte 0xff) and closes it; a data connection with the wrong cookie gets the same. A
 //!    server that refuses the parameters sends `SERVER_ERROR` (-2) and two 4-byte
 //!    big-endian numbers, its error number and an `errno`. Either side interrupted sends
@@ -292,11 +301,11 @@ impl Params {
     /// Reads a client's parameters: `Err` with the `SERVER_ERROR` code and the error for a
     /// test this implementation does not run, or a protocol error for what is not
     /// parameters at all.
-    /// `udp`: whether UDP tests may run (else they are refused).
+    /// `udp`: the most streams of a UDP test (0: UDP tests are refused).
     fn parse(
         text: &[u8],
         max_streams: usize,
-        udp: bool,
+        udp: usize,
     ) -> core::result::Result<Self, (i32, Error)> {
         let Some(json) = Object::parse(text) else {
             return Err((0, Error::Protocol("the parameters are not a JSON object")));
@@ -304,7 +313,7 @@ impl Params {
         let flag = |key| json.get(key).is_some_and(|v: Value<'_>| v.is_set());
         let count = |key| json.get(key).and_then(|v: Value<'_>| v.as_u64());
         let is_udp = flag("udp");
-        if is_udp && !udp {
+        if is_udp && udp == 0 {
             return Err((code::PROTOCOL, Error::Unsupported("UDP tests (-u)")));
         }
         if flag("sctp") {
@@ -317,6 +326,11 @@ impl Params {
             ));
         }
         let streams = count("parallel").unwrap_or(1);
+        let max_streams = if is_udp {
+            max_streams.min(udp)
+        } else {
+            max_streams
+        };
         if streams == 0 || streams > max_streams as u64 {
             return Err((
                 code::NUM_STREAMS,
@@ -953,14 +967,14 @@ mod tests {
         let p = Params::parse(
             br#"{"tcp":true,"omit":0,"time":2,"num":0,"blockcount":0,"parallel":2,"reverse":true,"len":131072,"pacing_timer":1000,"client_version":"3.12"}"#,
             4,
-            false,
+            0,
         )
         .unwrap();
         assert_eq!(
             (p.streams, p.secs, p.reverse, p.send_limit()),
             (2, 2, true, None)
         );
-        let refused = |text: &[u8]| Params::parse(text, 4, false).unwrap_err().0;
+        let refused = |text: &[u8]| Params::parse(text, 4, 0).unwrap_err().0;
         assert_eq!(refused(br#"{"udp":true,"parallel":1}"#), code::PROTOCOL);
         assert_eq!(
             refused(br#"{"tcp":true,"bidirectional":true}"#),
@@ -969,9 +983,9 @@ mod tests {
         assert_eq!(refused(br#"{"tcp":true,"parallel":5}"#), code::NUM_STREAMS);
         assert_eq!(refused(br#"{"tcp":true,"parallel":0}"#), code::NUM_STREAMS);
         assert_eq!(refused(b"GET / HTTP/1.1"), 0);
-        let n = Params::parse(br#"{"tcp":true,"num":1000,"len":100}"#, 4, false).unwrap();
+        let n = Params::parse(br#"{"tcp":true,"num":1000,"len":100}"#, 4, 0).unwrap();
         assert_eq!((n.streams, n.send_limit()), (1, Some(1000)));
-        let k = Params::parse(br#"{"tcp":true,"blockcount":3,"len":100}"#, 4, false).unwrap();
+        let k = Params::parse(br#"{"tcp":true,"blockcount":3,"len":100}"#, 4, 0).unwrap();
         assert_eq!(k.send_limit(), Some(300));
     }
 
@@ -993,7 +1007,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         params.write(&mut w);
         let len = w.finish().unwrap();
-        assert_eq!(Params::parse(&buf[..len], 4, false), Ok(params));
+        assert_eq!(Params::parse(&buf[..len], 4, 0), Ok(params));
     }
 
     #[test]
@@ -1001,7 +1015,7 @@ mod tests {
         let p = Params::parse(
             br#"{"udp":true,"omit":0,"time":2,"parallel":2,"reverse":true,"len":1448,"bandwidth":10485760,"pacing_timer":1000,"client_version":"3.12"}"#,
             4,
-            true,
+            4,
         )
         .unwrap();
         assert_eq!(
@@ -1009,14 +1023,14 @@ mod tests {
             (true, 2, true, 1448, 10_485_760, false)
         );
         // iperf3's defaults when the client names none; 64-bit counts when asked.
-        let d = Params::parse(br#"{"udp":true,"udp_counters_64bit":1}"#, 4, true).unwrap();
+        let d = Params::parse(br#"{"udp":true,"udp_counters_64bit":1}"#, 4, 4).unwrap();
         assert_eq!((d.len, d.rate, d.wide), (UDP_LEN, UDP_RATE, true));
         // A rate of 0 is "as fast as it goes", an absurd one is taken as it is.
-        let z = Params::parse(br#"{"udp":true,"bandwidth":0}"#, 4, true).unwrap();
+        let z = Params::parse(br#"{"udp":true,"bandwidth":0}"#, 4, 4).unwrap();
         assert_eq!(z.rate, 0);
-        let huge = Params::parse(br#"{"udp":true,"bandwidth":1e30}"#, 4, true).unwrap();
+        let huge = Params::parse(br#"{"udp":true,"bandwidth":1e30}"#, 4, 4).unwrap();
         assert!(huge.rate > 1 << 60);
-        let refused = |text: &[u8]| Params::parse(text, 4, true).unwrap_err().0;
+        let refused = |text: &[u8]| Params::parse(text, 4, 4).unwrap_err().0;
         // Too short for the header (16 bytes with 64-bit counts), or longer than UDP.
         assert_eq!(refused(br#"{"udp":true,"len":11}"#), code::UDP_BLOCK_SIZE);
         assert_eq!(
@@ -1027,11 +1041,11 @@ mod tests {
             refused(br#"{"udp":true,"len":65508}"#),
             code::UDP_BLOCK_SIZE
         );
-        assert!(Params::parse(br#"{"udp":true,"len":65507}"#, 4, true).is_ok());
-        assert!(Params::parse(br#"{"udp":true,"len":12}"#, 4, true).is_ok());
+        assert!(Params::parse(br#"{"udp":true,"len":65507}"#, 4, 4).is_ok());
+        assert!(Params::parse(br#"{"udp":true,"len":12}"#, 4, 4).is_ok());
         // A server without UDP still refuses them as before.
         assert_eq!(
-            Params::parse(br#"{"udp":true}"#, 4, false).unwrap_err().0,
+            Params::parse(br#"{"udp":true}"#, 4, 0).unwrap_err().0,
             code::PROTOCOL
         );
     }

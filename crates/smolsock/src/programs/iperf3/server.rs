@@ -86,7 +86,7 @@ struct UdpTest<U, const P: usize> {
 const UDP_BUDGET: usize = 256;
 
 /// The one test being served.
-struct Session<T, U, const P: usize> {
+struct Session<T, U, const P: usize, const Q: usize> {
     control: T,
     conn: ConnId,
     peer: SocketAddrV4,
@@ -107,7 +107,7 @@ struct Session<T, U, const P: usize> {
     /// The test's length, once it ended.
     micros: u64,
     /// A UDP test's socket and streams.
-    udp: Option<UdpTest<U, P>>,
+    udp: Option<UdpTest<U, Q>>,
 }
 
 #[derive(Clone, Copy)]
@@ -125,16 +125,17 @@ enum State<L> {
 /// (well or not). A test that fails (the peer vanishes, breaks the protocol, is too slow)
 /// is reported as an error event and closed; the server then waits for the next client.
 ///
-/// With `UDP` true it also runs UDP tests (`iperf3 -u`): for each it opens one UDP socket
-/// on its port (the stack needs one free), answers each stream's connect message, and
-/// counts datagrams, losses and jitter as iperf3 does, or (`-R`) sends them at the
-/// client's rate. With `UDP` false (the default) UDP tests are refused with iperf3's
-/// "protocol" error and none of that code is in the program: a board without a UDP socket
-/// pays nothing for it.
-pub struct Iperf3Server<'b, S: Stack, const P: usize, const UDP: bool = false> {
+/// With `UDP` more than 0 it also runs UDP tests (`iperf3 -u`) of up to `UDP` streams (and
+/// `P`): for each it opens one UDP socket on its port (the stack needs one free), answers
+/// each stream's connect message, and counts datagrams, losses and jitter as iperf3 does,
+/// or (`-R`) sends them at the client's rate. With `UDP` 0 (the default) UDP tests are
+/// refused with iperf3's "protocol" error, and neither that code nor the streams' counters
+/// are in the program: a board without a UDP socket pays a few words of RAM (an empty
+/// UDP state in the session) and the results' UDP keys in flash.
+pub struct Iperf3Server<'b, S: Stack, const P: usize, const UDP: usize = 0> {
     config: Iperf3ServerConfig,
     state: State<S::Listener>,
-    session: Option<Session<S::Tcp, S::Udp, P>>,
+    session: Option<Session<S::Tcp, S::Udp, P, UDP>>,
     control: Control<'b>,
     data: &'b mut [u8],
     /// Connections accepted into tests (control and data), for their numbers.
@@ -142,7 +143,7 @@ pub struct Iperf3Server<'b, S: Stack, const P: usize, const UDP: bool = false> {
     tests: u64,
 }
 
-impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> {
+impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP> {
     /// A server; it listens on its first poll. `control` holds the control messages (at
     /// least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or a client's
     /// results go unread); `data` is what each read and write of a data stream moves at
@@ -343,7 +344,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
                 session.phase = Phase::Params(at);
                 match got {
                     Ok(Got::Json(text)) => match Params::parse(text, P, UDP).and_then(|params| {
-                        if UDP && params.udp {
+                        if UDP > 0 && params.udp {
                             let udp = open_udp(stack, self.config.port, &params, self.data.len())?;
                             session.udp = Some(udp);
                         }
@@ -385,7 +386,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
                     Err(e) => Err(e),
                 }
             }
-            Phase::Streams if UDP && session.udp.is_some() => Self::udp_streams(
+            Phase::Streams if UDP > 0 && session.udp.is_some() => Self::udp_streams(
                 session,
                 &mut self.control,
                 &mut self.accepted,
@@ -496,7 +497,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
 
     /// Accepts the data connections: reads each one's cookie, keeps those of this test.
     fn streams(
-        session: &mut Session<S::Tcp, S::Udp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         accepted: &mut ConnId,
         stack: &mut S,
@@ -568,7 +569,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
 
     /// Every stream is there: the test starts.
     fn start(
-        session: &mut Session<S::Tcp, S::Udp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         now: Instant,
     ) -> Result<bool> {
@@ -594,7 +595,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
     /// Answers the UDP streams' connect messages: each from a new address of the client's
     /// host is the next stream; the test starts once all are there.
     fn udp_streams(
-        session: &mut Session<S::Tcp, S::Udp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         accepted: &mut ConnId,
         stack: &mut S,
@@ -658,7 +659,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
     /// Moves a UDP test's datagrams: counts what its streams send, or (`-R`) sends to
     /// each at the client's rate. Returns the bytes moved.
     fn udp_pump(
-        session: &mut Session<S::Tcp, S::Udp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         data: &mut [u8],
         stack: &mut S,
         now: Instant,
@@ -760,7 +761,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
     /// Moves the data, and ends the test at the client's `TEST_END`.
     #[allow(clippy::too_many_arguments)]
     fn running(
-        session: &mut Session<S::Tcp, S::Udp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         data: &mut [u8],
         idle_timeout: Option<Duration>,
@@ -770,7 +771,7 @@ impl<'b, S: Stack, const P: usize, const UDP: bool> Iperf3Server<'b, S, P, UDP> 
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
         let sending = session.params.reverse;
-        let moved = if UDP && session.udp.is_some() {
+        let moved = if UDP > 0 && session.udp.is_some() {
             Self::udp_pump(session, data, stack, now, poll, emit)?
         } else {
             pump(
@@ -905,7 +906,7 @@ fn deny<S: Stack>(
     emit(&Event::IperfDenied { peer, reason });
 }
 
-impl<S: Stack, const P: usize, const UDP: bool> Program<S> for Iperf3Server<'_, S, P, UDP> {
+impl<S: Stack, const P: usize, const UDP: usize> Program<S> for Iperf3Server<'_, S, P, UDP> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
         if let State::Start = self.state {
