@@ -12,7 +12,7 @@ use super::{
     write_rows, write_udp_header,
 };
 use crate::error::{Error, Result};
-use crate::event::{ConnId, DenyReason, Event, IperfSide};
+use crate::event::{ConnId, DenyReason, Event, IperfSide, Proto};
 use crate::net::{Recv, Stack, TcpTimeouts};
 use crate::programs::{Poll, Program, fill_pattern};
 
@@ -386,14 +386,9 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                     Err(e) => Err(e),
                 }
             }
-            Phase::Streams if UDP > 0 && session.udp.is_some() => Self::udp_streams(
-                session,
-                &mut self.control,
-                &mut self.accepted,
-                stack,
-                now,
-                emit,
-            ),
+            Phase::Streams if UDP > 0 && session.udp.is_some() => {
+                Self::udp_streams(session, &mut self.control, stack, now, emit)
+            }
             Phase::Streams => Self::streams(
                 session,
                 &mut self.control,
@@ -597,7 +592,6 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
     fn udp_streams(
         session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
-        accepted: &mut ConnId,
         stack: &mut S,
         now: Instant,
         emit: &mut dyn FnMut(&Event<'_>),
@@ -635,10 +629,14 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                 if udp.streams.push(stream).is_err() {
                     continue;
                 }
-                *accepted = accepted.saturating_add(1);
-                emit(&Event::Accepted {
-                    conn: *accepted,
-                    peer: datagram.from,
+                // The stream's connect message, as it came (a UDP stream has no
+                // connection to accept).
+                emit(&Event::Received {
+                    proto: Proto::Udp,
+                    conn: None,
+                    from: datagram.from,
+                    data: &UDP_CONNECT_MSG,
+                    size: datagram.size,
                 });
             }
             // Answered again if it comes again: the first answer may have been lost.
