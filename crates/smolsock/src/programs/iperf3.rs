@@ -255,6 +255,125 @@ impl UdpCount {
     }
 }
 
+/// One stream of a UDP test: where its datagrams come from or go to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UdpStream {
+    /// The other end: the client's socket (server), the server's port (client).
+    pub peer: SocketAddrV4,
+    /// iperf3's number for it.
+    pub id: u32,
+    /// Bytes counted (received, or sent).
+    pub bytes: u64,
+    /// Received: iperf3's counts; sent: `packets` is the datagrams sent.
+    pub count: UdpCount,
+}
+
+/// Sends each stream's datagrams (of the test's length, with the header, the rest from
+/// `data`) while it is behind the test's rate (bits per second per stream since `start`;
+/// 0: as fast as the socket takes them), at most [`UDP_SEND_BUDGET`] per stream, and
+/// while `limit` allows. Returns the bytes sent; asks for a wake-up when the next one is
+/// due.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_paced<S: Stack>(
+    stack: &mut S,
+    streams: &mut [UdpStream],
+    socket_of: impl Fn(usize) -> S::Udp,
+    params: &Params,
+    limit: &mut Option<u64>,
+    data: &mut [u8],
+    start: Instant,
+    now: Instant,
+    poll: &mut crate::programs::Poll,
+) -> Result<u64> {
+    let len = usize::try_from(params.len).unwrap_or(usize::MAX);
+    let rate = u128::from(params.rate);
+    let elapsed = u128::from(micros(now - start));
+    let stamp = u64::try_from(now.total_micros()).unwrap_or(0);
+    let mut moved = 0u64;
+    let mut next: Option<Instant> = None;
+    for (i, stream) in streams.iter_mut().enumerate() {
+        let mut sent = 0;
+        loop {
+            if *limit == Some(0) {
+                break;
+            }
+            // Due while what it sent is behind the rate's line.
+            let behind = rate == 0 || u128::from(stream.bytes) * 8_000_000 < rate * elapsed;
+            if !behind {
+                let due = (u128::from(stream.bytes) * 8_000_000).div_ceil(rate);
+                let due = u64::try_from(due).unwrap_or(u64::MAX);
+                let at = start + Duration::from_micros(due);
+                next = Some(next.map_or(at, |n| n.min(at)));
+                break;
+            }
+            if sent >= UDP_SEND_BUDGET {
+                poll.progressed = true;
+                break;
+            }
+            let Some(datagram) = data.get_mut(..len) else {
+                return Err(Error::MessageTooLarge {
+                    len,
+                    max: data.len(),
+                });
+            };
+            let count = stream.count.packets.saturating_add(1);
+            write_udp_header(datagram, params.wide, count, stamp);
+            match stack.udp_send_to(socket_of(i), datagram, stream.peer) {
+                Ok(()) => {}
+                Err(Error::WouldBlock) => break,
+                Err(e) => return Err(e),
+            }
+            sent += 1;
+            stream.count.packets = count;
+            stream.bytes = stream.bytes.saturating_add(len as u64);
+            moved = moved.saturating_add(len as u64);
+            if let Some(l) = limit.as_mut() {
+                *l = l.saturating_sub(len as u64);
+            }
+        }
+    }
+    poll.merge_wake(next);
+    Ok(moved)
+}
+
+/// Most datagrams one program run sends per stream, or reads: the run must end for the
+/// control connection and the clock to have their turn.
+pub const UDP_SEND_BUDGET: usize = 256;
+
+/// This side's result events for a UDP test: the bytes, then the datagrams.
+pub(crate) fn udp_result(
+    streams: &[UdpStream],
+    sending: bool,
+    micros: u64,
+    emit: &mut dyn FnMut(&Event<'_>),
+) {
+    emit(&Event::IperfResult {
+        side: IperfSide::Local,
+        sending,
+        bytes: streams.iter().map(|s| s.bytes).fold(0, u64::saturating_add),
+        micros,
+        streams: u16::try_from(streams.len()).unwrap_or(u16::MAX),
+    });
+    let sum = |f: fn(&UdpCount) -> u64| {
+        streams
+            .iter()
+            .map(|s| f(&s.count))
+            .fold(0, u64::saturating_add)
+    };
+    emit(&Event::IperfUdp {
+        side: IperfSide::Local,
+        sending,
+        packets: sum(|c| c.packets),
+        lost: sum(|c| c.lost),
+        out_of_order: (!sending).then(|| sum(|c| c.out_of_order)),
+        jitter_us: streams
+            .iter()
+            .map(|s| s.count.jitter_us())
+            .max()
+            .unwrap_or(0),
+    });
+}
+
 /// A cookie as iperf3 makes one: 36 characters of `a-z2-7` chosen from `seed`, then a NUL.
 pub fn make_cookie(seed: u64) -> Cookie {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";

@@ -7,12 +7,12 @@ use smoltcp::time::{Duration, Instant};
 
 use super::{
     COOKIE_LEN, Control, Cookie, Fill, GRACE, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params, Row,
-    Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UdpCount, code, drain, local_result, micros, pump,
-    read_udp_header, remote_result, state, stream_id, test_event, udp_header_len, write_results,
-    write_rows, write_udp_header,
+    Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UdpCount, UdpStream, code, drain, local_result,
+    pump, read_udp_header, remote_result, send_paced, state, stream_id, test_event, udp_header_len,
+    udp_result, write_results, write_rows,
 };
 use crate::error::{Error, Result};
-use crate::event::{ConnId, DenyReason, Event, IperfSide, Proto};
+use crate::event::{ConnId, DenyReason, Event, Proto};
 use crate::net::{Recv, Stack, TcpTimeouts};
 use crate::programs::{Poll, Program, fill_pattern};
 
@@ -59,17 +59,6 @@ struct Pending<T> {
     peer: SocketAddrV4,
     cookie: Cookie,
     got: usize,
-}
-
-/// One stream of a UDP test: the client's socket that sent the connect message.
-#[derive(Debug, Clone, Copy)]
-struct UdpStream {
-    peer: SocketAddrV4,
-    id: u32,
-    /// Bytes counted (received, or sent with `-R`).
-    bytes: u64,
-    /// Received: iperf3's counts; sent: `packets` is the datagrams sent.
-    count: UdpCount,
 }
 
 /// The UDP side of a UDP test: one socket on the server's port for every stream, told
@@ -705,55 +694,19 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
         if !session.params.reverse {
             return Ok(moved);
         }
-        // What goes out: each stream at the rate (bits per second; 0: as fast as it goes).
-        let len = usize::try_from(session.params.len).unwrap_or(usize::MAX);
-        let rate = u128::from(session.params.rate);
-        let elapsed = u128::from(micros(now - meter.start));
-        let stamp = u64::try_from(now.total_micros()).unwrap_or(0);
-        let mut next: Option<Instant> = None;
-        for stream in udp.streams.iter_mut() {
-            let mut sent = 0;
-            loop {
-                if session.limit == Some(0) {
-                    break;
-                }
-                // Due while what it sent is behind the rate's line.
-                let behind = rate == 0 || u128::from(stream.bytes) * 8_000_000 < rate * elapsed;
-                if !behind {
-                    let due = (u128::from(stream.bytes) * 8_000_000).div_ceil(rate);
-                    let due = u64::try_from(due).unwrap_or(u64::MAX);
-                    let at = meter.start + Duration::from_micros(due);
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                    break;
-                }
-                if sent >= UDP_BUDGET {
-                    poll.progressed = true;
-                    break;
-                }
-                let Some(datagram) = data.get_mut(..len) else {
-                    return Err(Error::MessageTooLarge {
-                        len,
-                        max: data.len(),
-                    });
-                };
-                let count = stream.count.packets.saturating_add(1);
-                write_udp_header(datagram, udp.wide, count, stamp);
-                match stack.udp_send_to(udp.socket, datagram, stream.peer) {
-                    Ok(()) => {}
-                    Err(Error::WouldBlock) => break,
-                    Err(e) => return Err(e),
-                }
-                sent += 1;
-                stream.count.packets = count;
-                stream.bytes = stream.bytes.saturating_add(len as u64);
-                moved = moved.saturating_add(len as u64);
-                if let Some(l) = session.limit.as_mut() {
-                    *l = l.saturating_sub(len as u64);
-                }
-            }
-        }
-        poll.merge_wake(next);
-        Ok(moved)
+        let start = meter.start;
+        let sent = send_paced(
+            stack,
+            &mut udp.streams,
+            |_| udp.socket,
+            &session.params,
+            &mut session.limit,
+            data,
+            start,
+            now,
+            poll,
+        )?;
+        Ok(moved.saturating_add(sent))
     }
 
     /// Moves the data, and ends the test at the client's `TEST_END`.
@@ -852,35 +805,6 @@ fn open_udp<S: Stack, const P: usize>(
         streams: Vec::new(),
         wide: params.wide,
     })
-}
-
-/// This side's result events for a UDP test: the bytes, then the datagrams.
-fn udp_result(streams: &[UdpStream], sending: bool, micros: u64, emit: &mut dyn FnMut(&Event<'_>)) {
-    emit(&Event::IperfResult {
-        side: IperfSide::Local,
-        sending,
-        bytes: streams.iter().map(|s| s.bytes).fold(0, u64::saturating_add),
-        micros,
-        streams: u16::try_from(streams.len()).unwrap_or(u16::MAX),
-    });
-    let sum = |f: fn(&UdpCount) -> u64| {
-        streams
-            .iter()
-            .map(|s| f(&s.count))
-            .fold(0, u64::saturating_add)
-    };
-    emit(&Event::IperfUdp {
-        side: IperfSide::Local,
-        sending,
-        packets: sum(|c| c.packets),
-        lost: sum(|c| c.lost),
-        out_of_order: (!sending).then(|| sum(|c| c.out_of_order)),
-        jitter_us: streams
-            .iter()
-            .map(|s| s.count.jitter_us())
-            .max()
-            .unwrap_or(0),
-    });
 }
 
 /// The error for a state byte that has no place where it came.
