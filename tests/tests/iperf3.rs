@@ -2,10 +2,10 @@
 //! `iperf3`; `.ci/run` and `cargo xtask ci` install it), on smoltcp on a TAP and on the
 //! kernel twin over loopback, each test in a network namespace of its own (see
 //! `smolsock_tests::in_netns`): the stock client measures the smolsock server (`-t`, `-R`,
-//! `-P 2`, its `--json` read back), a second client is turned away while a test runs,
-//! garbage on the control port does not stop the server, and the smolsock client measures
-//! a stock `iperf3 -s`. No assertion on a rate: only that data moved and both sides
-//! counted it.
+//! `-P 2`, its `--json` read back; and UDP, `-u -b 10M` with `-R` and `-P 2`), a second
+//! client is turned away while a test runs, garbage on the control port does not stop the
+//! server, and the smolsock client measures a stock `iperf3 -s` (TCP and UDP). No
+//! assertion on a rate: only that data moved and both sides counted it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -484,6 +484,77 @@ fn smolsock_client_measures_stock_server(t: &Target) {
         let summed = doc["end"][own]["bytes"].as_u64().unwrap_or(0);
         assert!(summed > 0, "{t}: the stock server's count: {doc:#}");
     }
+}
+
+/// `smolsock iperf3 -c -u` against a stock `iperf3 -s`: forward with two streams, then
+/// reverse; each run reports both sides' datagram counts, and the stock server's receiver
+/// count is the one the smolsock client shows.
+fn smolsock_udp_client_measures_stock_server(t: &Target) {
+    let peer = t.peer_ip.to_string();
+    for (extra, direction) in [(&["-P", "2"][..], "sent"), (&["-R"][..], "received")] {
+        let server = Stock::spawn(&["-s", "-1", "-B", &peer, "--json"]);
+        let end = Instant::now() + T;
+        while !listening(5201) {
+            assert!(Instant::now() < end, "{t}: iperf3 -s never listened");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let mut args = vec!["-c", peer.as_str(), "-u", "-b", "10M", "-t", "2", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, lines, stderr) = t.smolsock("iperf3", &args).finish(T);
+        assert!(ok, "{t}: smolsock iperf3 {extra:?}: {stderr}\n{lines:#?}");
+        let events = json_lines(&lines);
+        let other = if direction == "sent" {
+            "received"
+        } else {
+            "sent"
+        };
+        let got = udp_counts(&events);
+        assert_eq!(got.len(), 2, "{t}: {lines:#?}");
+        assert_eq!((got[0].0.as_str(), got[0].1.as_str()), ("local", direction));
+        assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("remote", other));
+        assert!(got[0].2 > 0 && got[1].2 > 0, "{t}: {got:?}");
+        let receiver = if direction == "sent" {
+            &got[1]
+        } else {
+            &got[0]
+        };
+        assert!(receiver.3 <= receiver.2, "{t}: lost {got:?}");
+        let (status, out, err) = server.finish(T);
+        assert!(status.success(), "{t}: iperf3 -s: {out}{err}");
+        let doc: Value = serde_json::from_str(&out).expect("the stock server's JSON");
+        assert_eq!(
+            doc["start"]["test_start"]["protocol"], "UDP",
+            "{t}: {doc:#}"
+        );
+        // A stock server shows its own count only (what it received, or sent with -R):
+        // the one the smolsock client shows as the peer's.
+        let own = if direction == "sent" {
+            "sum_received"
+        } else {
+            "sum_sent"
+        };
+        let sum = &doc["end"][own];
+        assert_eq!(sum["packets"].as_u64(), Some(got[1].2), "{t}: {sum:#}");
+        if direction == "sent" {
+            assert_eq!(sum["lost_packets"].as_u64(), Some(got[1].3), "{t}: {sum:#}");
+        }
+    }
+}
+
+#[test]
+fn smolsock_iperf3_udp_client_measures_stock_server_on_tap() {
+    in_netns(
+        "smolsock_iperf3_udp_client_measures_stock_server_on_tap",
+        || smolsock_udp_client_measures_stock_server(&SMOLTCP),
+    );
+}
+
+#[test]
+fn smolsock_iperf3_udp_client_measures_stock_server_on_kernel() {
+    in_netns(
+        "smolsock_iperf3_udp_client_measures_stock_server_on_kernel",
+        || smolsock_udp_client_measures_stock_server(&KERNEL),
+    );
 }
 
 #[test]

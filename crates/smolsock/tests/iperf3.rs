@@ -7,7 +7,7 @@
 
 use smolsock::event::{DenyReason, IperfSide};
 use smolsock::programs::iperf3::{
-    DEFAULT_PORT, Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig,
+    DEFAULT_PORT, Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig, Iperf3Udp,
     control_buffer_len, make_cookie,
 };
 use smolsock::programs::{DEFAULT_TIMEOUTS, Poll};
@@ -67,6 +67,7 @@ fn client(
             connect_timeout: Duration::from_secs(5),
             idle_timeout: Some(Duration::from_secs(30)),
             timeouts: DEFAULT_TIMEOUTS,
+            udp: None,
         },
         leak(control_buffer_len(P)),
         leak(8 * 1024),
@@ -917,5 +918,160 @@ fn a_server_without_udp_has_no_udp_socket_and_refuses_as_before() {
     assert_eq!(
         log.errors.iter().map(|e| e.1).collect::<Vec<_>>(),
         [Error::NoFreeSocket]
+    );
+}
+
+fn udp_client(
+    bytes: u64,
+    reverse: bool,
+    streams: u16,
+    seed: u64,
+) -> Iperf3Client<'static, TestStack, P, P> {
+    Iperf3Client::new(
+        Iperf3ClientConfig {
+            to: SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
+            secs: 0,
+            bytes: Some(bytes),
+            reverse,
+            streams,
+            seed,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30)),
+            timeouts: DEFAULT_TIMEOUTS,
+            udp: Some(Iperf3Udp {
+                rate: 4_000_000,
+                len: 500,
+            }),
+        },
+        leak(control_buffer_len(P)),
+        leak(8 * 1024),
+    )
+}
+
+#[test]
+fn the_udp_client_and_server_measure_each_other_both_ways() {
+    for (reverse, streams) in [(false, 1), (true, 1), (false, 2), (true, 2)] {
+        let mut pair = new_pair(udp_sizing()).unwrap();
+        let mut srv = udp_server(1);
+        // 40 datagrams of 500 bytes per stream.
+        let mut cli = udp_client(u64::from(streams) * 20_000, reverse, streams, 7);
+        let mut log = Log::default();
+        assert_eq!(
+            run(&mut pair, &mut srv, &mut cli, &mut log),
+            Ending::Finished
+        );
+        let case = format!("reverse {reverse}, {streams} streams: {:#?}", log.lines);
+        assert_eq!(cli.outcome(), Some(Ok(())), "{case}");
+        assert_eq!(srv.outcome(), Some(Ok(())), "{case}");
+        let (sender, receiver) = if reverse {
+            (Side::Server, Side::Client)
+        } else {
+            (Side::Client, Side::Server)
+        };
+        let sent = log.result(sender, IperfSide::Local);
+        assert_eq!(sent, (true, u64::from(streams) * 20_000, streams), "{case}");
+        let received = log.result(receiver, IperfSide::Local);
+        assert!(
+            !received.0 && received.1 > 0 && received.1 <= sent.1,
+            "{case}"
+        );
+        // Each side shows the other's count.
+        assert_eq!(log.result(receiver, IperfSide::Remote), sent, "{case}");
+        assert_eq!(log.result(sender, IperfSide::Remote), received, "{case}");
+        let udp: Vec<&String> = log
+            .lines
+            .iter()
+            .filter(|(_, l)| l.starts_with("iperf3 udp"))
+            .map(|(_, l)| l)
+            .collect();
+        assert_eq!(udp.len(), 4, "{case}");
+        assert!(
+            udp.iter()
+                .any(|l| l.contains(&format!("sent {} datagrams", u64::from(streams) * 40))),
+            "{case}"
+        );
+        assert!(log.errors.is_empty(), "{case}");
+    }
+}
+
+/// A server that takes a client's cookie and parameters, asks for the streams, and then
+/// never answers a UDP connect message.
+struct Mute {
+    listener: Option<<TestStack as Stack>::Listener>,
+    control: Option<<TestStack as Stack>::Tcp>,
+    got: usize,
+    asked: bool,
+}
+
+impl Program<TestStack> for Mute {
+    fn poll(&mut self, stack: &mut TestStack, _: Instant, _: &mut dyn FnMut(&Event<'_>)) -> Poll {
+        let mut poll = Poll::default();
+        let listener = *self
+            .listener
+            .get_or_insert_with(|| stack.tcp_listen(DEFAULT_PORT, 2).unwrap());
+        if self.control.is_none()
+            && let Ok((socket, _)) = stack.tcp_accept(listener)
+        {
+            self.control = Some(socket);
+            stack.tcp_send(socket, &[9]).unwrap();
+            poll.progressed = true;
+        }
+        if let Some(socket) = self.control {
+            let mut buf = [0u8; 512];
+            while let Ok(Recv::Data(n)) = stack.tcp_recv(socket, &mut buf) {
+                self.got += n;
+                poll.progressed = true;
+            }
+            // The cookie, the length and some JSON: ask for the streams.
+            if self.got > 37 + 4 + 10 && !self.asked {
+                stack.tcp_send(socket, &[10]).unwrap();
+                self.asked = true;
+                poll.progressed = true;
+            }
+        }
+        poll
+    }
+
+    fn outcome(&self) -> Option<smolsock::Result<()>> {
+        None
+    }
+}
+
+#[test]
+fn a_udp_client_whose_connect_message_is_not_answered_gives_up() {
+    let mut pair = new_pair(udp_sizing()).unwrap();
+    let mut mute = Mute {
+        listener: None,
+        control: None,
+        got: 0,
+        asked: false,
+    };
+    let mut cli = udp_client(10_000, false, 1, 9);
+    let mut log = Log::default();
+    run(&mut pair, &mut mute, &mut cli, &mut log);
+    assert!(mute.asked, "{:#?}", log.lines);
+    // After its --timeout (5 s here), not a wait without end.
+    assert_eq!(
+        cli.outcome(),
+        Some(Err(Error::TimedOut)),
+        "{:#?}",
+        log.lines
+    );
+}
+
+#[test]
+fn a_udp_client_is_refused_by_a_server_without_udp() {
+    // A TCP-only server refuses the test (iperf3's error 131) before any stream.
+    let mut pair = new_pair(udp_sizing()).unwrap();
+    let mut srv = server(1);
+    let mut cli = udp_client(10_000, false, 1, 8);
+    let mut log = Log::default();
+    run(&mut pair, &mut srv, &mut cli, &mut log);
+    assert_eq!(
+        cli.outcome(),
+        Some(Err(Error::PeerError {
+            code: 131,
+            errno: 0
+        }))
     );
 }

@@ -2,9 +2,10 @@
 //! tool, so that a stock `iperf3` (3.x, from any distribution) measures a smolsock stack as
 //! it measures any host: [`Iperf3Server`] answers `iperf3 -c`, [`Iperf3Client`] tests
 //! against `iperf3 -s`. TCP tests, with the server sending (`-R`) or the client, over one
-//! or more parallel streams (`-P`); the server also runs UDP tests (`-u`) when built with
-//! them ([`Iperf3Server`]'s `UDP` parameter, its most UDP streams). Bidirectional tests are refused the way an
-//! iperf3 server refuses a test it cannot run.
+//! or more parallel streams (`-P`); and UDP tests (`-u`) when built with them (the `UDP`
+//! parameter of [`Iperf3Server`] and [`Iperf3Client`], their most UDP streams; 0 by
+//! default). Bidirectional tests are refused the way an iperf3 server refuses a test it
+//! cannot run.
 //!
 //! ## The protocol, as this module speaks it
 //!
@@ -55,7 +56,7 @@ mod client;
 mod json;
 mod server;
 
-pub use client::{Iperf3Client, Iperf3ClientConfig};
+pub use client::{Iperf3Client, Iperf3ClientConfig, Iperf3Udp};
 pub use server::{Iperf3Server, Iperf3ServerConfig};
 
 use core::net::SocketAddrV4;
@@ -277,7 +278,7 @@ pub(crate) struct UdpStream {
 pub(crate) fn send_paced<S: Stack>(
     stack: &mut S,
     streams: &mut [UdpStream],
-    socket_of: impl Fn(usize) -> S::Udp,
+    socket_of: impl Fn(usize) -> Option<S::Udp>,
     params: &Params,
     limit: &mut Option<u64>,
     data: &mut [u8],
@@ -292,6 +293,9 @@ pub(crate) fn send_paced<S: Stack>(
     let mut moved = 0u64;
     let mut next: Option<Instant> = None;
     for (i, stream) in streams.iter_mut().enumerate() {
+        let Some(socket) = socket_of(i) else {
+            break;
+        };
         let mut sent = 0;
         loop {
             if *limit == Some(0) {
@@ -318,7 +322,7 @@ pub(crate) fn send_paced<S: Stack>(
             };
             let count = stream.count.packets.saturating_add(1);
             write_udp_header(datagram, params.wide, count, stamp);
-            match stack.udp_send_to(socket_of(i), datagram, stream.peer) {
+            match stack.udp_send_to(socket, datagram, stream.peer) {
                 Ok(()) => {}
                 Err(Error::WouldBlock) => break,
                 Err(e) => return Err(e),

@@ -698,7 +698,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
         let sent = send_paced(
             stack,
             &mut udp.streams,
-            |_| udp.socket,
+            |_| Some(udp.socket),
             &session.params,
             &mut session.limit,
             data,
