@@ -8,7 +8,7 @@
 use smolsock::event::{DenyReason, IperfSide};
 use smolsock::programs::iperf3::{
     DEFAULT_PORT, Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig, Iperf3Udp,
-    control_buffer_len, make_cookie,
+    control_buffer_len, make_cookie, udp_control_buffer_len,
 };
 use smolsock::programs::{DEFAULT_TIMEOUTS, Poll};
 use smolsock::sim::{Ending, Observer, SERVER_IP, Side};
@@ -512,7 +512,7 @@ fn udp_server(max_tests: u64) -> Iperf3Server<'static, TestStack, P, P> {
             idle_timeout: Some(Duration::from_secs(30)),
             timeouts: DEFAULT_TIMEOUTS,
         },
-        leak(control_buffer_len(P)),
+        leak(udp_control_buffer_len(P)),
         leak(8 * 1024),
     )
 }
@@ -897,6 +897,22 @@ fn a_udp_test_the_socket_cannot_carry_or_whose_streams_never_come_ends_clearly()
 
 #[test]
 fn a_server_without_udp_has_no_udp_socket_and_refuses_as_before() {
+    // Built as a board builds it (`Iperf3Server::<_, STREAMS>`): the UDP parameter is 0.
+    let _board = |stack: &mut TestStack| {
+        let mut srv = Iperf3Server::<_, 2>::new(
+            Iperf3ServerConfig {
+                port: DEFAULT_PORT,
+                backlog: 2,
+                max_tests: None,
+                idle_timeout: None,
+                timeouts: DEFAULT_TIMEOUTS,
+            },
+            leak(control_buffer_len(2)),
+            leak(1024),
+        );
+        srv.poll(stack, Instant::ZERO, &mut |_| {});
+        srv
+    };
     // The TCP-only server (what a board builds) on a stack without UDP sockets.
     let sizing = Sizing {
         udp_sockets: 0,
@@ -943,7 +959,7 @@ fn udp_client(
                 len: 500,
             }),
         },
-        leak(control_buffer_len(P)),
+        leak(udp_control_buffer_len(P)),
         leak(8 * 1024),
     )
 }

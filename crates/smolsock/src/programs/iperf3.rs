@@ -93,7 +93,10 @@ pub const BLOCK_LEN: u64 = 128 * 1024;
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
 /// Most bytes one stream's entry in a results message takes as this module writes it.
-const STREAM_RESULT_MAX: usize = 240;
+const STREAM_RESULT_MAX: usize = 160;
+
+/// The same for a UDP test's stream, which says its jitter, losses and datagrams.
+const UDP_STREAM_RESULT_MAX: usize = 224;
 
 /// Room a results message takes besides its streams.
 const RESULTS_BASE: usize = 256;
@@ -103,6 +106,12 @@ const RESULTS_BASE: usize = 256;
 /// fit is a protocol error for parameters and skipped (its counts not shown) for results.
 pub const fn control_buffer_len(streams: usize) -> usize {
     2 * (RESULTS_BASE + streams * STREAM_RESULT_MAX)
+}
+
+/// The smallest control buffer for a program that runs UDP tests of up to `streams`
+/// parallel streams (and TCP tests of as many).
+pub const fn udp_control_buffer_len(streams: usize) -> usize {
+    2 * (RESULTS_BASE + streams * UDP_STREAM_RESULT_MAX)
 }
 
 /// The state bytes of the control connection.
@@ -604,13 +613,20 @@ fn write_results<T>(w: &mut Writer<'_>, streams: &[Stream<T>], sending: bool, mi
             bytes: s.bytes,
             ..Row::default()
         }),
+        false,
         sending,
         micros,
     );
 }
 
-/// Writes a results message with one entry per row.
-fn write_rows(w: &mut Writer<'_>, rows: impl Iterator<Item = Row>, sending: bool, micros: u64) {
+/// Writes a results message with one entry per row (`udp`: with its datagram counts).
+fn write_rows(
+    w: &mut Writer<'_>,
+    rows: impl Iterator<Item = Row>,
+    udp: bool,
+    sending: bool,
+    micros: u64,
+) {
     w.begin_object();
     w.int("cpu_util_total", 0);
     w.int("cpu_util_user", 0);
@@ -623,10 +639,15 @@ fn write_rows(w: &mut Writer<'_>, rows: impl Iterator<Item = Row>, sending: bool
         w.uint("id", u64::from(row.id));
         w.uint("bytes", row.bytes);
         w.int("retransmits", -1);
-        w.seconds("jitter", row.jitter_us);
-        w.uint("errors", row.errors);
-        w.uint("omitted_errors", 0);
-        w.uint("packets", row.packets);
+        if udp {
+            w.seconds("jitter", row.jitter_us);
+            w.uint("errors", row.errors);
+            w.uint("packets", row.packets);
+        } else {
+            w.int("jitter", 0);
+            w.int("errors", 0);
+            w.int("packets", 0);
+        }
         w.int("start_time", 0);
         w.seconds("end_time", micros);
         w.end_object();
@@ -1260,6 +1281,22 @@ mod tests {
         let len = w.finish().expect("16 streams' results fit their buffer");
         let totals = parse_results(&buf[..len]).unwrap();
         assert_eq!(totals.streams, 16);
+        // A UDP test's, with its counts, in its own buffer.
+        let rows = (0..16).map(|i| Row {
+            id: stream_id(i),
+            bytes: u64::MAX,
+            jitter_us: u64::MAX,
+            errors: u64::MAX,
+            packets: u64::MAX,
+        });
+        let mut udp = [0u8; udp_control_buffer_len(16) / 2];
+        let mut w = Writer::new(&mut udp);
+        write_rows(&mut w, rows, true, false, 4_294_967_295_000_000);
+        let n = w
+            .finish()
+            .expect("16 UDP streams' results fit their buffer");
+        let t = parse_results(&udp[..n]).unwrap();
+        assert_eq!((t.streams, t.packets, t.lost), (16, u64::MAX, u64::MAX));
         assert_eq!(totals.bytes, 16 * (u64::MAX / 32));
         assert_eq!(totals.micros, 4_294_967_295_000_000);
     }

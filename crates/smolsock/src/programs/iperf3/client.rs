@@ -130,7 +130,8 @@ pub struct Iperf3Client<'b, S: Stack, const P: usize, const UDP: usize = 0> {
 
 impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP> {
     /// A client; it connects on its first poll. `control` holds the control messages
-    /// (at least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or the
+    /// (at least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or with UDP
+    /// [`udp_control_buffer_len(P)`](super::udp_control_buffer_len), or the
     /// server's results go unread); `data` is what each read and write of a data stream
     /// moves at most.
     pub fn new(config: Iperf3ClientConfig, control: &'b mut [u8], data: &'b mut [u8]) -> Self {
@@ -386,6 +387,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
                                 errors: s.count.lost,
                                 packets: s.count.packets,
                             }),
+                            true,
                             sending,
                             micros,
                         ),

@@ -134,7 +134,8 @@ pub struct Iperf3Server<'b, S: Stack, const P: usize, const UDP: usize = 0> {
 
 impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP> {
     /// A server; it listens on its first poll. `control` holds the control messages (at
-    /// least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or a client's
+    /// least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or with UDP
+    /// [`udp_control_buffer_len(P)`](super::udp_control_buffer_len), or a client's
     /// results go unread); `data` is what each read and write of a data stream moves at
     /// most (its bytes are what a reverse test sends).
     pub fn new(config: Iperf3ServerConfig, control: &'b mut [u8], data: &'b mut [u8]) -> Self {
@@ -401,7 +402,12 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                 session.phase = Phase::Results(at);
                 let done = match got {
                     Ok(Got::Json(text)) => {
-                        remote_result(text, !session.params.reverse, session.params.udp, emit);
+                        remote_result(
+                            text,
+                            !session.params.reverse,
+                            UDP > 0 && session.params.udp,
+                            emit,
+                        );
                         Ok(true)
                     }
                     // Too large to read: its counts are not shown, the test goes on.
@@ -419,7 +425,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                             (&session.streams, session.params.reverse, session.micros);
                         session.phase = Phase::Finishing;
                         session.deadline = Some(now + HANDSHAKE_TIMEOUT);
-                        let udp = session.udp.as_ref().map(|u| &u.streams);
+                        let udp = session.udp.as_ref().filter(|_| UDP > 0).map(|u| &u.streams);
                         self.control
                             .queue_json(
                                 |w| match udp {
@@ -432,6 +438,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                                             errors: s.count.lost,
                                             packets: s.count.packets,
                                         }),
+                                        true,
                                         sending,
                                         micros,
                                     ),
@@ -766,7 +773,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
             stack.tcp_close(stream.socket);
         }
         session.streams_closed = true;
-        match &session.udp {
+        match session.udp.as_ref().filter(|_| UDP > 0) {
             Some(udp) => udp_result(&udp.streams, sending, session.micros, emit),
             None => local_result(&session.streams, sending, session.micros, emit),
         }
