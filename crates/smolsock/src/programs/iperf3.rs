@@ -545,8 +545,8 @@ pub(crate) struct Totals {
 }
 
 /// Reads a peer's results message: the sum of its streams' bytes and its longest stream
-/// time; `None` if it is not a results message.
-fn parse_results(text: &[u8]) -> Option<Totals> {
+/// time (`udp`: and their datagram counts); `None` if it is not a results message.
+fn parse_results(text: &[u8], udp: bool) -> Option<Totals> {
     let json = Object::parse(text)?;
     let Value::Array(streams) = json.get("streams")? else {
         return None;
@@ -562,10 +562,12 @@ fn parse_results(text: &[u8]) -> Option<Totals> {
         let micros = time("end_time")
             .unwrap_or(0)
             .saturating_sub(time("start_time").unwrap_or(0));
-        let count = |key| stream.get(key).and_then(|v: Value<'_>| v.as_u64());
-        totals.packets = totals.packets.saturating_add(count("packets").unwrap_or(0));
-        totals.lost = totals.lost.saturating_add(count("errors").unwrap_or(0));
-        totals.jitter_us = totals.jitter_us.max(time("jitter").unwrap_or(0));
+        if udp {
+            let count = |key| stream.get(key).and_then(|v: Value<'_>| v.as_u64());
+            totals.packets = totals.packets.saturating_add(count("packets").unwrap_or(0));
+            totals.lost = totals.lost.saturating_add(count("errors").unwrap_or(0));
+            totals.jitter_us = totals.jitter_us.max(time("jitter").unwrap_or(0));
+        }
         totals.bytes = totals.bytes.saturating_add(bytes);
         totals.micros = totals.micros.max(micros);
         totals.streams = totals.streams.saturating_add(1);
@@ -1051,7 +1053,7 @@ pub(crate) fn remote_result(
     udp: bool,
     emit: &mut dyn FnMut(&Event<'_>),
 ) {
-    if let Some(totals) = parse_results(text) {
+    if let Some(totals) = parse_results(text, udp) {
         emit(&Event::IperfResult {
             side: IperfSide::Remote,
             sending,
@@ -1279,7 +1281,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         write_results(&mut w, &streams, true, 4_294_967_295_000_000);
         let len = w.finish().expect("16 streams' results fit their buffer");
-        let totals = parse_results(&buf[..len]).unwrap();
+        let totals = parse_results(&buf[..len], false).unwrap();
         assert_eq!(totals.streams, 16);
         // A UDP test's, with its counts, in its own buffer.
         let rows = (0..16).map(|i| Row {
@@ -1295,7 +1297,7 @@ mod tests {
         let n = w
             .finish()
             .expect("16 UDP streams' results fit their buffer");
-        let t = parse_results(&udp[..n]).unwrap();
+        let t = parse_results(&udp[..n], true).unwrap();
         assert_eq!((t.streams, t.packets, t.lost), (16, u64::MAX, u64::MAX));
         assert_eq!(totals.bytes, 16 * (u64::MAX / 32));
         assert_eq!(totals.micros, 4_294_967_295_000_000);

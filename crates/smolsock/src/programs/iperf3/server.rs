@@ -269,7 +269,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                 stack.tcp_abort(stream.socket);
             }
         }
-        if let Some(udp) = &session.udp {
+        if let Some(udp) = session.udp.as_ref().filter(|_| UDP > 0) {
             stack.udp_close(udp.socket);
         }
         if failed {
