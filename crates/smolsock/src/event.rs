@@ -286,15 +286,6 @@ impl Display for Seconds {
     }
 }
 
-/// `lost` of `packets` in hundredths of a percent (0 of none).
-pub(crate) fn lost_hundredths(lost: u64, packets: u64) -> u64 {
-    if packets == 0 {
-        return 0;
-    }
-    let h = u128::from(lost) * 10_000 / u128::from(packets);
-    u64::try_from(h).unwrap_or(u64::MAX)
-}
-
 fn direction(sending: bool) -> &'static str {
     if sending { "sent" } else { "received" }
 }
@@ -1067,14 +1058,9 @@ impl Display for Event<'_> {
                 if sending {
                     return write!(f, "iperf3 udp, {who}: sent {packets} datagrams");
                 }
-                let pct = lost_hundredths(lost, packets);
                 write!(
                     f,
-                    "iperf3 udp, {who}: lost {lost}/{packets} datagrams ({}.{:02}%), jitter {}.{:03} ms",
-                    pct / 100,
-                    pct % 100,
-                    jitter_us / 1000,
-                    jitter_us % 1000
+                    "iperf3 udp, {who}: lost {lost}/{packets} datagrams, jitter {jitter_us} us"
                 )?;
                 if let Some(n) = out_of_order {
                     write!(f, ", {n} out of order")?;

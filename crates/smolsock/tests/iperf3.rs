@@ -774,7 +774,7 @@ fn a_udp_test_counts_losses_and_reordering_as_iperf3_and_the_client_sees_them() 
     let udp = udp_events(&log);
     assert_eq!(udp.len(), 2, "{:#?}", log.lines);
     assert!(
-        udp[0].starts_with("iperf3 udp, this side: lost 1/6 datagrams (16.66%), jitter ")
+        udp[0].starts_with("iperf3 udp, this side: lost 1/6 datagrams, jitter ")
             && udp[0].ends_with(", 1 out of order"),
         "{udp:?}"
     );
@@ -806,7 +806,7 @@ fn a_udp_count_that_jumps_to_the_top_is_counted_not_a_panic() {
     assert_eq!(stream["errors"].as_u64(), Some(top - 3));
     let udp = udp_events(&log);
     assert!(
-        udp[0].contains(&format!("lost {}/{top} datagrams (99.99%)", top - 3)),
+        udp[0].contains(&format!("lost {}/{top} datagrams, jitter ", top - 3)),
         "{udp:?}"
     );
 }

@@ -346,16 +346,10 @@ impl Format for Event<'_> {
                     write!(f, "sent {=u64} datagrams", packets);
                     return;
                 }
-                let pct = super::lost_hundredths(lost, packets);
                 write!(
                     f,
-                    "lost {=u64}/{=u64} datagrams ({=u64}.{=u64:02}%), jitter {=u64}.{=u64:03} ms",
-                    lost,
-                    packets,
-                    pct / 100,
-                    pct % 100,
-                    jitter_us / 1000,
-                    jitter_us % 1000
+                    "lost {=u64}/{=u64} datagrams, jitter {=u64} us",
+                    lost, packets, jitter_us
                 );
                 if let Some(n) = out_of_order {
                     write!(f, ", {=u64} out of order", n);
