@@ -308,12 +308,16 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
         let mut head = [0u8; 16];
         let mut moved = 0u64;
         for (socket, stream) in self.udp.iter_mut() {
-            for _ in 0..UDP_SEND_BUDGET {
+            for read in 1..=UDP_SEND_BUDGET {
                 let datagram = match stack.udp_recv_from(*socket, &mut head) {
                     Ok(datagram) => datagram,
                     Err(Error::WouldBlock) => break,
                     Err(e) => return Err(e),
                 };
+                if read == UDP_SEND_BUDGET {
+                    // More may wait: the next run reads on.
+                    poll.progressed = true;
+                }
                 if datagram.from != stream.peer || datagram.size < header {
                     continue;
                 }

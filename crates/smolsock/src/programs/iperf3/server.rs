@@ -668,12 +668,16 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
         let arrived = now.total_micros();
         // What comes in: the streams' datagrams (when the client sends), strangers'.
         let mut head = [0u8; 16];
-        for _ in 0..UDP_BUDGET {
+        for read in 1..=UDP_BUDGET {
             let datagram = match stack.udp_recv_from(udp.socket, &mut head) {
                 Ok(datagram) => datagram,
                 Err(Error::WouldBlock) => break,
                 Err(e) => return Err(e),
             };
+            if read == UDP_BUDGET {
+                // More may wait: the next run reads on.
+                poll.progressed = true;
+            }
             let Some(stream) = udp.streams.iter_mut().find(|s| s.peer == datagram.from) else {
                 if datagram.size == 4 && head.get(..4) == Some(&UDP_CONNECT_MSG[..]) {
                     // Another client's stream while this test runs: not answered.
@@ -684,8 +688,9 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                 }
                 continue;
             };
+            // A reverse test counts nothing that comes in; a datagram too short for the
+            // header is not counted at all (nor in iperf3).
             if session.params.reverse || datagram.size < header {
-                // Too short for the header: not counted at all (nor in iperf3).
                 continue;
             }
             let Some((count, sent)) = head
