@@ -2,10 +2,10 @@
 //! `iperf3`; `.ci/run` and `cargo xtask ci` install it), on smoltcp on a TAP and on the
 //! kernel twin over loopback, each test in a network namespace of its own (see
 //! `smolsock_tests::in_netns`): the stock client measures the smolsock server (`-t`, `-R`,
-//! `-P 2`, its `--json` read back), a second client is turned away while a test runs,
-//! garbage on the control port does not stop the server, and the smolsock client measures
-//! a stock `iperf3 -s`. No assertion on a rate: only that data moved and both sides
-//! counted it.
+//! `-P 2`, its `--json` read back; and UDP, `-u -b 10M` with `-R` and `-P 2`), a second
+//! client is turned away while a test runs, garbage on the control port does not stop the
+//! server, and the smolsock client measures a stock `iperf3 -s` (TCP and UDP). No
+//! assertion on a rate: only that data moved and both sides counted it.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -221,6 +221,100 @@ fn iperf3_client_measures_smolsock_server_on_kernel() {
     });
 }
 
+/// The `iperf_udp` events of a server's or client's JSON lines: (side, direction,
+/// packets, lost), in order.
+fn udp_counts(lines: &[Value]) -> Vec<(String, String, u64, u64)> {
+    lines
+        .iter()
+        .filter(|v| v["event"] == "iperf_udp")
+        .map(|v| {
+            (
+                v["side"].as_str().unwrap_or_default().to_string(),
+                v["direction"].as_str().unwrap_or_default().to_string(),
+                v["packets"].as_u64().unwrap_or(0),
+                v["lost"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// `-u -b 10M -t 2`, with `-R` and with `-P 2`, from the stock client: the client's JSON
+/// shows the receiver's datagram count (the server's, or its own with `-R`) and a loss
+/// no larger than what was sent; the server's events say the same.
+fn stock_udp_client_measures_smolsock(t: &Target) {
+    let server = smolsock_server(t, &[]);
+    let udp = ["-u", "-b", "10M", "-t", "2"];
+    let mut runs = Vec::new();
+    for extra in [&[][..], &["-R"][..], &["-P", "2"][..]] {
+        let mut args = udp.to_vec();
+        args.extend_from_slice(extra);
+        let doc = stock_client_json(t, &args);
+        assert_eq!(
+            doc["start"]["test_start"]["protocol"], "UDP",
+            "{t}: {doc:#}"
+        );
+        // The receiver's count (sum_received): packets counted, lost no more than them;
+        // and the sender's (sum_sent).
+        let end = &doc["end"];
+        let count = |sum: &str, key: &str| end[sum][key].as_u64().unwrap_or(u64::MAX);
+        let (packets, lost) = (
+            count("sum_received", "packets"),
+            count("sum_received", "lost_packets"),
+        );
+        assert!(
+            packets > 0 && packets < u64::MAX && lost <= packets,
+            "{t}: -u {extra:?}: packets {packets}, lost {lost}: {end:#}"
+        );
+        let streams = end["streams"].as_array().map_or(0, Vec::len);
+        assert_eq!(streams, if extra.contains(&"-P") { 2 } else { 1 }, "{t}");
+        runs.push((packets, lost, count("sum_sent", "packets")));
+    }
+    server.signal(libc::SIGINT);
+    let (_, lines, stderr) = server.finish(T);
+    let events = json_lines(&lines);
+    assert!(
+        events.iter().all(|v| v["event"] != "error"),
+        "{t}: {lines:#?}\n{stderr}"
+    );
+    // Per test: the server's own count, then the client's.
+    let got = udp_counts(&events);
+    let want = [
+        ("local", "received"),
+        ("remote", "sent"),
+        ("local", "sent"),
+        ("remote", "received"),
+        ("local", "received"),
+        ("remote", "sent"),
+    ];
+    assert_eq!(got.len(), want.len(), "{t}: {lines:#?}");
+    for (got, want) in got.iter().zip(want) {
+        assert_eq!((got.0.as_str(), got.1.as_str()), want, "{t}: {got:?}");
+        assert!(got.2 > 0, "{t}: {got:?}");
+    }
+    // What the client shows as the receiver's count is the server's (forward, -P 2), or
+    // the client's own of the server's datagrams (-R), which the server then shows; with
+    // -R the sender's count is what the server says it sent.
+    assert_eq!((got[0].2, got[0].3), (runs[0].0, runs[0].1), "{t}: forward");
+    assert_eq!((got[3].2, got[3].3), (runs[1].0, runs[1].1), "{t}: -R");
+    assert_eq!(got[2].2, runs[1].2, "{t}: -R, the server's datagrams sent");
+    assert_eq!((got[4].2, got[4].3), (runs[2].0, runs[2].1), "{t}: -P 2");
+}
+
+#[test]
+fn iperf3_udp_client_measures_smolsock_server_on_tap() {
+    in_netns("iperf3_udp_client_measures_smolsock_server_on_tap", || {
+        stock_udp_client_measures_smolsock(&SMOLTCP)
+    });
+}
+
+#[test]
+fn iperf3_udp_client_measures_smolsock_server_on_kernel() {
+    in_netns(
+        "iperf3_udp_client_measures_smolsock_server_on_kernel",
+        || stock_udp_client_measures_smolsock(&KERNEL),
+    );
+}
+
 /// A second stock client while a test runs gets iperf3's "busy" answer; the first test
 /// ends well.
 fn second_client_is_refused(t: &Target) {
@@ -265,7 +359,7 @@ fn iperf3_second_client_is_refused_on_kernel() {
     });
 }
 
-/// Garbage, a lying length, UDP parameters and a client killed in the middle of a test:
+/// Garbage, a lying length, a UDP datagram length too long, and a client killed in the middle of a test:
 /// each such test fails on its own, and the server then measures a stock client as before.
 fn garbage_does_not_stop_the_server(t: &Target) {
     let mut server = smolsock_server(t, &[]);
@@ -286,12 +380,13 @@ fn garbage_does_not_stop_the_server(t: &Target) {
     let mut lie = cookie.to_vec();
     lie.extend_from_slice(&u32::MAX.to_be_bytes());
     assert!([9].starts_with(&talk(&lie)), "PARAM_EXCHANGE at most");
-    // A UDP test: SERVER_ERROR with iperf3's error 131, then the close.
-    let json = br#"{"udp":true,"time":1,"parallel":1}"#;
+    // A UDP test whose datagrams are longer than UDP carries: SERVER_ERROR with iperf3's
+    // error 20 (block size invalid), then the close.
+    let json = br#"{"udp":true,"time":1,"parallel":1,"len":70000}"#;
     let mut udp = cookie.to_vec();
     udp.extend_from_slice(&(json.len() as u32).to_be_bytes());
     udp.extend_from_slice(json);
-    assert_eq!(talk(&udp), [9, 0xfe, 0, 0, 0, 131, 0, 0, 0, 0]);
+    assert_eq!(talk(&udp), [9, 0xfe, 0, 0, 0, 20, 0, 0, 0, 0]);
     // A stock client killed in the middle of its test.
     let ip = t.ip.to_string();
     let mut killed = Stock::spawn(&["-c", &ip, "-t", "30"]);
@@ -310,7 +405,10 @@ fn garbage_does_not_stop_the_server(t: &Target) {
         errors >= 4,
         "{t}: one error per bad test: {lines:#?}\n{stderr}"
     );
-    assert!(stderr.contains("not supported: UDP tests"), "{t}: {stderr}");
+    assert!(
+        stderr.contains("not supported: that UDP datagram length"),
+        "{t}: {stderr}"
+    );
     assert_eq!(results(&events).len(), 2, "{t}: the last test's two counts");
 }
 
@@ -386,6 +484,77 @@ fn smolsock_client_measures_stock_server(t: &Target) {
         let summed = doc["end"][own]["bytes"].as_u64().unwrap_or(0);
         assert!(summed > 0, "{t}: the stock server's count: {doc:#}");
     }
+}
+
+/// `smolsock iperf3 -c -u` against a stock `iperf3 -s`: forward with two streams, then
+/// reverse; each run reports both sides' datagram counts, and the stock server's receiver
+/// count is the one the smolsock client shows.
+fn smolsock_udp_client_measures_stock_server(t: &Target) {
+    let peer = t.peer_ip.to_string();
+    for (extra, direction) in [(&["-P", "2"][..], "sent"), (&["-R"][..], "received")] {
+        let server = Stock::spawn(&["-s", "-1", "-B", &peer, "--json"]);
+        let end = Instant::now() + T;
+        while !listening(5201) {
+            assert!(Instant::now() < end, "{t}: iperf3 -s never listened");
+            thread::sleep(Duration::from_millis(20));
+        }
+        let mut args = vec!["-c", peer.as_str(), "-u", "-b", "10M", "-t", "2", "--json"];
+        args.extend_from_slice(extra);
+        let (ok, lines, stderr) = t.smolsock("iperf3", &args).finish(T);
+        assert!(ok, "{t}: smolsock iperf3 {extra:?}: {stderr}\n{lines:#?}");
+        let events = json_lines(&lines);
+        let other = if direction == "sent" {
+            "received"
+        } else {
+            "sent"
+        };
+        let got = udp_counts(&events);
+        assert_eq!(got.len(), 2, "{t}: {lines:#?}");
+        assert_eq!((got[0].0.as_str(), got[0].1.as_str()), ("local", direction));
+        assert_eq!((got[1].0.as_str(), got[1].1.as_str()), ("remote", other));
+        assert!(got[0].2 > 0 && got[1].2 > 0, "{t}: {got:?}");
+        let receiver = if direction == "sent" {
+            &got[1]
+        } else {
+            &got[0]
+        };
+        assert!(receiver.3 <= receiver.2, "{t}: lost {got:?}");
+        let (status, out, err) = server.finish(T);
+        assert!(status.success(), "{t}: iperf3 -s: {out}{err}");
+        let doc: Value = serde_json::from_str(&out).expect("the stock server's JSON");
+        assert_eq!(
+            doc["start"]["test_start"]["protocol"], "UDP",
+            "{t}: {doc:#}"
+        );
+        // A stock server shows its own count only (what it received, or sent with -R):
+        // the one the smolsock client shows as the peer's.
+        let own = if direction == "sent" {
+            "sum_received"
+        } else {
+            "sum_sent"
+        };
+        let sum = &doc["end"][own];
+        assert_eq!(sum["packets"].as_u64(), Some(got[1].2), "{t}: {sum:#}");
+        if direction == "sent" {
+            assert_eq!(sum["lost_packets"].as_u64(), Some(got[1].3), "{t}: {sum:#}");
+        }
+    }
+}
+
+#[test]
+fn smolsock_iperf3_udp_client_measures_stock_server_on_tap() {
+    in_netns(
+        "smolsock_iperf3_udp_client_measures_stock_server_on_tap",
+        || smolsock_udp_client_measures_stock_server(&SMOLTCP),
+    );
+}
+
+#[test]
+fn smolsock_iperf3_udp_client_measures_stock_server_on_kernel() {
+    in_netns(
+        "smolsock_iperf3_udp_client_measures_stock_server_on_kernel",
+        || smolsock_udp_client_measures_stock_server(&KERNEL),
+    );
 }
 
 #[test]

@@ -163,7 +163,8 @@ pub enum Command {
         messages: Vec<String>,
     },
     /// Measure throughput with stock iperf3: a server for `iperf3 -c` (the default), or with
-    /// -c a client of `iperf3 -s`. TCP tests, -R and -P as iperf3's; one test at a time.
+    /// -c a client of `iperf3 -s`. TCP and UDP (-u) tests, -R and -P as iperf3's; one test
+    /// at a time.
     Iperf3 {
         /// Device and addresses.
         #[command(flatten)]
@@ -171,7 +172,7 @@ pub enum Command {
         /// JSON lines (see `JSON_EVENTS`).
         #[arg(long, help = JSON_EVENTS)]
         json: bool,
-        /// Run as a server, as `iperf3 -s` (the default without -c).
+        /// Run as a server, as `iperf3 -s` (the default without -c): TCP and UDP tests.
         #[arg(short = 's', long, conflicts_with = "client")]
         server: bool,
         /// Run as a client of the iperf3 server at this address, as `iperf3 -c IP`.
@@ -192,6 +193,16 @@ pub enum Command {
         /// Client: parallel streams, 1 to 16.
         #[arg(short = 'P', long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16), requires = "client")]
         parallel: u16,
+        /// Client: a UDP test (datagrams at -b's rate) instead of TCP.
+        #[arg(short = 'u', long, requires = "client")]
+        udp: bool,
+        /// Client, UDP: bits per second per stream, with K, M or G (powers of 1000); 0: as
+        /// fast as the socket takes them.
+        #[arg(short = 'b', long, value_name = "RATE", default_value = "1M", value_parser = parse_rate, requires = "udp")]
+        bitrate: u64,
+        /// Client, UDP: the datagrams' length in bytes, 12 to 65507.
+        #[arg(short = 'l', long, value_name = "BYTES", default_value_t = 1460, value_parser = clap::value_parser!(u64).range(12..=65507), requires = "udp")]
+        length: u64,
         /// Server: exit after one test.
         #[arg(short = '1', long, conflicts_with = "client")]
         one_off: bool,
@@ -480,6 +491,24 @@ impl DeviceArgs {
             .filter_map(|(flag, given)| given.then_some(flag))
             .collect()
     }
+}
+
+/// A rate in bits per second: digits, then optionally K, M or G (powers of 1000, as
+/// iperf3's `-b`).
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let bad = || format!("'{text}' is not a rate: give bits per second, as 500K, 10M or 1G");
+    let (digits, scale) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1_000),
+        Some((i, 'm' | 'M')) => (&text[..i], 1_000_000),
+        Some((i, 'g' | 'G')) => (&text[..i], 1_000_000_000),
+        _ => (text, 1),
+    };
+    let value: f64 = digits.parse().map_err(|_| bad())?;
+    let bits = value * scale as f64;
+    if !bits.is_finite() || bits < 0.0 || bits >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bits as u64)
 }
 
 fn parse_port(text: &str) -> Result<u16, String> {

@@ -3,7 +3,7 @@
 //! stacks.
 
 use smolsock::programs::iperf3::{
-    Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig,
+    Iperf3Client, Iperf3ClientConfig, Iperf3Server, Iperf3ServerConfig, Iperf3Udp,
 };
 use smolsock::programs::{
     Pace, ServeMode, TcpClient, TcpClientConfig, TcpServer, TcpServerConfig, TcpTimeouts,
@@ -85,7 +85,7 @@ pub(crate) fn run_program<L: Launch>(
         } => {
             let mut buf = vec![0u8; usize::from(buf)];
             let mut program = UdpReceiver::new(UdpReceiverConfig { port, count }, &mut buf);
-            launcher.launch(0, &mut program, LineInput::none(), printer)
+            launcher.launch(0, 0, &mut program, LineInput::none(), printer)
         }
         Command::UdpSend {
             to,
@@ -99,7 +99,7 @@ pub(crate) fn run_program<L: Launch>(
                 flush_timeout: seconds(timeout),
             };
             let mut program = UdpSender::new(config, &mut buf);
-            launcher.launch(0, &mut program, input_for(messages), printer)
+            launcher.launch(0, 0, &mut program, input_for(messages), printer)
         }
         Command::TcpServer {
             port,
@@ -129,7 +129,7 @@ pub(crate) fn run_program<L: Launch>(
                 LineInput::none()
             };
             let sockets = usize::from(backlog) + MAX_CLIENTS;
-            launcher.launch(sockets, program.as_mut(), input, printer)
+            launcher.launch(sockets, 0, program.as_mut(), input, printer)
         }
         Command::Iperf3 {
             client,
@@ -138,6 +138,9 @@ pub(crate) fn run_program<L: Launch>(
             bytes,
             reverse,
             parallel,
+            udp,
+            bitrate,
+            length,
             one_off,
             timeout,
             timeouts,
@@ -162,14 +165,28 @@ pub(crate) fn run_program<L: Launch>(
                         connect_timeout: seconds(timeout),
                         idle_timeout,
                         timeouts,
+                        udp: udp.then_some(Iperf3Udp {
+                            rate: bitrate,
+                            len: length,
+                        }),
                     };
-                    let mut program = Box::new(Iperf3Client::<L::Stack, IPERF3_STREAMS>::new(
-                        config,
-                        &mut control,
-                        data,
+                    let mut program = Box::new(Iperf3Client::<
+                        L::Stack,
+                        IPERF3_STREAMS,
+                        IPERF3_STREAMS,
+                    >::new(
+                        config, &mut control, data
                     ));
                     let sockets = 2 * (IPERF3_STREAMS + 1);
-                    launcher.launch(sockets, program.as_mut(), LineInput::none(), printer)
+                    // A UDP test's streams each have a socket of their own.
+                    let udp_sockets = if udp { usize::from(parallel) } else { 0 };
+                    launcher.launch(
+                        sockets,
+                        udp_sockets,
+                        program.as_mut(),
+                        LineInput::none(),
+                        printer,
+                    )
                 }
                 None => {
                     let config = Iperf3ServerConfig {
@@ -179,15 +196,17 @@ pub(crate) fn run_program<L: Launch>(
                         idle_timeout,
                         timeouts,
                     };
-                    let mut program = Box::new(Iperf3Server::<L::Stack, IPERF3_STREAMS>::new(
-                        config,
-                        &mut control,
-                        data,
+                    let mut program = Box::new(Iperf3Server::<
+                        L::Stack,
+                        IPERF3_STREAMS,
+                        IPERF3_STREAMS,
+                    >::new(
+                        config, &mut control, data
                     ));
                     // The test's connections, the backlog, and room for the last tests'
                     // connections while they close.
                     let sockets = IPERF3_BACKLOG + 3 * (IPERF3_STREAMS + 1) + 4;
-                    launcher.launch(sockets, program.as_mut(), LineInput::none(), printer)
+                    launcher.launch(sockets, 0, program.as_mut(), LineInput::none(), printer)
                 }
             }
         }
@@ -221,7 +240,7 @@ pub(crate) fn run_program<L: Launch>(
                 input_for(messages)
             };
             let mut program = TcpClient::new(config, &mut tx, &mut rx);
-            launcher.launch(8, &mut program, input, printer)
+            launcher.launch(8, 0, &mut program, input, printer)
         }
     }
 }

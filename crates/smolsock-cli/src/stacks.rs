@@ -23,10 +23,11 @@ pub(crate) trait Launch {
     /// The stack the program runs on.
     type Stack: Stack + 'static;
     /// Runs `program` until it finishes; `tcp_sockets` is how many TCP sockets it may use
-    /// at once.
+    /// at once, `udp_sockets` how many UDP sockets (at least the stack's usual two).
     fn launch(
         self,
         tcp_sockets: usize,
+        udp_sockets: usize,
         program: &mut dyn Program<Self::Stack>,
         input: LineInput,
         printer: &mut Printer,
@@ -55,6 +56,7 @@ impl Launch for OnSmoltcp {
     fn launch(
         self,
         tcp_sockets: usize,
+        udp_sockets: usize,
         program: &mut dyn Program<HostStack>,
         mut input: LineInput,
         printer: &mut Printer,
@@ -78,6 +80,7 @@ impl Launch for OnSmoltcp {
         let sizing = Sizing {
             tcp_sockets,
             tcp_buf: args.tcp_buf.unwrap_or(DEFAULT_TCP_BUF) as usize,
+            udp_sockets: udp_sockets.max(Sizing::default().udp_sockets),
             ..Sizing::default()
         };
         let medium = match kind {
@@ -136,6 +139,7 @@ impl Launch for OnKernel {
     fn launch(
         self,
         _tcp_sockets: usize,
+        _udp_sockets: usize,
         program: &mut dyn Program<KernelStack>,
         mut input: LineInput,
         printer: &mut Printer,

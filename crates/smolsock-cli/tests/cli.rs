@@ -678,6 +678,29 @@ fn iperf3_client_flags_need_a_client_and_sane_values() {
         "cannot be used with",
     );
     usage_error(&["iperf3", "-c", "10.0.0.1", "-P", "17"], "1..=16");
+    // UDP: -u needs a client, -b and -l need -u; a rate that is not one, or more than 64
+    // bits hold; a datagram too short for iperf3's header or longer than UDP carries.
+    let line = usage_error(&["iperf3", "-u"], "required arguments were not provided");
+    assert!(line.contains("--client <IP>"), "{line}");
+    for args in [
+        &["iperf3", "-c", "10.0.0.1", "-b", "10M"][..],
+        &["iperf3", "-c", "10.0.0.1", "-l", "100"],
+    ] {
+        let line = usage_error(args, "required arguments were not provided");
+        assert!(line.contains("--udp"), "{args:?}: {line}");
+    }
+    for rate in ["fast", "-1M", "1e30", "10X", "M", "NaN"] {
+        let flag = format!("--bitrate={rate}");
+        usage_error(&["iperf3", "-c", "10.0.0.1", "-u", &flag], "is not a rate");
+    }
+    usage_error(
+        &["iperf3", "-c", "10.0.0.1", "-u", "-l", "11"],
+        "12..=65507",
+    );
+    usage_error(
+        &["iperf3", "-c", "10.0.0.1", "-u", "-l", "65508"],
+        "12..=65507",
+    );
     usage_error(&["iperf3", "-c", "0.0.0.0"], "cannot be a destination");
     usage_error(
         &["iperf3", "--stack", "kernel", "--tcp-buf", "4096"],

@@ -227,6 +227,9 @@ pub enum DenyReason {
     Busy,
     /// A data connection that did not carry the running test's cookie.
     Cookie,
+    /// A UDP stream's connect message that is not the running UDP test's (another host,
+    /// or more streams than the test has): not answered, so its client gives up.
+    UdpStream,
 }
 
 impl DenyReason {
@@ -235,6 +238,7 @@ impl DenyReason {
         match self {
             DenyReason::Busy => "busy",
             DenyReason::Cookie => "cookie",
+            DenyReason::UdpStream => "udp_stream",
         }
     }
 }
@@ -435,6 +439,26 @@ pub enum Event<'a> {
         /// Streams the bytes were counted over.
         streams: u16,
     },
+    /// The datagrams of an iperf3 UDP test as one side counted them, over all streams
+    /// (after its [`IperfResult`](Event::IperfResult)): what iperf3 prints as Lost/Total
+    /// Datagrams and jitter.
+    IperfUdp {
+        /// Whose count.
+        side: IperfSide,
+        /// That side sent the datagrams (else it received them).
+        sending: bool,
+        /// Datagrams: sent, or (receiving) the highest count seen, which is what the
+        /// sender says it sent.
+        packets: u64,
+        /// Datagrams lost (receiving): gaps in the counts, less those that came late.
+        lost: u64,
+        /// Datagrams that came after one with a higher count (this side's count only: the
+        /// peer's results do not carry it).
+        out_of_order: Option<u64>,
+        /// Jitter in microseconds (RFC 1889's smoothed transit difference; the largest of
+        /// the streams').
+        jitter_us: u64,
+    },
     /// An iperf3 server turned a connection away: it sent ACCESS_DENIED and closed it.
     IperfDenied {
         /// Who was turned away.
@@ -472,6 +496,7 @@ impl Event<'_> {
             Event::IperfTest { .. } => "iperf_test",
             Event::IperfInterval { .. } => "iperf_interval",
             Event::IperfResult { .. } => "iperf_result",
+            Event::IperfUdp { .. } => "iperf_udp",
             Event::IperfDenied { .. } => "iperf_denied",
             Event::Error { .. } => "error",
         }
@@ -661,6 +686,30 @@ pub const EXAMPLES: &[Event<'static>] = {
         result(IperfSide::Local, 1_174_405_120, 10_000_000, 1),
         result(IperfSide::Remote, 123, 2_000_000, 2),
         result(IperfSide::Remote, u64::MAX, 1, 8),
+        Event::IperfUdp {
+            side: IperfSide::Local,
+            sending: false,
+            packets: 1712,
+            lost: 3,
+            out_of_order: Some(1),
+            jitter_us: 12,
+        },
+        Event::IperfUdp {
+            side: IperfSide::Remote,
+            sending: true,
+            packets: 1712,
+            lost: 0,
+            out_of_order: None,
+            jitter_us: 0,
+        },
+        Event::IperfUdp {
+            side: IperfSide::Remote,
+            sending: false,
+            packets: 0,
+            lost: u64::MAX,
+            out_of_order: None,
+            jitter_us: 1_234_567,
+        },
         Event::IperfDenied {
             peer: PEER,
             reason: DenyReason::Busy,
@@ -668,6 +717,10 @@ pub const EXAMPLES: &[Event<'static>] = {
         Event::IperfDenied {
             peer: PEER,
             reason: DenyReason::Cookie,
+        },
+        Event::IperfDenied {
+            peer: PEER,
+            reason: DenyReason::UdpStream,
         },
         error(Some(1), Some(PEER), Error::ConnectionReset),
         error(Some(1), None, Error::TimedOut),
@@ -990,10 +1043,40 @@ impl Display for Event<'_> {
                     Rate { bytes, micros }
                 )
             }
+            Event::IperfUdp {
+                side,
+                sending,
+                packets,
+                lost,
+                out_of_order,
+                jitter_us,
+            } => {
+                let who = match side {
+                    IperfSide::Local => "this side",
+                    IperfSide::Remote => "the peer",
+                };
+                if sending {
+                    return write!(f, "iperf3 udp, {who}: sent {packets} datagrams");
+                }
+                write!(
+                    f,
+                    "iperf3 udp, {who}: lost {lost}/{packets} datagrams, jitter {jitter_us} us"
+                )?;
+                if let Some(n) = out_of_order {
+                    write!(f, ", {n} out of order")?;
+                }
+                Ok(())
+            }
             Event::IperfDenied { peer, reason } => {
                 let why = match reason {
                     DenyReason::Busy => "a test is running",
                     DenyReason::Cookie => "not the running test's cookie",
+                    DenyReason::UdpStream => {
+                        return write!(
+                            f,
+                            "iperf3 denied {peer}: a UDP connect message not of the running test (not answered)"
+                        );
+                    }
                 };
                 write!(
                     f,
@@ -1106,7 +1189,7 @@ mod tests {
     #[test]
     fn examples_have_every_kind_of_event_and_every_error() {
         let kinds: std::collections::BTreeSet<&str> = EXAMPLES.iter().map(Event::kind).collect();
-        assert_eq!(kinds.len(), 17, "{kinds:?}");
+        assert_eq!(kinds.len(), 18, "{kinds:?}");
         // A new variant fails to compile here until it is numbered, then fails the test
         // until EXAMPLES has it.
         let number = |error: Error| match error {

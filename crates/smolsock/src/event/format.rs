@@ -330,6 +330,31 @@ impl Format for Event<'_> {
                 plural(f, streams);
                 write!(f, ": {}", Rate { bytes, micros })
             }
+            Event::IperfUdp {
+                side,
+                sending,
+                packets,
+                lost,
+                out_of_order,
+                jitter_us,
+            } => {
+                match side {
+                    IperfSide::Local => write!(f, "iperf3 udp, this side: "),
+                    IperfSide::Remote => write!(f, "iperf3 udp, the peer: "),
+                }
+                if sending {
+                    write!(f, "sent {=u64} datagrams", packets);
+                    return;
+                }
+                write!(
+                    f,
+                    "lost {=u64}/{=u64} datagrams, jitter {=u64} us",
+                    lost, packets, jitter_us
+                );
+                if let Some(n) = out_of_order {
+                    write!(f, ", {=u64} out of order", n);
+                }
+            }
             Event::IperfDenied { peer, reason } => match reason {
                 DenyReason::Busy => write!(
                     f,
@@ -339,6 +364,11 @@ impl Format for Event<'_> {
                 DenyReason::Cookie => write!(
                     f,
                     "iperf3 denied {}: not the running test's cookie (sent ACCESS_DENIED, closed)",
+                    peer
+                ),
+                DenyReason::UdpStream => write!(
+                    f,
+                    "iperf3 denied {}: a UDP connect message not of the running test (not answered)",
                     peer
                 ),
             },

@@ -212,6 +212,22 @@ pub enum Record<'a> {
         /// The test's rate.
         bits_per_second: u64,
     },
+    /// [`Event::IperfUdp`].
+    IperfUdp {
+        /// Whose count: `"local"` or `"remote"`.
+        #[serde(serialize_with = "side_name")]
+        side: IperfSide,
+        /// `"sent"` or `"received"`, by that side.
+        direction: &'static str,
+        /// Datagrams sent, or the highest count received.
+        packets: u64,
+        /// Datagrams lost (0 for a sender).
+        lost: u64,
+        /// Datagrams out of order (`null` for the peer's count, which does not carry it).
+        out_of_order: Option<u64>,
+        /// Jitter in microseconds.
+        jitter_us: u64,
+    },
     /// [`Event::IperfDenied`].
     IperfDenied {
         /// Who was turned away.
@@ -382,6 +398,21 @@ impl<'a> From<&Event<'a>> for Record<'a> {
                 duration_us: micros,
                 streams,
                 bits_per_second: Rate { bytes, micros }.bits_per_second(),
+            },
+            Event::IperfUdp {
+                side,
+                sending,
+                packets,
+                lost,
+                out_of_order,
+                jitter_us,
+            } => Record::IperfUdp {
+                side,
+                direction: direction(sending),
+                packets,
+                lost,
+                out_of_order,
+                jitter_us,
             },
             Event::IperfDenied { peer, reason } => Record::IperfDenied { peer, reason },
             Event::Error { conn, peer, error } => Record::Error { conn, peer, error },
@@ -555,6 +586,14 @@ mod tests {
                 micros: 10_000_412,
                 streams: 2,
             },
+            Event::IperfUdp {
+                side: IperfSide::Local,
+                sending: false,
+                packets: 1712,
+                lost: 3,
+                out_of_order: Some(1),
+                jitter_us: 12,
+            },
             Event::IperfDenied {
                 peer,
                 reason: DenyReason::Busy,
@@ -691,13 +730,14 @@ mod tests {
                 | Event::IperfTest { .. }
                 | Event::IperfInterval { .. }
                 | Event::IperfResult { .. }
+                | Event::IperfUdp { .. }
                 | Event::IperfDenied { .. }
                 | Event::Error { .. } => {}
             }
             seen.insert(event.kind());
             check_section(&sections, event.kind(), &json(&event));
         }
-        assert_eq!(seen.len(), 17, "one sample of every kind");
+        assert_eq!(seen.len(), 18, "one sample of every kind");
         let documented: BTreeSet<&str> = sections
             .keys()
             .map(String::as_str)

@@ -7,11 +7,12 @@ use smoltcp::time::{Duration, Instant};
 
 use super::{
     BLOCK_LEN, COOKIE_LEN, Control, Cookie, Fill, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params,
-    Stream, drain, local_result, make_cookie, pump, remote_result, state, stream_id, test_event,
-    write_results,
+    Row, Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_LEN, UDP_SEND_BUDGET, UdpCount, UdpStream,
+    drain, local_result, make_cookie, pump, read_udp_header, remote_result, send_paced, state,
+    stream_id, test_event, udp_header_len, udp_result, write_results, write_rows,
 };
 use crate::error::{Error, Result};
-use crate::event::{ConnId, Event};
+use crate::event::{ConnId, Event, Proto};
 use crate::net::{Phase as NetPhase, Stack, TcpTimeouts};
 use crate::programs::{Poll, Program, fill_pattern};
 
@@ -36,6 +37,34 @@ pub struct Iperf3ClientConfig {
     pub idle_timeout: Option<Duration>,
     /// Keep-alive and give-up the stack applies to every connection.
     pub timeouts: TcpTimeouts,
+    /// A UDP test (`-u`) instead of TCP (the client's `UDP` must be at least
+    /// [`streams`](Self::streams)).
+    pub udp: Option<Iperf3Udp>,
+}
+
+/// A UDP test's settings (`iperf3 -u`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Iperf3Udp {
+    /// Bits per second per stream (`-b`); 0: as fast as the socket takes them.
+    pub rate: u64,
+    /// The datagrams' length (`-l`), from the header's 12 bytes to the socket's largest.
+    pub len: u64,
+}
+
+impl Default for Iperf3Udp {
+    /// iperf3's defaults: 1 Mbit/s, 1460-byte datagrams.
+    fn default() -> Self {
+        Self {
+            rate: super::UDP_RATE,
+            len: UDP_LEN,
+        }
+    }
+}
+
+/// The wait for the server's answer to a UDP stream's connect message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UdpPending<U> {
+    socket: U,
 }
 
 /// Where the test is.
@@ -50,6 +79,9 @@ enum Phase<T> {
     /// `CREATE_STREAMS` came: opening the data connections one after the other
     /// (`Some`: the one under way and how much of its cookie went out).
     Streams(Option<(T, Option<usize>)>),
+    /// `CREATE_STREAMS` came for a UDP test: each stream's connect message, then its
+    /// answer, one after the other.
+    UdpStreams,
     /// Every stream is open; waiting for `TEST_RUNNING`.
     Starting,
     /// Data flows until the test's end.
@@ -69,8 +101,9 @@ enum Phase<T> {
 }
 
 /// An iperf3 client for up to `P` parallel streams: runs one test against an iperf3
-/// server and reports both sides' counts.
-pub struct Iperf3Client<'b, S: Stack, const P: usize> {
+/// server and reports both sides' counts. With `UDP` more than 0 it also runs UDP tests
+/// of up to `UDP` streams, one UDP socket each (0, the default: none, and no UDP code).
+pub struct Iperf3Client<'b, S: Stack, const P: usize, const UDP: usize = 0> {
     config: Iperf3ClientConfig,
     cookie: Cookie,
     phase: Phase<S::Tcp>,
@@ -89,11 +122,16 @@ pub struct Iperf3Client<'b, S: Stack, const P: usize> {
     /// When data last moved.
     last_data: Instant,
     micros: u64,
+    /// A UDP test's streams and their sockets.
+    udp: Vec<(S::Udp, UdpStream), UDP>,
+    /// A UDP stream whose connect message is waiting for its answer.
+    udp_pending: Option<UdpPending<S::Udp>>,
 }
 
-impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
+impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP> {
     /// A client; it connects on its first poll. `control` holds the control messages
-    /// (at least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or the
+    /// (at least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or with UDP
+    /// [`udp_control_buffer_len(P)`](super::udp_control_buffer_len), or the
     /// server's results go unread); `data` is what each read and write of a data stream
     /// moves at most.
     pub fn new(config: Iperf3ClientConfig, control: &'b mut [u8], data: &'b mut [u8]) -> Self {
@@ -113,7 +151,13 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             limit: None,
             last_data: Instant::ZERO,
             micros: 0,
+            udp: Vec::new(),
+            udp_pending: None,
         }
+    }
+
+    fn is_udp(&self) -> bool {
+        UDP > 0 && self.config.udp.is_some()
     }
 
     /// The settings it runs with.
@@ -129,7 +173,10 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             reverse: self.config.reverse,
             bytes: self.config.bytes.unwrap_or(0),
             blocks: 0,
-            len: BLOCK_LEN,
+            len: self.config.udp.map_or(BLOCK_LEN, |u| u.len),
+            udp: self.is_udp(),
+            rate: self.config.udp.map_or(0, |u| u.rate),
+            wide: false,
         }
     }
 
@@ -154,6 +201,138 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         if let Some(control) = self.control_socket.take() {
             stack.tcp_abort(control);
         }
+        self.close_udp(stack);
+    }
+
+    /// Closes the UDP streams' sockets.
+    fn close_udp(&mut self, stack: &mut S) {
+        if let Some(pending) = self.udp_pending.take() {
+            stack.udp_close(pending.socket);
+        }
+        for (socket, _) in self.udp.drain(..) {
+            stack.udp_close(socket);
+        }
+    }
+
+    /// Opens the UDP streams one after the other: a socket, its connect message, the
+    /// server's answer.
+    fn open_udp_streams(
+        &mut self,
+        stack: &mut S,
+        now: Instant,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<bool> {
+        let Some(pending) = self.udp_pending else {
+            if self.udp.len() >= usize::from(self.config.streams) {
+                self.phase = Phase::Starting;
+                return Ok(true);
+            }
+            let socket = stack.udp_open()?;
+            if let Err(e) = stack.udp_send_to(socket, &UDP_CONNECT_MSG, self.config.to) {
+                stack.udp_close(socket);
+                return Err(e);
+            }
+            self.udp_pending = Some(UdpPending { socket });
+            self.deadline = Some(now + self.config.connect_timeout);
+            return Ok(true);
+        };
+        let mut reply = [0u8; 4];
+        loop {
+            let datagram = match stack.udp_recv_from(pending.socket, &mut reply) {
+                Ok(datagram) => datagram,
+                Err(Error::WouldBlock) => return Ok(false),
+                Err(e) => return Err(e),
+            };
+            // The answer, now or as older servers gave it (987654321 in their byte order).
+            let legacy = [987_654_321u32.to_le_bytes(), 987_654_321u32.to_be_bytes()];
+            if datagram.from == self.config.to
+                && datagram.size == 4
+                && (reply == UDP_CONNECT_REPLY || legacy.contains(&reply))
+            {
+                break;
+            }
+        }
+        emit(&Event::Received {
+            proto: Proto::Udp,
+            conn: None,
+            from: self.config.to,
+            data: &reply,
+            size: 4,
+        });
+        self.udp_pending = None;
+        let stream = UdpStream {
+            peer: self.config.to,
+            id: stream_id(self.udp.len()),
+            bytes: 0,
+            count: UdpCount::default(),
+        };
+        if self.udp.push((pending.socket, stream)).is_err() {
+            stack.udp_close(pending.socket);
+            return Err(Error::Unsupported(
+                "more parallel UDP streams than the client has room for",
+            ));
+        }
+        self.deadline = Some(now + HANDSHAKE_TIMEOUT);
+        Ok(true)
+    }
+
+    /// Moves a UDP test's datagrams: sends at the rate, or counts the server's. Returns
+    /// the bytes moved.
+    fn udp_pump(&mut self, stack: &mut S, now: Instant, poll: &mut Poll) -> Result<u64> {
+        let Some(meter) = self.meter.as_ref() else {
+            return Err(Error::Protocol("the test runs without its clock"));
+        };
+        let start = meter.start;
+        if self.sending() {
+            let params = self.params();
+            let mut streams: Vec<UdpStream, UDP> = self.udp.iter().map(|(_, s)| *s).collect();
+            let sockets: Vec<S::Udp, UDP> = self.udp.iter().map(|(u, _)| *u).collect();
+            let moved = send_paced(
+                stack,
+                &mut streams,
+                |i| sockets.get(i).copied(),
+                &params,
+                &mut self.limit,
+                self.data,
+                start,
+                now,
+                poll,
+            )?;
+            for ((_, stream), sent) in self.udp.iter_mut().zip(streams) {
+                *stream = sent;
+            }
+            return Ok(moved);
+        }
+        let arrived = now.total_micros();
+        let header = udp_header_len(false);
+        let mut head = [0u8; 16];
+        let mut moved = 0u64;
+        for (socket, stream) in self.udp.iter_mut() {
+            for read in 1..=UDP_SEND_BUDGET {
+                let datagram = match stack.udp_recv_from(*socket, &mut head) {
+                    Ok(datagram) => datagram,
+                    Err(Error::WouldBlock) => break,
+                    Err(e) => return Err(e),
+                };
+                if read == UDP_SEND_BUDGET {
+                    // More may wait: the next run reads on.
+                    poll.progressed = true;
+                }
+                if datagram.from != stream.peer || datagram.size < header {
+                    continue;
+                }
+                let Some((count, sent)) = head
+                    .get(..datagram.len)
+                    .and_then(|h| read_udp_header(h, false))
+                else {
+                    continue;
+                };
+                stream.count.datagram(count, sent, arrived);
+                stream.bytes = stream.bytes.saturating_add(datagram.size as u64);
+                moved = moved.saturating_add(datagram.size as u64);
+            }
+        }
+        Ok(moved)
     }
 
     fn fail(&mut self, stack: &mut S, error: Error, emit: &mut dyn FnMut(&Event<'_>)) {
@@ -176,7 +355,11 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
                 self.control.queue_json(|w| params.write(w), &[])
             }
             (state::CREATE_STREAMS, Phase::Control) => {
-                self.phase = Phase::Streams(None);
+                self.phase = if self.is_udp() {
+                    Phase::UdpStreams
+                } else {
+                    Phase::Streams(None)
+                };
                 Ok(())
             }
             (state::TEST_START, Phase::Starting) => Ok(()),
@@ -196,8 +379,26 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
             (state::EXCHANGE_RESULTS, Phase::Ended) => {
                 let (streams, sending, micros) = (&self.streams, self.sending(), self.micros);
                 self.phase = Phase::Results(Message::Length);
-                self.control
-                    .queue_json(|w| write_results(w, streams, sending, micros), &[])
+                let udp = self.is_udp().then_some(&self.udp);
+                self.control.queue_json(
+                    |w| match udp {
+                        Some(udp) => write_rows(
+                            w,
+                            udp.iter().map(|(_, s)| Row {
+                                id: s.id,
+                                bytes: s.bytes,
+                                jitter_us: s.count.jitter_us(),
+                                errors: s.count.lost,
+                                packets: s.count.packets,
+                            }),
+                            true,
+                            sending,
+                            micros,
+                        ),
+                        None => write_results(w, streams, sending, micros),
+                    },
+                    &[],
+                )
             }
             (state::DISPLAY_RESULTS, Phase::Display) => {
                 self.phase = Phase::Closing;
@@ -289,13 +490,23 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
         let sending = self.sending();
-        let mut limit = if sending { self.limit } else { None };
-        let moved = pump(stack, &mut self.streams, sending, self.data, &mut limit)?;
-        if sending {
-            self.limit = limit;
-        } else if let Some(left) = self.limit.as_mut() {
-            *left = left.saturating_sub(moved);
-        }
+        let udp = self.is_udp();
+        let moved = if udp {
+            let moved = self.udp_pump(stack, now, poll)?;
+            if !sending && let Some(left) = self.limit.as_mut() {
+                *left = left.saturating_sub(moved);
+            }
+            moved
+        } else {
+            let mut limit = if sending { self.limit } else { None };
+            let moved = pump(stack, &mut self.streams, sending, self.data, &mut limit)?;
+            if sending {
+                self.limit = limit;
+            } else if let Some(left) = self.limit.as_mut() {
+                *left = left.saturating_sub(moved);
+            }
+            moved
+        };
         if moved > 0 {
             poll.progressed = true;
             self.last_data = now;
@@ -314,12 +525,18 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         poll.merge_wake(self.end_at);
         let timed_out = self.end_at.is_some_and(|end| now >= end);
         let counted = self.limit == Some(0);
-        let all_closed = !sending && self.streams.iter().all(|s| s.eof);
+        // (UDP streams have no end of their own.)
+        let all_closed = !sending && !udp && self.streams.iter().all(|s| s.eof);
         if !(timed_out || counted || all_closed) {
             return Ok(false);
         }
         self.micros = meter.finish(now, emit);
-        local_result(&self.streams, sending, self.micros, emit);
+        if self.is_udp() {
+            let streams: Vec<UdpStream, UDP> = self.udp.iter().map(|(_, s)| *s).collect();
+            udp_result(&streams, sending, self.micros, emit);
+        } else {
+            local_result(&self.streams, sending, self.micros, emit);
+        }
         self.phase = Phase::Ended;
         self.deadline = Some(now + HANDSHAKE_TIMEOUT);
         self.control.queue(&[state::TEST_END])?;
@@ -337,6 +554,23 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         if let Phase::Idle = self.phase {
             if self.config.streams == 0 || usize::from(self.config.streams) > P {
                 return Err(Error::InvalidConfig("iperf3: streams must be from 1 to P"));
+            }
+            if let Some(udp) = self.config.udp {
+                if UDP < usize::from(self.config.streams) {
+                    return Err(Error::Unsupported("UDP tests (-u) with that many streams"));
+                }
+                let len = usize::try_from(udp.len).unwrap_or(usize::MAX);
+                if len < udp_header_len(false) || udp.len > super::UDP_MAX_LEN {
+                    return Err(Error::InvalidConfig(
+                        "iperf3: the UDP datagram length must be from 12 to 65507 bytes",
+                    ));
+                }
+                if !self.config.reverse && len > self.data.len() {
+                    return Err(Error::MessageTooLarge {
+                        len,
+                        max: self.data.len(),
+                    });
+                }
             }
             let socket = stack.tcp_connect(self.config.to)?;
             stack.tcp_set_timeouts(socket, self.config.timeouts);
@@ -383,6 +617,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
                 true
             }
             Phase::Streams(current) => self.open_streams(stack, current, now, emit)?,
+            Phase::UdpStreams => self.open_udp_streams(stack, now, emit)?,
             Phase::Running => self.run(stack, now, poll, emit)?,
             Phase::Ended | Phase::Results(_) | Phase::Display if !self.sending() => {
                 // A reverse test's late data, read (and not counted) until the server
@@ -406,10 +641,11 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         }
         match self.phase {
             Phase::Results(mut at) => {
+                let udp = self.is_udp();
                 let got = self.control.message(stack, control, &mut at, true);
                 self.phase = Phase::Results(at);
                 match got? {
-                    Got::Json(text) => remote_result(text, self.config.reverse, emit),
+                    Got::Json(text) => remote_result(text, self.config.reverse, udp, emit),
                     // Too large to read: the server's counts are not shown.
                     Got::TooLarge => {}
                     Got::Pending => return Ok(false),
@@ -453,10 +689,11 @@ impl<'b, S: Stack, const P: usize> Iperf3Client<'b, S, P> {
         for stream in self.streams.drain(..) {
             stack.tcp_close(stream.socket);
         }
+        self.close_udp(stack);
     }
 }
 
-impl<S: Stack, const P: usize> Program<S> for Iperf3Client<'_, S, P> {
+impl<S: Stack, const P: usize, const UDP: usize> Program<S> for Iperf3Client<'_, S, P, UDP> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
         for _ in 0..16 {

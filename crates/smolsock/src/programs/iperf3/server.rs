@@ -6,11 +6,13 @@ use heapless::Vec;
 use smoltcp::time::{Duration, Instant};
 
 use super::{
-    COOKIE_LEN, Control, Cookie, Fill, GRACE, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params,
-    Stream, drain, local_result, pump, remote_result, state, stream_id, test_event, write_results,
+    COOKIE_LEN, Control, Cookie, Fill, GRACE, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params, Row,
+    Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UdpCount, UdpStream, code, drain, local_result,
+    pump, read_udp_header, remote_result, send_paced, state, stream_id, test_event, udp_header_len,
+    udp_result, write_results, write_rows,
 };
 use crate::error::{Error, Result};
-use crate::event::{ConnId, DenyReason, Event};
+use crate::event::{ConnId, DenyReason, Event, Proto};
 use crate::net::{Recv, Stack, TcpTimeouts};
 use crate::programs::{Poll, Program, fill_pattern};
 
@@ -59,8 +61,21 @@ struct Pending<T> {
     got: usize,
 }
 
+/// The UDP side of a UDP test: one socket on the server's port for every stream, told
+/// apart by the sender's address.
+struct UdpTest<U, const P: usize> {
+    socket: U,
+    streams: Vec<UdpStream, P>,
+    /// Datagrams carry 64-bit counts.
+    wide: bool,
+}
+
+/// Most datagrams one program run reads, or sends per stream: the run must end for the
+/// control connection and the clock to have their turn.
+const UDP_BUDGET: usize = 256;
+
 /// The one test being served.
-struct Session<T, const P: usize> {
+struct Session<T, U, const P: usize, const Q: usize> {
     control: T,
     conn: ConnId,
     peer: SocketAddrV4,
@@ -80,6 +95,8 @@ struct Session<T, const P: usize> {
     last_data: Instant,
     /// The test's length, once it ended.
     micros: u64,
+    /// A UDP test's socket and streams.
+    udp: Option<UdpTest<U, Q>>,
 }
 
 #[derive(Clone, Copy)]
@@ -96,10 +113,18 @@ enum State<L> {
 /// It keeps serving until [`max_tests`](Iperf3ServerConfig::max_tests) tests have ended
 /// (well or not). A test that fails (the peer vanishes, breaks the protocol, is too slow)
 /// is reported as an error event and closed; the server then waits for the next client.
-pub struct Iperf3Server<'b, S: Stack, const P: usize> {
+///
+/// With `UDP` more than 0 it also runs UDP tests (`iperf3 -u`) of up to `UDP` streams (and
+/// `P`): for each it opens one UDP socket on its port (the stack needs one free), answers
+/// each stream's connect message, and counts datagrams, losses and jitter as iperf3 does,
+/// or (`-R`) sends them at the client's rate. With `UDP` 0 (the default) UDP tests are
+/// refused with iperf3's "protocol" error, and neither that code nor the streams' counters
+/// are in the program: a board without a UDP socket pays a few words of RAM (an empty
+/// UDP state in the session) and the results' UDP keys in flash.
+pub struct Iperf3Server<'b, S: Stack, const P: usize, const UDP: usize = 0> {
     config: Iperf3ServerConfig,
     state: State<S::Listener>,
-    session: Option<Session<S::Tcp, P>>,
+    session: Option<Session<S::Tcp, S::Udp, P, UDP>>,
     control: Control<'b>,
     data: &'b mut [u8],
     /// Connections accepted into tests (control and data), for their numbers.
@@ -107,9 +132,10 @@ pub struct Iperf3Server<'b, S: Stack, const P: usize> {
     tests: u64,
 }
 
-impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
+impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP> {
     /// A server; it listens on its first poll. `control` holds the control messages (at
-    /// least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or a client's
+    /// least [`control_buffer_len(P)`](super::control_buffer_len) bytes, or with UDP
+    /// [`udp_control_buffer_len(P)`](super::udp_control_buffer_len), or a client's
     /// results go unread); `data` is what each read and write of a data stream moves at
     /// most (its bytes are what a reverse test sends).
     pub fn new(config: Iperf3ServerConfig, control: &'b mut [u8], data: &'b mut [u8]) -> Self {
@@ -180,6 +206,9 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                             bytes: 0,
                             blocks: 0,
                             len: 0,
+                            udp: false,
+                            rate: 0,
+                            wide: false,
                         },
                         streams: Vec::new(),
                         streams_closed: false,
@@ -188,10 +217,12 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                         limit: None,
                         last_data: now,
                         micros: 0,
+                        udp: None,
                     });
                 }
                 Some(session)
                     if session.phase == Phase::Streams
+                        && !session.params.udp
                         && session.streams.len() + session.pending.len()
                             < usize::from(session.params.streams) =>
                 {
@@ -237,6 +268,9 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
             for stream in &session.streams {
                 stack.tcp_abort(stream.socket);
             }
+        }
+        if let Some(udp) = session.udp.as_ref().filter(|_| UDP > 0) {
+            stack.udp_close(udp.socket);
         }
         if failed {
             stack.tcp_abort(session.control);
@@ -299,7 +333,13 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                 let got = self.control.message(stack, ctrl, &mut at, false);
                 session.phase = Phase::Params(at);
                 match got {
-                    Ok(Got::Json(text)) => match Params::parse(text, P) {
+                    Ok(Got::Json(text)) => match Params::parse(text, P, UDP).and_then(|params| {
+                        if UDP > 0 && params.udp {
+                            let udp = open_udp(stack, self.config.port, &params, self.data.len())?;
+                            session.udp = Some(udp);
+                        }
+                        Ok(params)
+                    }) {
                         Ok(params) => {
                             emit(&test_event(session.conn, session.peer, &params));
                             session.params = params;
@@ -336,6 +376,9 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                     Err(e) => Err(e),
                 }
             }
+            Phase::Streams if UDP > 0 && session.udp.is_some() => {
+                Self::udp_streams(session, &mut self.control, stack, now, emit)
+            }
             Phase::Streams => Self::streams(
                 session,
                 &mut self.control,
@@ -359,7 +402,12 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                 session.phase = Phase::Results(at);
                 let done = match got {
                     Ok(Got::Json(text)) => {
-                        remote_result(text, !session.params.reverse, emit);
+                        remote_result(
+                            text,
+                            !session.params.reverse,
+                            UDP > 0 && session.params.udp,
+                            emit,
+                        );
                         Ok(true)
                     }
                     // Too large to read: its counts are not shown, the test goes on.
@@ -377,9 +425,25 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
                             (&session.streams, session.params.reverse, session.micros);
                         session.phase = Phase::Finishing;
                         session.deadline = Some(now + HANDSHAKE_TIMEOUT);
+                        let udp = session.udp.as_ref().filter(|_| UDP > 0).map(|u| &u.streams);
                         self.control
                             .queue_json(
-                                |w| write_results(w, streams, sending, micros),
+                                |w| match udp {
+                                    Some(udp) => write_rows(
+                                        w,
+                                        udp.iter().map(|s| Row {
+                                            id: s.id,
+                                            bytes: s.bytes,
+                                            jitter_us: s.count.jitter_us(),
+                                            errors: s.count.lost,
+                                            packets: s.count.packets,
+                                        }),
+                                        true,
+                                        sending,
+                                        micros,
+                                    ),
+                                    None => write_results(w, streams, sending, micros),
+                                },
                                 &[state::DISPLAY_RESULTS],
                             )
                             .map(|()| true)
@@ -424,7 +488,7 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
 
     /// Accepts the data connections: reads each one's cookie, keeps those of this test.
     fn streams(
-        session: &mut Session<S::Tcp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         accepted: &mut ConnId,
         stack: &mut S,
@@ -491,6 +555,15 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
         if session.streams.len() < usize::from(session.params.streams) {
             return Ok(false);
         }
+        Self::start(session, control, now)
+    }
+
+    /// Every stream is there: the test starts.
+    fn start(
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
+        control: &mut Control<'b>,
+        now: Instant,
+    ) -> Result<bool> {
         let reverse = session.params.reverse;
         session.meter = Some(Meter::new(now, reverse));
         session.limit = if reverse {
@@ -510,10 +583,148 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
         Ok(true)
     }
 
+    /// Answers the UDP streams' connect messages: each from a new address of the client's
+    /// host is the next stream; the test starts once all are there.
+    fn udp_streams(
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
+        control: &mut Control<'b>,
+        stack: &mut S,
+        now: Instant,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<bool> {
+        let Some(udp) = session.udp.as_mut() else {
+            return Err(Error::Protocol("the UDP test runs without its socket"));
+        };
+        let wanted = usize::from(session.params.streams);
+        let mut head = [0u8; 16];
+        for _ in 0..UDP_BUDGET {
+            let datagram = match stack.udp_recv_from(udp.socket, &mut head) {
+                Ok(datagram) => datagram,
+                Err(Error::WouldBlock) => break,
+                Err(e) => return Err(e),
+            };
+            if datagram.size != 4 || head.get(..4) != Some(&UDP_CONNECT_MSG[..]) {
+                // Anything else before the test starts: dropped, as iperf3 does.
+                continue;
+            }
+            let known = udp.streams.iter().any(|s| s.peer == datagram.from);
+            if !known {
+                if datagram.from.ip() != session.peer.ip() || udp.streams.len() >= wanted {
+                    emit(&Event::IperfDenied {
+                        peer: datagram.from,
+                        reason: DenyReason::UdpStream,
+                    });
+                    continue;
+                }
+                let stream = UdpStream {
+                    peer: datagram.from,
+                    id: stream_id(udp.streams.len()),
+                    bytes: 0,
+                    count: UdpCount::default(),
+                };
+                if udp.streams.push(stream).is_err() {
+                    continue;
+                }
+                // The stream's connect message, as it came (a UDP stream has no
+                // connection to accept).
+                emit(&Event::Received {
+                    proto: Proto::Udp,
+                    conn: None,
+                    from: datagram.from,
+                    data: &UDP_CONNECT_MSG,
+                    size: datagram.size,
+                });
+            }
+            // Answered again if it comes again: the first answer may have been lost.
+            match stack.udp_send_to(udp.socket, &UDP_CONNECT_REPLY, datagram.from) {
+                Ok(()) | Err(Error::WouldBlock) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(byte) = control.byte(stack, session.control)? {
+            return Err(unexpected(byte));
+        }
+        if udp.streams.len() < wanted {
+            return Ok(false);
+        }
+        Self::start(session, control, now)
+    }
+
+    /// Moves a UDP test's datagrams: counts what its streams send, or (`-R`) sends to
+    /// each at the client's rate. Returns the bytes moved.
+    fn udp_pump(
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
+        data: &mut [u8],
+        stack: &mut S,
+        now: Instant,
+        poll: &mut Poll,
+        emit: &mut dyn FnMut(&Event<'_>),
+    ) -> Result<u64> {
+        let (Some(udp), Some(meter)) = (session.udp.as_mut(), session.meter.as_ref()) else {
+            return Err(Error::Protocol("the UDP test runs without its socket"));
+        };
+        let mut moved = 0u64;
+        let header = udp_header_len(udp.wide);
+        let arrived = now.total_micros();
+        // What comes in: the streams' datagrams (when the client sends), strangers'.
+        let mut head = [0u8; 16];
+        for read in 1..=UDP_BUDGET {
+            let datagram = match stack.udp_recv_from(udp.socket, &mut head) {
+                Ok(datagram) => datagram,
+                Err(Error::WouldBlock) => break,
+                Err(e) => return Err(e),
+            };
+            if read == UDP_BUDGET {
+                // More may wait: the next run reads on.
+                poll.progressed = true;
+            }
+            let Some(stream) = udp.streams.iter_mut().find(|s| s.peer == datagram.from) else {
+                if datagram.size == 4 && head.get(..4) == Some(&UDP_CONNECT_MSG[..]) {
+                    // Another client's stream while this test runs: not answered.
+                    emit(&Event::IperfDenied {
+                        peer: datagram.from,
+                        reason: DenyReason::UdpStream,
+                    });
+                }
+                continue;
+            };
+            // A reverse test counts nothing that comes in; a datagram too short for the
+            // header is not counted at all (nor in iperf3).
+            if session.params.reverse || datagram.size < header {
+                continue;
+            }
+            let Some((count, sent)) = head
+                .get(..datagram.len)
+                .and_then(|h| read_udp_header(h, udp.wide))
+            else {
+                continue;
+            };
+            stream.count.datagram(count, sent, arrived);
+            stream.bytes = stream.bytes.saturating_add(datagram.size as u64);
+            moved = moved.saturating_add(datagram.size as u64);
+        }
+        if !session.params.reverse {
+            return Ok(moved);
+        }
+        let start = meter.start;
+        let sent = send_paced(
+            stack,
+            &mut udp.streams,
+            |_| Some(udp.socket),
+            &session.params,
+            &mut session.limit,
+            data,
+            start,
+            now,
+            poll,
+        )?;
+        Ok(moved.saturating_add(sent))
+    }
+
     /// Moves the data, and ends the test at the client's `TEST_END`.
     #[allow(clippy::too_many_arguments)]
     fn running(
-        session: &mut Session<S::Tcp, P>,
+        session: &mut Session<S::Tcp, S::Udp, P, UDP>,
         control: &mut Control<'b>,
         data: &mut [u8],
         idle_timeout: Option<Duration>,
@@ -523,13 +734,17 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
         emit: &mut dyn FnMut(&Event<'_>),
     ) -> Result<bool> {
         let sending = session.params.reverse;
-        let moved = pump(
-            stack,
-            &mut session.streams,
-            sending,
-            data,
-            &mut session.limit,
-        )?;
+        let moved = if UDP > 0 && session.udp.is_some() {
+            Self::udp_pump(session, data, stack, now, poll, emit)?
+        } else {
+            pump(
+                stack,
+                &mut session.streams,
+                sending,
+                data,
+                &mut session.limit,
+            )?
+        };
         if moved > 0 {
             poll.progressed = true;
             session.last_data = now;
@@ -563,12 +778,45 @@ impl<'b, S: Stack, const P: usize> Iperf3Server<'b, S, P> {
             stack.tcp_close(stream.socket);
         }
         session.streams_closed = true;
-        local_result(&session.streams, sending, session.micros, emit);
+        match session.udp.as_ref().filter(|_| UDP > 0) {
+            Some(udp) => udp_result(&udp.streams, sending, session.micros, emit),
+            None => local_result(&session.streams, sending, session.micros, emit),
+        }
         session.phase = Phase::Results(Message::Length);
         session.deadline = Some(now + HANDSHAKE_TIMEOUT);
         control.queue(&[state::EXCHANGE_RESULTS])?;
         Ok(true)
     }
+}
+
+/// Opens a UDP test's socket on the server's port, for a test whose datagrams are `len`
+/// long: `Err` with iperf3's error number when there is no socket, the port is taken, or
+/// a datagram would not fit the socket (or, sent by the server, the data buffer).
+fn open_udp<S: Stack, const P: usize>(
+    stack: &mut S,
+    port: u16,
+    params: &Params,
+    buffer: usize,
+) -> core::result::Result<UdpTest<S::Udp, P>, (i32, Error)> {
+    let socket = stack.udp_open().map_err(|e| (code::STREAM_LISTEN, e))?;
+    if let Err(e) = stack.udp_bind(socket, port) {
+        stack.udp_close(socket);
+        return Err((code::STREAM_LISTEN, e));
+    }
+    let mut max = stack.udp_max_payload(socket);
+    if params.reverse {
+        max = max.min(buffer);
+    }
+    let len = usize::try_from(params.len).unwrap_or(usize::MAX);
+    if len > max {
+        stack.udp_close(socket);
+        return Err((code::UDP_BLOCK_SIZE, Error::MessageTooLarge { len, max }));
+    }
+    Ok(UdpTest {
+        socket,
+        streams: Vec::new(),
+        wide: params.wide,
+    })
 }
 
 /// The error for a state byte that has no place where it came.
@@ -592,7 +840,7 @@ fn deny<S: Stack>(
     emit(&Event::IperfDenied { peer, reason });
 }
 
-impl<S: Stack, const P: usize> Program<S> for Iperf3Server<'_, S, P> {
+impl<S: Stack, const P: usize, const UDP: usize> Program<S> for Iperf3Server<'_, S, P, UDP> {
     fn poll(&mut self, stack: &mut S, now: Instant, emit: &mut dyn FnMut(&Event<'_>)) -> Poll {
         let mut poll = Poll::default();
         if let State::Start = self.state {
