@@ -20,6 +20,7 @@
 pub mod forge;
 pub mod peers;
 pub mod programs;
+pub mod stock;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};

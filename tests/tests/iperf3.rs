@@ -9,87 +9,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use smolsock_tests::programs::{KERNEL, SMOLTCP, Target};
+use smolsock_tests::stock::{Stock, stock};
 use smolsock_tests::{Proc, T, in_netns, json_lines};
-
-/// The stock program, which these tests need installed.
-const IPERF3: &str = "iperf3";
-
-/// A stock `iperf3` run, killed if it outlives its bound.
-struct Stock {
-    child: Child,
-    out: Option<thread::JoinHandle<String>>,
-    err: Option<thread::JoinHandle<String>>,
-}
-
-impl Stock {
-    fn spawn(args: &[&str]) -> Stock {
-        let mut child = Command::new(IPERF3)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {IPERF3} ({e}): install it (Debian: apt-get install iperf3)")
-            });
-        let mut stdout = child.stdout.take().expect("stdout");
-        let mut stderr = child.stderr.take().expect("stderr");
-        let out = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stdout.read_to_string(&mut text);
-            text
-        });
-        let err = thread::spawn(move || {
-            let mut text = String::new();
-            let _ = stderr.read_to_string(&mut text);
-            text
-        });
-        Stock {
-            child,
-            out: Some(out),
-            err: Some(err),
-        }
-    }
-
-    /// Waits up to `timeout` for the exit; returns the status, stdout and stderr.
-    fn finish(mut self, timeout: Duration) -> (ExitStatus, String, String) {
-        let end = Instant::now() + timeout;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().expect("wait for iperf3") {
-                break status;
-            }
-            if Instant::now() > end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                panic!("{IPERF3} did not exit within {timeout:?}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        let text = |h: Option<thread::JoinHandle<String>>| {
-            h.and_then(|h| h.join().ok()).unwrap_or_default()
-        };
-        let (out, err) = (text(self.out.take()), text(self.err.take()));
-        (status, out, err)
-    }
-}
-
-impl Drop for Stock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `iperf3 args` to its end (bounded by [`T`]).
-fn stock(args: &[&str]) -> (ExitStatus, String, String) {
-    Stock::spawn(args).finish(T)
-}
 
 /// The smolsock iperf3 server on `t`'s stack, listening.
 fn smolsock_server(t: &Target, extra: &[&str]) -> Proc {
@@ -389,11 +315,10 @@ fn garbage_does_not_stop_the_server(t: &Target) {
     assert_eq!(talk(&udp), [9, 0xfe, 0, 0, 0, 20, 0, 0, 0, 0]);
     // A stock client killed in the middle of its test.
     let ip = t.ip.to_string();
-    let mut killed = Stock::spawn(&["-c", &ip, "-t", "30"]);
+    let killed = Stock::spawn(&["-c", &ip, "-t", "30"]);
     server.wait_for("\"iperf_test\"", T);
     thread::sleep(Duration::from_millis(500));
-    let _ = killed.child.kill();
-    let _ = killed.child.wait();
+    // Dropping it kills it (SIGKILL) and reaps it.
     drop(killed);
     // The server gives the dead test up and measures the next client.
     stock_client_json(t, &["-t", "1"]);

@@ -6,11 +6,11 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{Arc, Barrier};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use smolsock_tests::stock::stock;
 use smolsock_tests::{BOARD_IP, KERNEL_IP, Proc, addr_after, in_netns, upper_case_echo};
 
 /// Bound on every wait: QEMU boots in well under a second, but CI machines are slow.
@@ -326,43 +326,6 @@ fn qemu_board_logs_every_event_as_the_host_prints_it() {
     }
 }
 
-/// Runs the distribution's `iperf3` with `args` to its end, killed after [`T`]; returns its
-/// exit status, stdout and stderr.
-fn stock_iperf3(args: &[&str]) -> (ExitStatus, String, String) {
-    let mut child = Command::new("iperf3")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run iperf3 ({e}): install it (Debian: apt-get install iperf3)")
-        });
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut text = String::new();
-            let _ = pipe.read_to_string(&mut text);
-            text
-        })
-    };
-    let out = read(Box::new(child.stdout.take().expect("stdout")));
-    let err = read(Box::new(child.stderr.take().expect("stderr")));
-    let end = Instant::now() + T;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for iperf3") {
-            break status;
-        }
-        if Instant::now() > end {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("iperf3 {args:?} did not exit within {T:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let text = |h: thread::JoinHandle<String>| h.join().unwrap_or_default();
-    (status, text(out), text(err))
-}
-
 /// `iperf3 -c <board> -t 2 --json` with `extra`: it succeeds, the bytes it reports both
 /// ways are more than 0 (the side the board counted comes in the results exchange), and
 /// with `streams` streams each one's bytes too. Returns the client's document.
@@ -370,7 +333,7 @@ fn stock_client_measures_board(extra: &[&str], streams: usize) -> serde_json::Va
     let ip = BOARD_IP.to_string();
     let mut args = vec!["-c", ip.as_str(), "-t", "2", "--json"];
     args.extend_from_slice(extra);
-    let (status, out, err) = stock_iperf3(&args);
+    let (status, out, err) = stock(&args);
     let doc: serde_json::Value = serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("iperf3 {extra:?} printed no JSON ({e}): {out}{err}"));
     assert!(status.success(), "iperf3 {extra:?} failed: {doc:#}\n{err}");
@@ -443,12 +406,12 @@ fn qemu_iperf3_second_client_is_refused_while_a_test_runs() {
             let ip = BOARD_IP.to_string();
             let first = {
                 let ip = ip.clone();
-                thread::spawn(move || stock_iperf3(&["-c", &ip, "-t", "4", "--json"]))
+                thread::spawn(move || stock(&["-c", &ip, "-t", "4", "--json"]))
             };
             // The test's data stream is in: the test runs.
             fw.wait_for("iperf3 #1 test with", T);
             fw.wait_for("tcp #2 accepted", T);
-            let (status, out, err) = stock_iperf3(&["-c", &ip, "-t", "1"]);
+            let (status, out, err) = stock(&["-c", &ip, "-t", "1"]);
             assert!(!status.success(), "the second client ran: {out}");
             assert!(
                 format!("{out}{err}").contains("the server is busy running a test"),

@@ -621,6 +621,23 @@ fn write_results<T>(w: &mut Writer<'_>, streams: &[Stream<T>], sending: bool, mi
     );
 }
 
+/// Writes a UDP test's results message for `streams`, with their datagram counts.
+pub(crate) fn write_udp_results<'s>(
+    w: &mut Writer<'_>,
+    streams: impl Iterator<Item = &'s UdpStream>,
+    sending: bool,
+    micros: u64,
+) {
+    let rows = streams.map(|s| Row {
+        id: s.id,
+        bytes: s.bytes,
+        jitter_us: s.count.jitter_us(),
+        errors: s.count.lost,
+        packets: s.count.packets,
+    });
+    write_rows(w, rows, true, sending, micros);
+}
+
 /// Writes a results message with one entry per row (`udp`: with its datagram counts).
 fn write_rows(
     w: &mut Writer<'_>,

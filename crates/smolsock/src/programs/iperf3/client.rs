@@ -7,9 +7,9 @@ use smoltcp::time::{Duration, Instant};
 
 use super::{
     BLOCK_LEN, COOKIE_LEN, Control, Cookie, Fill, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params,
-    Row, Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_LEN, UDP_SEND_BUDGET, UdpCount, UdpStream,
+    Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UDP_LEN, UDP_SEND_BUDGET, UdpCount, UdpStream,
     drain, local_result, make_cookie, pump, read_udp_header, remote_result, send_paced, state,
-    stream_id, test_event, udp_header_len, udp_result, write_results, write_rows,
+    stream_id, test_event, udp_header_len, udp_result, write_results, write_udp_results,
 };
 use crate::error::{Error, Result};
 use crate::event::{ConnId, Event, Proto};
@@ -382,19 +382,9 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
                 let udp = self.is_udp().then_some(&self.udp);
                 self.control.queue_json(
                     |w| match udp {
-                        Some(udp) => write_rows(
-                            w,
-                            udp.iter().map(|(_, s)| Row {
-                                id: s.id,
-                                bytes: s.bytes,
-                                jitter_us: s.count.jitter_us(),
-                                errors: s.count.lost,
-                                packets: s.count.packets,
-                            }),
-                            true,
-                            sending,
-                            micros,
-                        ),
+                        Some(udp) => {
+                            write_udp_results(w, udp.iter().map(|(_, s)| s), sending, micros)
+                        }
                         None => write_results(w, streams, sending, micros),
                     },
                     &[],

@@ -6,10 +6,10 @@ use heapless::Vec;
 use smoltcp::time::{Duration, Instant};
 
 use super::{
-    COOKIE_LEN, Control, Cookie, Fill, GRACE, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params, Row,
+    COOKIE_LEN, Control, Cookie, Fill, GRACE, Got, HANDSHAKE_TIMEOUT, Message, Meter, Params,
     Stream, UDP_CONNECT_MSG, UDP_CONNECT_REPLY, UdpCount, UdpStream, code, drain, local_result,
     pump, read_udp_header, remote_result, send_paced, state, stream_id, test_event, udp_header_len,
-    udp_result, write_results, write_rows,
+    udp_result, write_results, write_udp_results,
 };
 use crate::error::{Error, Result};
 use crate::event::{ConnId, DenyReason, Event, Proto};
@@ -429,19 +429,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Server<'b, S, P, UDP>
                         self.control
                             .queue_json(
                                 |w| match udp {
-                                    Some(udp) => write_rows(
-                                        w,
-                                        udp.iter().map(|s| Row {
-                                            id: s.id,
-                                            bytes: s.bytes,
-                                            jitter_us: s.count.jitter_us(),
-                                            errors: s.count.lost,
-                                            packets: s.count.packets,
-                                        }),
-                                        true,
-                                        sending,
-                                        micros,
-                                    ),
+                                    Some(udp) => write_udp_results(w, udp.iter(), sending, micros),
                                     None => write_results(w, streams, sending, micros),
                                 },
                                 &[state::DISPLAY_RESULTS],
