@@ -55,21 +55,29 @@ fn stock_client_json(t: &Target, extra: &[&str]) -> Value {
     doc
 }
 
-/// The iperf_result events of one test in a server's or client's JSON lines: (side,
-/// direction, bytes, streams), in order.
-fn results(lines: &[Value]) -> Vec<(String, String, u64, u64)> {
+/// The `event` events in a server's or client's JSON lines, in order: their `side` and
+/// `direction`, and the numbers under `counts`.
+fn events(lines: &[Value], event: &str, counts: [&str; 2]) -> Vec<(String, String, u64, u64)> {
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_string();
+    let number = |v: &Value, key: &str| v[key].as_u64().unwrap_or(0);
     lines
         .iter()
-        .filter(|v| v["event"] == "iperf_result")
+        .filter(|v| v["event"] == event)
         .map(|v| {
+            let [a, b] = counts;
             (
-                v["side"].as_str().unwrap_or_default().to_string(),
-                v["direction"].as_str().unwrap_or_default().to_string(),
-                v["bytes"].as_u64().unwrap_or(0),
-                v["streams"].as_u64().unwrap_or(0),
+                text(v, "side"),
+                text(v, "direction"),
+                number(v, a),
+                number(v, b),
             )
         })
         .collect()
+}
+
+/// The iperf_result events of one test: (side, direction, bytes, streams), in order.
+fn results(lines: &[Value]) -> Vec<(String, String, u64, u64)> {
+    events(lines, "iperf_result", ["bytes", "streams"])
 }
 
 /// `-t 2`, `-R` and `-P 2` from the stock client, one after the other to one server.
@@ -147,21 +155,9 @@ fn iperf3_client_measures_smolsock_server_on_kernel() {
     });
 }
 
-/// The `iperf_udp` events of a server's or client's JSON lines: (side, direction,
-/// packets, lost), in order.
+/// The `iperf_udp` events: (side, direction, packets, lost), in order.
 fn udp_counts(lines: &[Value]) -> Vec<(String, String, u64, u64)> {
-    lines
-        .iter()
-        .filter(|v| v["event"] == "iperf_udp")
-        .map(|v| {
-            (
-                v["side"].as_str().unwrap_or_default().to_string(),
-                v["direction"].as_str().unwrap_or_default().to_string(),
-                v["packets"].as_u64().unwrap_or(0),
-                v["lost"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
+    events(lines, "iperf_udp", ["packets", "lost"])
 }
 
 /// `-u -b 10M -t 2`, with `-R` and with `-P 2`, from the stock client: the client's JSON

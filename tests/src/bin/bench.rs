@@ -545,15 +545,13 @@ fn board() {
         "path (median of the rounds)", "board", "base", "ratio", "range"
     );
     for row in &rows {
-        let ratios = row.ratios();
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let (ratio, lo, hi) = spread(row.ratios());
         println!(
             "{:<52} {:>10.1} {:>10.1} {:>8.4} {:>7.4}-{:<7.4}",
             row.what,
             median(row.smol.clone()),
             median(row.other.clone()),
-            median(ratios),
+            ratio,
             lo,
             hi,
         );
@@ -726,6 +724,13 @@ fn example(mode: &str) -> f64 {
         .unwrap_or_else(|e| panic!("smoltcp's benchmark example: {e}"))
 }
 
+/// The median of `ratios`, and their lowest and highest.
+fn spread(ratios: Vec<f64>) -> (f64, f64, f64) {
+    let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ratios.iter().copied().fold(0.0, f64::max);
+    (median(ratios), lo, hi)
+}
+
 /// p50 of `times`.
 fn median_duration(mut times: Vec<Duration>) -> Duration {
     times.sort_unstable();
@@ -772,15 +777,13 @@ impl Versus {
     }
 
     fn print(&self) {
-        let ratios = self.ratios();
-        let lo = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = ratios.iter().copied().fold(0.0, f64::max);
+        let (ratio, lo, hi) = spread(self.ratios());
         println!(
             "{:<58} {:>10.3} {:>10.3} {:>7.2} {:>5.2}-{:<5.2} {}",
             self.what,
             median(self.smol.clone()),
             median(self.other.clone()),
-            median(ratios),
+            ratio,
             lo,
             hi,
             self.note
