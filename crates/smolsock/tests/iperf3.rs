@@ -50,6 +50,28 @@ fn server(max_tests: u64) -> Iperf3Server<'static, TestStack, P> {
     )
 }
 
+/// A client's settings for a test of `bytes` to the server (`udp`: a UDP test).
+fn client_config(
+    bytes: u64,
+    reverse: bool,
+    streams: u16,
+    seed: u64,
+    udp: Option<Iperf3Udp>,
+) -> Iperf3ClientConfig {
+    Iperf3ClientConfig {
+        to: SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
+        secs: 0,
+        bytes: Some(bytes),
+        reverse,
+        streams,
+        seed,
+        connect_timeout: Duration::from_secs(5),
+        idle_timeout: Some(Duration::from_secs(30)),
+        timeouts: DEFAULT_TIMEOUTS,
+        udp,
+    }
+}
+
 fn client(
     bytes: u64,
     reverse: bool,
@@ -57,18 +79,7 @@ fn client(
     seed: u64,
 ) -> Iperf3Client<'static, TestStack, P> {
     Iperf3Client::new(
-        Iperf3ClientConfig {
-            to: SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
-            secs: 0,
-            bytes: Some(bytes),
-            reverse,
-            streams,
-            seed,
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Some(Duration::from_secs(30)),
-            timeouts: DEFAULT_TIMEOUTS,
-            udp: None,
-        },
+        client_config(bytes, reverse, streams, seed, None),
         leak(control_buffer_len(P)),
         leak(8 * 1024),
     )
@@ -943,22 +954,12 @@ fn udp_client(
     streams: u16,
     seed: u64,
 ) -> Iperf3Client<'static, TestStack, P, P> {
+    let udp = Iperf3Udp {
+        rate: 4_000_000,
+        len: 500,
+    };
     Iperf3Client::new(
-        Iperf3ClientConfig {
-            to: SocketAddrV4::new(SERVER_IP, DEFAULT_PORT),
-            secs: 0,
-            bytes: Some(bytes),
-            reverse,
-            streams,
-            seed,
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Some(Duration::from_secs(30)),
-            timeouts: DEFAULT_TIMEOUTS,
-            udp: Some(Iperf3Udp {
-                rate: 4_000_000,
-                len: 500,
-            }),
-        },
+        client_config(bytes, reverse, streams, seed, Some(udp)),
         leak(udp_control_buffer_len(P)),
         leak(8 * 1024),
     )
