@@ -79,7 +79,7 @@ impl Drop for Stock {
     }
 }
 
-/// Runs `iperf3 args` to its end (bounded by [`T`](crate::T)).
+/// Runs `iperf3 args` to its end (bounded by [`T`]).
 pub fn stock(args: &[&str]) -> (ExitStatus, String, String) {
     Stock::spawn(args).finish(T)
 }
