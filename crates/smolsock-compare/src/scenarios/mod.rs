@@ -147,8 +147,13 @@ pub(super) fn open<T: Subject>(
     }
 }
 
+/// How long [`one_client`]'s server may go on once the peer has ended: a retransmitted
+/// FIN (the kernel's first retransmission comes after 200 ms or more) still arrives.
+const PEER_GRACE: Duration = Duration::from_secs(2);
+
 /// Accepts one connection on a fresh listener while `client` runs in the peer; then
-/// `server` runs on the subject until the client ends. Returns the client's result.
+/// `server` runs on the subject until the client has ended and `server` says it is done
+/// (or [`PEER_GRACE`] after the client ended). Returns the client's result.
 pub(super) fn one_client<T: Subject, R: Send>(
     t: &mut T,
     cx: &Ctx<'_>,
@@ -158,6 +163,7 @@ pub(super) fn one_client<T: Subject, R: Send>(
     let (listener, at) = listen(t, cx, 4)?;
     let mut conn = None;
     let mut done = false;
+    let mut peer_ended = None;
     let result = thread::scope(|scope| {
         let peer = scope.spawn(move || client(at));
         t.run_until(STEP * 3, &mut |stack| {
@@ -167,7 +173,13 @@ pub(super) fn one_client<T: Subject, R: Send>(
             if let Some(socket) = conn.filter(|_| !done) {
                 done = server(stack, socket);
             }
-            peer.is_finished()
+            if !peer.is_finished() {
+                return false;
+            }
+            // A peer that sends and closes at once may end before the subject has even
+            // accepted: the server still gets its turn, for at most PEER_GRACE.
+            let ended = *peer_ended.get_or_insert_with(Instant::now);
+            done || ended.elapsed() >= PEER_GRACE
         });
         peer.join()
             .map_err(|_| "the peer thread failed".to_string())
