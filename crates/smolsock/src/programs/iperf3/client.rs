@@ -185,6 +185,19 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
         !self.config.reverse
     }
 
+    /// Numbers a connection that has just opened and says so.
+    fn announce(&mut self, stack: &S, socket: S::Tcp, emit: &mut dyn FnMut(&Event<'_>)) {
+        let conn = self.next_conn();
+        let local = stack
+            .tcp_local(socket)
+            .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+        emit(&Event::Connected {
+            conn,
+            local,
+            peer: self.config.to,
+        });
+    }
+
     fn next_conn(&mut self) -> ConnId {
         self.conns = self.conns.saturating_add(1);
         self.conns
@@ -430,15 +443,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
                 NetPhase::Connecting => Ok(false),
                 NetPhase::Failed(error) => Err(error),
                 NetPhase::Open => {
-                    let conn = self.next_conn();
-                    let local = stack
-                        .tcp_local(socket)
-                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-                    emit(&Event::Connected {
-                        conn,
-                        local,
-                        peer: self.config.to,
-                    });
+                    self.announce(stack, socket, emit);
                     self.phase = Phase::Streams(Some((socket, Some(0))));
                     self.deadline = Some(now + HANDSHAKE_TIMEOUT);
                     Ok(true)
@@ -577,15 +582,7 @@ impl<'b, S: Stack, const P: usize, const UDP: usize> Iperf3Client<'b, S, P, UDP>
                     Err(error)
                 }
                 NetPhase::Open => {
-                    let conn = self.next_conn();
-                    let local = stack
-                        .tcp_local(socket)
-                        .unwrap_or(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-                    emit(&Event::Connected {
-                        conn,
-                        local,
-                        peer: self.config.to,
-                    });
+                    self.announce(stack, socket, emit);
                     self.control_socket = Some(socket);
                     self.control.reset();
                     self.control.queue(&self.cookie)?;
