@@ -11,6 +11,7 @@
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`nucleo`]: the rest the Nucleo-144 boards share: the ST-LINK's clock and its probe;
 //! - [`seed`]: seeds for smoltcp from a hardware RNG, a device ID or a host's clock;
+//! - [`serial`]: the [`Serial`] trait, a UART to the host for the `remote` firmware;
 //! - [`panic`](mod@panic): panics logged without `core::fmt`, and (feature `panic-handler`)
 //!   the panic handler of boards under a debug probe.
 //!
@@ -28,10 +29,12 @@ pub mod lan8742a;
 pub mod nucleo;
 pub mod panic;
 pub mod seed;
+pub mod serial;
 
 pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run, stack_on};
 pub use clock::Clock;
 pub use panic::log_panic;
+pub use serial::Serial;
 
 /// What the expansion of [`program!`] uses; not an API.
 #[doc(hidden)]
