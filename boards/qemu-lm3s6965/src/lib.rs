@@ -10,6 +10,9 @@
 //!   time (see [`Board::now`]), and a SysTick millisecond tick (`smolsock_board::Clock`)
 //!   at the 12.5 MHz core clock that wakes the core and stamps the log;
 //! * [`Board::wait`], which sleeps (`WFI`) until a deadline or a frame;
+//! * [`Uart`], UART0 as `smolsock_board::Serial` ([`uart`]), the `remote` firmware's link
+//!   to the host, and `smolsock_board::RemoteBoard`, whose sleep
+//!   ([`Board::wait_for_input`]) a byte from the host ends too;
 //! * its place in the address plan ([`MAC_ADDRESS`], [`IP_ADDRESS`], from
 //!   `smolsock_board::addresses`) and a seed from the host's clock
 //!   (predictable: the emulated machine has no RNG; see `random_seed`);
@@ -35,6 +38,7 @@
 
 pub mod eth;
 mod log;
+pub mod uart;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -43,11 +47,12 @@ use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{ExceptionFrame, exception};
 use smolsock::Event;
 use smolsock::smol::StackConfig;
-use smolsock_board::{Clock, addresses};
+use smolsock_board::{Clock, Serial as _, addresses};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, Ipv4Address, Ipv4Cidr};
 
 pub use eth::Ethernet;
+pub use uart::Uart;
 
 /// This board's number in the address plan: 192.168.69.3.
 pub const BOARD_NUMBER: u8 = 3;
@@ -63,12 +68,14 @@ pub use smolsock_board::addresses::{PEER_ADDRESS, PREFIX_LEN};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u16)]
 enum Irq {
+    /// UART0 (IRQ 5).
+    Uart0 = 5,
     /// The Ethernet MAC (IRQ 42).
     Ethernet = 42,
 }
 
-// SAFETY: 42 is the Ethernet MAC's line on the LM3S6965, below the NVIC's
-// number of lines.
+// SAFETY: 5 and 42 are UART0's and the Ethernet MAC's lines on the LM3S6965, below the
+// NVIC's number of lines.
 unsafe impl InterruptNumber for Irq {
     fn number(self) -> u16 {
         self as u16
@@ -84,6 +91,8 @@ pub const CORE_CLOCK_HZ: u32 = 12_500_000;
 pub struct Board {
     /// The Ethernet device, for `Interface::new` and `Interface::poll`.
     pub eth: Ethernet,
+    /// UART0, the `remote` firmware's link to the host.
+    pub uart: Uart,
     /// The millisecond clock.
     pub clock: Clock,
     /// Ticks of the host's clock (semihosting `SYS_ELAPSED`) per microsecond; 0 when the
@@ -92,8 +101,8 @@ pub struct Board {
 }
 
 impl Board {
-    /// Starts SysTick and the Ethernet MAC (with [`MAC_ADDRESS`]) and enables
-    /// the MAC's receive interrupt, which only wakes the core.
+    /// Starts SysTick, the Ethernet MAC (with [`MAC_ADDRESS`]) and UART0, and enables
+    /// the MAC's and the UART's receive interrupts, which only wake the core.
     ///
     /// # Panics
     /// If called more than once (the core peripherals are taken).
@@ -112,6 +121,10 @@ impl Board {
         // acknowledges the MAC interrupt; no critical section depends on it
         // being masked.
         unsafe { NVIC::unmask(Irq::Ethernet) };
+        let uart = Uart::init();
+        // SAFETY: as for the MAC: the handler only acknowledges the UART's receive
+        // interrupts.
+        unsafe { NVIC::unmask(Irq::Uart0) };
         defmt::info!(
             "board: lm3s6965evb, MAC {}, IP {}/{}",
             mac.address(),
@@ -128,6 +141,7 @@ impl Board {
         };
         Board {
             eth: Ethernet::new(mac, buffers),
+            uart,
             clock,
             host_ticks_per_us,
         }
@@ -160,6 +174,17 @@ impl Board {
     /// check to `WFI` (which still wakes on a pending interrupt), so a frame
     /// that arrives in between is not slept through.
     pub fn wait(&self, delay: Option<Duration>) {
+        self.sleep(delay, false);
+    }
+
+    /// [`wait`](Self::wait) that a byte received on UART0 ends too (the `remote`
+    /// firmware's sleep): the UART's receive interrupt wakes the core as the MAC's does,
+    /// and its FIFO is checked with the MAC's, interrupts masked, before each `WFI`.
+    pub fn wait_for_input(&self, delay: Option<Duration>) {
+        self.sleep(delay, true);
+    }
+
+    fn sleep(&self, delay: Option<Duration>, serial: bool) {
         if delay == Some(Duration::ZERO) {
             return;
         }
@@ -168,14 +193,14 @@ impl Board {
             if deadline.is_some_and(|deadline| self.now() >= deadline) {
                 return;
             }
-            let frame = cortex_m::interrupt::free(|_| {
-                let pending = self.eth.mac().rx_pending();
+            let input = cortex_m::interrupt::free(|_| {
+                let pending = self.eth.mac().rx_pending() || (serial && self.uart.rx_pending());
                 if !pending {
                     cortex_m::asm::wfi();
                 }
                 pending
             });
-            if frame {
+            if input {
                 return;
             }
         }
@@ -220,6 +245,19 @@ impl smolsock_board::Board for Board {
     /// Ends QEMU: status 0 if the program succeeded, 1 if it failed.
     fn finished(&mut self, outcome: smolsock::Result<()>) {
         exit(if outcome.is_ok() { 0 } else { 1 });
+    }
+}
+
+/// The `remote` firmware's board: its sleep ends on a byte from the host on UART0 too.
+impl smolsock_board::RemoteBoard for Board {
+    type Serial = Uart;
+
+    fn parts(&mut self) -> (&mut Ethernet, &mut Uart) {
+        (&mut self.eth, &mut self.uart)
+    }
+
+    fn wait_for_input(&mut self, delay: Option<Duration>) {
+        Board::wait_for_input(self, delay);
     }
 }
 
@@ -278,6 +316,8 @@ pub fn exit(code: i32) -> ! {
 unsafe fn DefaultHandler(irqn: i16) {
     if irqn == Irq::Ethernet as i16 {
         eth::acknowledge_rx_interrupt();
+    } else if irqn == Irq::Uart0 as i16 {
+        uart::acknowledge_rx_interrupt();
     } else {
         defmt::panic!("unexpected exception or interrupt {=i16}", irqn);
     }

@@ -1,11 +1,12 @@
-//! The four programs of the seed and iperf3 as firmware mains, the same on every board. A
-//! binary names its board, its program and its buffer sizes (the board's RAM budget)
+//! The four programs of the seed, iperf3 and (feature `remote`) the `remote` firmware as
+//! firmware mains, the same on every board. A binary names its board, its program and its buffer sizes (the board's RAM budget)
 //! through [`program!`](crate::program), which puts the buffers in statics and calls one of
 //! these.
 
 use core::net::SocketAddrV4;
 
 use smolsock::DEFAULT_PORT;
+use smolsock::Result;
 use smolsock::programs::iperf3::{self, Iperf3Server, Iperf3ServerConfig};
 use smolsock::programs::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_REPLY_TIMEOUT, DEFAULT_TIMEOUTS, ServeMode, TcpClient,
@@ -13,6 +14,7 @@ use smolsock::programs::{
     UdpSenderConfig,
 };
 use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
+use smolsock::smoltcp::socket::udp::PacketMetadata;
 use smolsock::smoltcp::time::Duration;
 
 use crate::board::{Board, run};
@@ -133,7 +135,184 @@ pub fn iperf3<B: Board, const STREAMS: usize, const SOCKETS: usize, const BUF: u
     run(board, stack, &mut server, &[])
 }
 
-/// A firmware's `main`: the board, one of the five programs and its buffer sizes.
+/// The payload buffers of one UDP socket, with sizes of their own: `RX` bytes to receive
+/// into (a datagram larger than that is dropped whole) and `TX` to send from.
+/// ([`UdpBuffers`] has one size for both.) All zero, so that a static array of them is
+/// cleared in place; their datagrams' metadata is in [`UdpQueues`], which is not zero and
+/// would be built on the call stack and copied.
+pub struct UdpRings<const RX: usize, const TX: usize> {
+    rx: [u8; RX],
+    tx: [u8; TX],
+}
+
+impl<const RX: usize, const TX: usize> UdpRings<RX, TX> {
+    /// Zeroed buffers (a `const fn`, for `static`s).
+    pub const fn new() -> Self {
+        Self {
+            rx: [0; RX],
+            tx: [0; TX],
+        }
+    }
+
+    /// Adds a UDP socket on these buffers and `queues` to `stack`'s pool.
+    pub fn add_to<'a, const M: usize, const N: usize>(
+        &'a mut self,
+        queues: &'a mut UdpQueues<M>,
+        stack: &mut SmolStack<'a, N>,
+    ) -> Result<()> {
+        stack.add_udp(
+            &mut queues.rx[..],
+            &mut self.rx[..],
+            &mut queues.tx[..],
+            &mut self.tx[..],
+        )
+    }
+}
+
+impl<const RX: usize, const TX: usize> Default for UdpRings<RX, TX> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Room for the metadata of `M` datagrams each way of one UDP socket (see [`UdpRings`]).
+pub struct UdpQueues<const M: usize> {
+    rx: [PacketMetadata; M],
+    tx: [PacketMetadata; M],
+}
+
+impl<const M: usize> UdpQueues<M> {
+    /// Empty queues (a `const fn`, for `static`s).
+    pub const fn new() -> Self {
+        Self {
+            rx: [PacketMetadata::EMPTY; M],
+            tx: [PacketMetadata::EMPTY; M],
+        }
+    }
+}
+
+impl<const M: usize> Default for UdpQueues<M> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The remote server's boot nonce, which tells the host that the board restarted: the
+/// board's seed mixed with the time since boot in microseconds, so that two boots differ
+/// even where the seed comes from a clock of whole seconds (the emulated board's).
+#[cfg(feature = "remote")]
+pub fn boot_nonce<B: Board>(board: &B) -> u32 {
+    let seed = board.stack_config().seed;
+    let micros = board.now().total_micros() as u64;
+    crate::seed::seed(&[
+        seed as u32,
+        (seed >> 32) as u32,
+        micros as u32,
+        (micros >> 32) as u32,
+    ]) as u32
+}
+
+/// The remote server, written straight into `slot` (a static of the [`remote`]
+/// firmware's), not built on the call stack and moved there.
+#[cfg(feature = "remote")]
+#[inline(never)]
+pub fn server_into(
+    slot: &'static mut core::mem::MaybeUninit<smolsock_remote::Server>,
+    nonce: u32,
+) -> &'static mut smolsock_remote::Server {
+    slot.write(smolsock_remote::Server::new(nonce))
+}
+
+/// Bytes taken from the serial port at a time by the [`remote`] firmware (a FIFO's worth
+/// or a few: the remote server collects them into frames itself).
+#[cfg(feature = "remote")]
+pub const SERIAL_CHUNK: usize = 64;
+
+/// Chunks of [`SERIAL_CHUNK`] taken from the serial port per turn of the [`remote`]
+/// firmware's loop, at most, before the stack gets its turn again: a host that keeps
+/// sending cannot starve the network (4 KiB, more than three frames of the protocol).
+#[cfg(feature = "remote")]
+pub const SERIAL_CHUNKS_PER_TURN: usize = 64;
+
+/// The `remote` firmware: the board's stack driven by the host over the serial port
+/// (`smolsock_remote::Server`), so that the host's `RemoteStack` (`smolsock --stack
+/// board`, the third column of `smolsock compare`) runs its programs and scenarios on the
+/// board's smoltcp, with a pool of the `tcp` and `udp` sockets. Serves forever.
+///
+/// The loop: the stack moves frames, every byte waiting on the serial port goes to the
+/// server, which answers each complete request (a reply frame on the serial port), and
+/// the board sleeps until a frame, a byte from the host, the stack's next timer or a
+/// pending `Wait`'s deadline. The stack's clock is the board's plus what the host's
+/// `Skip` calls added (`Server::clock_offset`).
+#[cfg(feature = "remote")]
+pub fn remote<
+    B: crate::RemoteBoard,
+    const N: usize,
+    const BUF: usize,
+    const RX: usize,
+    const TX: usize,
+    const M: usize,
+>(
+    mut board: B,
+    stack: &'static mut SmolStack<'static, N>,
+    tcp: &'static mut [TcpBuffers<BUF>],
+    udp: &'static mut [UdpRings<RX, TX>],
+    queues: &'static mut [UdpQueues<M>],
+    server: &'static mut smolsock_remote::Server,
+) -> ! {
+    use crate::serial::Serial;
+
+    let (tcp_count, udp_count) = (tcp.len(), udp.len());
+    for buffers in tcp.iter_mut() {
+        if let Err(e) = stack.add_tcp_buffers(buffers) {
+            defmt::panic!("tcp socket: {}", e);
+        }
+    }
+    for (rings, queues) in udp.iter_mut().zip(queues.iter_mut()) {
+        if let Err(e) = rings.add_to(queues, stack) {
+            defmt::panic!("udp socket: {}", e);
+        }
+    }
+    defmt::info!(
+        "remote: {=usize} TCP sockets ({=usize} B each way), {=usize} UDP ({=usize} B in, {=usize} B out); waiting for the host on the serial port",
+        tcp_count,
+        BUF,
+        udp_count,
+        RX,
+        TX
+    );
+    server.announce(&mut |bytes| board.serial().write_all(bytes));
+    let mut chunk = [0u8; SERIAL_CHUNK];
+    loop {
+        let now = board.now() + server.clock_offset();
+        let (device, serial) = board.parts();
+        let mut moved = stack.poll(now, device);
+        let mut wake_at;
+        let mut chunks = 0;
+        loop {
+            let n = serial.read(&mut chunk);
+            if let Some(bytes) = chunk.get(..n) {
+                server.receive(bytes);
+            }
+            // A step after every chunk: each complete request is answered before more
+            // bytes come in, so the server never holds more than a frame or two.
+            wake_at = server.step(stack, device, now, moved, &mut |bytes| {
+                serial.write_all(bytes)
+            });
+            moved = false;
+            chunks += 1;
+            if n == 0 || chunks >= SERIAL_CHUNKS_PER_TURN {
+                break;
+            }
+        }
+        board.tick();
+        let delay = smolsock::runner::sleep_for(stack, now, wake_at);
+        board.wait_for_input(delay);
+    }
+}
+
+/// A firmware's `main`: the board, one of the five programs (or the `remote` firmware)
+/// and its buffer sizes.
 ///
 /// `board = EXPR` makes the board (once, at boot: a [`Board`]). The program's buffers, its
 /// sockets and the stack (smoltcp's interface) are statics made with
@@ -148,6 +327,7 @@ pub fn iperf3<B: Board, const STREAMS: usize, const SOCKETS: usize, const BUF: u
 /// | `tcp_client` | `buf` bytes of the socket's rings, `message` the largest line, `recv` bytes taken per receive | `peer` (port 9090) and the `lines` to send |
 /// | `udp_recv` | `buf` payload bytes and `datagrams` queued in each direction, `recv` bytes kept of each datagram (rule S11) | |
 /// | `udp_send` | `buf` and `datagrams` as above, `message` the largest message | `peer` (port 9090) and the `messages` to send |
+/// | `remote` (feature `remote`) | `tcp` sockets with `buf` bytes each way, `udp` sockets with `udp_rx` payload bytes to receive into, `udp_tx` to send from and `datagrams` each way | |
 /// | `iperf3` | `streams` the most parallel streams of a test (`-P`), `backlog` sockets listening besides the test's (the next stream, a busy client turned away), `buf` bytes of each socket's receive and of its transmit ring, `data` bytes moved per read or write of a stream | |
 ///
 /// A whole firmware binary (the crate attributes `#![no_std]` and `#![no_main]`, then):
@@ -252,6 +432,53 @@ macro_rules! program {
             };
             let (board, stack) = $crate::__program_stack!(board, storage, SOCKET_COUNT);
             $crate::apps::iperf3::<_, STREAMS, SOCKET_COUNT, BUF>(board, stack, tcp, control, data)
+        }
+    };
+    (
+        board = $board:expr,
+        remote {
+            tcp: $tcp:expr, buf: $buf:expr, udp: $udp:expr,
+            udp_rx: $udp_rx:expr, udp_tx: $udp_tx:expr, datagrams: $datagrams:expr $(,)?
+        } $(,)?
+    ) => {
+        #[$crate::__private::entry]
+        fn main() -> ! {
+            use $crate::__private::{
+                MaybeUninit, RemoteServer, SmolStack, SocketStorage, TcpBuffers, UdpQueues,
+                UdpRings, singleton, taken_twice,
+            };
+            const TCP: usize = $tcp;
+            const UDP: usize = $udp;
+            const SOCKET_COUNT: usize = TCP + UDP;
+            // The pool's bound, on its TCP sockets and separately on its UDP ones.
+            const POOL: usize = if TCP > UDP { TCP } else { UDP };
+            type Udp = UdpRings<{ $udp_rx }, { $udp_tx }>;
+            type Queues = UdpQueues<{ $datagrams }>;
+            let mut board = $board;
+            let nonce = $crate::apps::boot_nonce(&board);
+            let config = $crate::Board::stack_config(&board);
+            let now = $crate::Board::now(&board);
+            // The sockets, the stack and the server are written straight into their
+            // statics (see `board::stack_into`): built in `main` and moved, their copies
+            // would take most of the call stack, for good.
+            let statics = (
+                singleton!(SOCKETS: MaybeUninit<[SocketStorage<'static>; SOCKET_COUNT]> = MaybeUninit::uninit()),
+                singleton!(TCP_BUFFERS: [TcpBuffers<{ $buf }>; TCP] = [const { TcpBuffers::new() }; TCP]),
+                singleton!(UDP_BUFFERS: [Udp; UDP] = [const { Udp::new() }; UDP]),
+                singleton!(UDP_QUEUES: [Queues; UDP] = [const { Queues::new() }; UDP]),
+                singleton!(SERVER: MaybeUninit<RemoteServer> = MaybeUninit::uninit()),
+                singleton!(STACK: MaybeUninit<SmolStack<'static, POOL>> = MaybeUninit::uninit()),
+            );
+            let (Some(storage), Some(tcp), Some(udp), Some(queues), Some(server), Some(stack)) =
+                statics
+            else {
+                taken_twice()
+            };
+            let storage = $crate::board::sockets_into(storage);
+            let server = $crate::apps::server_into(server, nonce);
+            let device = $crate::Board::device(&mut board);
+            let stack = $crate::board::stack_into(stack, config, device, storage, now);
+            $crate::apps::remote(board, stack, tcp, udp, queues, server)
         }
     };
     (

@@ -81,6 +81,43 @@ pub fn stack_on<'a, D: Device, const N: usize>(
     }
 }
 
+/// [`stack_on`], written straight into `slot` (a static): a stack with many sockets or
+/// reassembly buffers is several KiB, and built in a firmware's `main` and moved into its
+/// static it would keep that much of the call stack (twice: the core's `Result` and the
+/// value) for as long as `main` runs, that is for good. Not inlined, so that what it
+/// needs while it builds the stack is given back before the firmware's loop.
+///
+/// # Panics
+/// As [`new_stack`].
+#[inline(never)]
+pub fn stack_into<'a, D: Device, const N: usize>(
+    slot: &'a mut core::mem::MaybeUninit<SmolStack<'a, N>>,
+    config: StackConfig,
+    device: &mut D,
+    storage: &'a mut [SocketStorage<'a>],
+    now: Instant,
+) -> &'a mut SmolStack<'a, N> {
+    slot.write(stack_on(config, device, storage, now))
+}
+
+/// `slot` (a static) filled with empty socket storage in place. `[SocketStorage::EMPTY;
+/// N]` is no pattern of zeros: for dozens of sockets (336 bytes each on the Cortex-M3) the
+/// array would be built on the call stack and copied, and in a firmware's `main` that
+/// room stays taken for good.
+pub fn sockets_into<const N: usize>(
+    slot: &'static mut core::mem::MaybeUninit<[SocketStorage<'static>; N]>,
+) -> &'static mut [SocketStorage<'static>; N] {
+    let first = slot.as_mut_ptr().cast::<SocketStorage<'static>>();
+    for i in 0..N {
+        // SAFETY: `first` points at the array's first element and i < N, so `first + i` is
+        // inside the array, aligned for a `SocketStorage`; writing does not read (or drop)
+        // the uninitialised value there.
+        unsafe { first.add(i).write(SocketStorage::EMPTY) };
+    }
+    // SAFETY: the loop above initialised every one of the N elements.
+    unsafe { slot.assume_init_mut() }
+}
+
 /// Frames the board's fault injector holds per direction (delay, reordering): about
 /// 1.5 KiB each, in a static. One is enough to reorder by one frame and to duplicate; the
 /// emulated board's tcp-server (64 KiB of RAM, 32 KiB of it socket buffers) overflowed its

@@ -5,13 +5,16 @@
 //! - [`board`]: the [`Board`] trait (device, clock, sleep, addresses), the firmware loop
 //!   [`run`] around the core's `smolsock::runner::round`, and [`EthBoard`], a `Board` for
 //!   MACs with a PHY and no receive interrupt;
-//! - [`apps`]: the seed's four programs and iperf3 as firmware mains, and [`program!`],
+//! - [`apps`]: the seed's four programs, iperf3 and (feature `remote`) the `remote`
+//!   firmware, which lets the host drive the board's stack over a serial port, as
+//!   firmware mains, and [`program!`],
 //!   which makes one of them a binary's `main` with its board and its buffer sizes;
 //! - [`addresses`]: the boards' address plan (board `n` is 192.168.69.`n`, the PC .100);
 //! - [`lan8742a`]: the PHY of the Nucleo-144 boards, over any MDIO bus;
 //! - [`nucleo`]: the rest the Nucleo-144 boards share: the ST-LINK's clock and its probe;
 //! - [`seed`]: seeds for smoltcp from a hardware RNG, a device ID or a host's clock;
-//! - [`serial`]: the [`Serial`] trait, a UART to the host for the `remote` firmware;
+//! - [`serial`]: the [`Serial`] trait, a UART to the host for the `remote` firmware, and
+//!   [`RemoteBoard`], a board whose sleep also ends on a byte from the host;
 //! - [`panic`](mod@panic): panics logged without `core::fmt`, and (feature `panic-handler`)
 //!   the panic handler of boards under a debug probe.
 //!
@@ -34,7 +37,7 @@ pub mod serial;
 pub use board::{Board, EthBoard, LinkPoll, log_event, new_stack, run, stack_on};
 pub use clock::Clock;
 pub use panic::log_panic;
-pub use serial::Serial;
+pub use serial::{RemoteBoard, Serial, WithSerial};
 
 /// What the expansion of [`program!`] uses; not an API.
 #[doc(hidden)]
@@ -44,6 +47,11 @@ pub mod __private {
     pub use smolsock::programs::iperf3::control_buffer_len as iperf3_control_len;
     pub use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
     pub use smolsock::smoltcp::iface::SocketStorage;
+
+    pub use crate::apps::{UdpQueues, UdpRings};
+    pub use core::mem::MaybeUninit;
+    #[cfg(feature = "remote")]
+    pub use smolsock_remote::Server as RemoteServer;
 
     /// A second `singleton!` of one static: only if `main` ran twice, a bug.
     #[inline(always)]
