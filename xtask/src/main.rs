@@ -265,6 +265,30 @@ fn build_boards(lint: bool) -> Result<(), String> {
         // examples are firmware for the tests (the emulated board's `events`).
         if board.join("src/bin").is_dir() {
             cargo(&board, &["build", "--release", "--bins", "--examples"])?;
+            // The `remote` firmware needs the board's feature of that name (the remote
+            // protocol, IPv4 reassembly), which the other binaries are built without:
+            // `--bins` skips it (`required-features`), so it is built on its own.
+            if board.join("src/bin/remote.rs").exists() {
+                if lint {
+                    cargo(
+                        &board,
+                        &[
+                            "clippy",
+                            "--release",
+                            "--all-targets",
+                            "--features",
+                            "remote",
+                            "--",
+                            "-D",
+                            "warnings",
+                        ],
+                    )?;
+                }
+                cargo(
+                    &board,
+                    &["build", "--release", "--bin", "remote", "--features", "remote"],
+                )?;
+            }
         } else {
             cargo(&board, &["build", "--release"])?;
             if lint {
@@ -275,6 +299,18 @@ fn build_boards(lint: bool) -> Result<(), String> {
                         "--release",
                         "--features",
                         "faults",
+                        "--",
+                        "-D",
+                        "warnings",
+                    ],
+                )?;
+                cargo(
+                    &board,
+                    &[
+                        "clippy",
+                        "--release",
+                        "--features",
+                        "remote",
                         "--",
                         "-D",
                         "warnings",
