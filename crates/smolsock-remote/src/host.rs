@@ -538,6 +538,12 @@ impl RemoteStack {
         self.call_done(Call::Skip { ms })
     }
 
+    /// Whether the board's stack has nothing left to send (every connection closed,
+    /// listening or in TIME-WAIT, every datagram sent).
+    pub fn is_idle(&mut self) -> Result<bool> {
+        self.call_flag(Call::IsIdle)
+    }
+
     /// Whether a connection from local port `port` is in TIME-WAIT on the board.
     pub fn in_time_wait(&mut self, port: u16) -> Result<bool> {
         self.call_flag(Call::InTimeWait { port })

@@ -222,6 +222,7 @@ impl Server {
             Call::InTimeWait { port } => Reply::Flag(stack.tcp_snapshots().any(|s| {
                 s.state == tcp::State::TimeWait && s.local.is_some_and(|l| l.port() == port)
             })),
+            Call::IsIdle => Reply::Flag(stack.is_idle()),
             Call::UdpOpen => match stack.udp_open() {
                 Ok(h) => Reply::Handle(h.to_raw()),
                 Err(e) => Reply::Failed(e.into()),

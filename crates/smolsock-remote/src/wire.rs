@@ -109,6 +109,9 @@ pub enum Call<'a> {
         /// The local port.
         port: u16,
     },
+    /// Whether nothing is left to send (`SmolStack::is_idle`, [`Reply::Flag`]): a host
+    /// that ends a program waits for it, so the last FIN leaves before the board stops.
+    IsIdle,
     /// `udp_open` ([`Reply::Handle`]).
     UdpOpen,
     /// `udp_bind` ([`Reply::Done`]).
