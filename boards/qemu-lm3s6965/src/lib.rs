@@ -210,7 +210,13 @@ impl smolsock_board::Board for Board {
 
     /// Logs the event as the host prints it and, after a close, the stack's high-water
     /// mark at debug level.
+    ///
+    /// Before an event whose text rounds or leaves out a field of its JSON record (the
+    /// received message count of a close, the microseconds of an iperf3 interval or
+    /// result), a frame `record: KEY={=u64}...` carries the exact values: `qemu-run`
+    /// reads it into the next event's JSON line (`--json`) and never prints it.
     fn log(event: &Event<'_>) {
+        log_record(event);
         smolsock_board::log_event(event);
         if matches!(event, Event::Closed { .. }) {
             defmt::debug!("stack used so far: {=usize} B", stack_used());
@@ -220,6 +226,23 @@ impl smolsock_board::Board for Board {
     /// Ends QEMU: status 0 if the program succeeded, 1 if it failed.
     fn finished(&mut self, outcome: smolsock::Result<()>) {
         exit(if outcome.is_ok() { 0 } else { 1 });
+    }
+}
+
+/// The exact values of `event`'s JSON record that its text rounds or leaves out, as a
+/// `record:` frame for `qemu-run` (see [`Board::log`](smolsock_board::Board::log)).
+pub fn log_record(event: &Event<'_>) {
+    match *event {
+        Event::Closed { totals, .. } => {
+            defmt::info!("record: messages_in={=u64}", totals.messages_in)
+        }
+        Event::IperfInterval {
+            start_us, end_us, ..
+        } => defmt::info!("record: start_us={=u64} end_us={=u64}", start_us, end_us),
+        Event::IperfResult { micros, .. } => {
+            defmt::info!("record: duration_us={=u64}", micros)
+        }
+        _ => {}
     }
 }
 
