@@ -363,7 +363,7 @@ pub fn run_board(
         }
         let end = Instant::now() + runner::LINGER;
         while Instant::now() < end && matches!(stack.is_idle(), Ok(false)) {
-            let _ = stack.wait(BOARD_TICK);
+            let _ = stack.wait(std::time::Duration::from_micros(BOARD_TICK.total_micros()));
         }
     }
     match stack.failure() {
@@ -398,7 +398,7 @@ fn run_board_until_stopped(
             if at > now { (at - now).min(BOARD_TICK) } else { Duration::ZERO }
         });
         printer.flush();
-        if !timeout.is_zero() {
+        if timeout != Duration::ZERO {
             let timeout = std::time::Duration::from_micros(timeout.total_micros());
             if let Err(e) = stack.wait(timeout) {
                 return Err(RunError::Board(stack.failure().unwrap_or_else(|| e.to_string())));
