@@ -234,6 +234,18 @@ impl Proc {
         )
     }
 
+    /// Boots the emulated board's firmware `elf` as [`Proc::qemu_elf`] does, with more
+    /// `qemu-run` options (`--json`, `--pcap FILE`...).
+    pub fn qemu_with(options: &[&str], elf: &Path) -> Proc {
+        Self::spawn(
+            Command::new(qemu_run_bin())
+                .args(["--tap", TAP])
+                .args(options)
+                .arg(elf),
+            false,
+        )
+    }
+
     /// Starts `smolsock` with `args` and a pipe on stdin.
     pub fn smolsock_with_stdin(args: &[&str]) -> Proc {
         Self::spawn(Command::new(smolsock_bin()).args(args), true)
@@ -309,6 +321,44 @@ impl Proc {
                 }
             }
         }
+    }
+
+    /// [`wait_for`](Self::wait_for), but when the program ends before such a line, its
+    /// stderr as the error instead of a panic.
+    pub fn try_wait_for(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let end = Instant::now() + timeout;
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return Ok(line.clone());
+        }
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return Ok(line);
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self
+                        .stderr
+                        .recv_timeout(Duration::from_secs(2))
+                        .unwrap_or_default());
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!(
+                        "no line with {needle:?} within {timeout:?}\nstdout:\n{}",
+                        self.seen.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    /// The stdout lines [`wait_for`](Self::wait_for) has read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
     }
 
     /// Sends `signal` (`libc::SIGTERM`, ...) to the program.

@@ -429,3 +429,320 @@ fn qemu_iperf3_second_client_is_refused_while_a_test_runs() {
         },
     );
 }
+
+/// A `--json` line without the clock: the host's `t` counts from its program's start, the
+/// board's from its boot.
+fn without_t(line: &str) -> serde_json::Value {
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    let t = value
+        .as_object_mut()
+        .and_then(|o| o.remove("t"))
+        .unwrap_or_else(|| panic!("no t in {line}"));
+    assert!(t.is_number(), "{line}");
+    value
+}
+
+/// `qemu-run --json` prints each event of the board as the host serializes the same event
+/// (`smolsock::event::EXAMPLES`: every kind, every error, every escape of a payload),
+/// rebuilt from the frames' arguments; the board's other log lines stay off stdout.
+#[test]
+fn qemu_json_prints_every_event_as_the_host_serializes_it() {
+    let out = std::process::Command::new(smolsock_tests::qemu_run_bin())
+        .args(["--tap", "none", "--json"])
+        .arg(smolsock_tests::board_example_elf("events"))
+        .output()
+        .expect("run qemu-run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the events firmware failed: {stderr}\n{stdout}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let examples = smolsock::event::EXAMPLES;
+    assert_eq!(lines.len(), examples.len(), "one line per event:\n{stdout}");
+    for (line, event) in lines.iter().zip(examples) {
+        let host = serde_json::to_value(event).unwrap();
+        assert_eq!(without_t(line), host, "{event}");
+    }
+    assert!(
+        stderr.contains("board: lm3s6965evb"),
+        "the board's own line goes to stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("error: no free socket in the pool"),
+        "an error event also goes to stderr as text, as the host does: {stderr}"
+    );
+}
+
+/// The board's `udp-recv` and the host's `smolsock udp-recv` print equal JSON lines for the
+/// same datagrams from the same sender (timestamps aside): text, bytes that are not UTF-8,
+/// and a datagram larger than the 1024 bytes one receive takes.
+#[test]
+fn qemu_json_udp_recv_equals_the_hosts() {
+    in_netns("qemu_json_udp_recv_equals_the_hosts", || {
+        let sender = UdpSocket::bind(kernel(0)).unwrap();
+        let datagrams: [Vec<u8>; 4] = [
+            "hello 你好".into(),
+            b"not UTF-8: \xff\xfe \xc3( \"q\" \\ \t\x00 end\x7f".to_vec(),
+            (0..1400u32).map(|i| b'a' + (i % 26) as u8).collect(),
+            b"last".to_vec(),
+        ];
+        // The board first: QEMU and the host program cannot share the TAP.
+        let mut fw = Proc::qemu_with(&["--json"], &smolsock_tests::board_elf("udp-recv"));
+        fw.wait_for("\"bound\"", T);
+        for data in &datagrams {
+            sender.send_to(data, board()).unwrap();
+        }
+        fw.wait_for("\"text\":\"last\"", T);
+        let board_lines = fw.seen().to_vec();
+        drop(fw);
+
+        // QEMU dies with qemu-run, a moment after it: until then the TAP is busy.
+        let end = std::time::Instant::now() + T;
+        let host = loop {
+            let mut host = Proc::smolsock(&["udp-recv", "--json", "--count", "4"]);
+            match host.try_wait_for("\"bound\"", T) {
+                Ok(_) => break host,
+                Err(e) if e.contains("busy") && std::time::Instant::now() < end => {
+                    thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("smolsock udp-recv did not start: {e}"),
+            }
+        };
+        for data in &datagrams {
+            sender
+                .send_to(data, (smolsock_tests::SMOL_IP, PORT))
+                .unwrap();
+        }
+        let (ok, host_lines, stderr) = host.finish(T);
+        assert!(ok, "smolsock udp-recv failed: {stderr}");
+
+        let events = |lines: &[String]| -> Vec<serde_json::Value> {
+            lines
+                .iter()
+                .map(|l| without_t(l))
+                .filter(|v| v["event"] == "bound" || v["event"] == "received")
+                .collect()
+        };
+        let (board, host) = (events(&board_lines), events(&host_lines));
+        assert_eq!(board.len(), 1 + datagrams.len(), "{board_lines:#?}");
+        assert_eq!(board, host);
+        let truncated = &board[3];
+        assert_eq!(truncated["size"], 1400);
+        assert_eq!(truncated["len"], 1024);
+        assert_eq!(truncated["truncated"], true);
+        assert_eq!(
+            board[2]["quoted"],
+            "\"not UTF-8: \\xff\\xfe \\xc3( \\\"q\\\" \\\\ \\t\\0 end\\u{7f}\""
+        );
+    });
+}
+
+/// The frames of a pcap file (the classic format, as QEMU's `filter-dump` writes it).
+fn pcap_frames(bytes: &[u8]) -> Vec<Vec<u8>> {
+    assert!(bytes.len() >= 24, "no pcap header: {} bytes", bytes.len());
+    assert_eq!(bytes[..4], 0xa1b2c3d4u32.to_le_bytes(), "pcap magic");
+    assert_eq!(
+        u32::from_le_bytes(bytes[20..24].try_into().unwrap()),
+        1,
+        "Ethernet"
+    );
+    let mut frames = Vec::new();
+    let mut at = 24;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        at += 16;
+        frames.push(bytes[at..at + len].to_vec());
+        at += len;
+    }
+    assert_eq!(at, bytes.len(), "the file ends with a whole frame");
+    frames
+}
+
+/// `qemu-run --pcap FILE` captures the frames the board received and sent: the kernel's
+/// ARP request and the board's reply, a datagram in, and the board's echo of a TCP message.
+#[test]
+fn qemu_pcap_captures_frames_both_ways() {
+    in_netns("qemu_pcap_captures_frames_both_ways", || {
+        use smoltcp::wire::{
+            ArpOperation, ArpPacket, EthernetFrame, EthernetProtocol, IpProtocol, Ipv4Packet,
+            TcpPacket, UdpPacket,
+        };
+        let file = std::env::temp_dir().join(format!("qemu-run-{}.pcap", std::process::id()));
+        let mut fw = Proc::qemu_with(
+            &["--pcap", file.to_str().unwrap()],
+            &smolsock_tests::board_elf("tcp-server"),
+        );
+        fw.wait_for("listening", T);
+        board_echo(b"echo through the capture", T).expect("an echo");
+        let udp = UdpSocket::bind(kernel(0)).unwrap();
+        udp.send_to(b"a datagram for the capture", board()).unwrap();
+        fw.wait_for("tcp #1 closed", T);
+        drop(fw); // QEMU ends: the capture is complete.
+        let frames = pcap_frames(&std::fs::read(&file).unwrap());
+        let _ = std::fs::remove_file(&file);
+        let (mut arp_request_in, mut arp_reply_out) = (false, false);
+        let (mut udp_in, mut echo_in, mut echo_out) = (false, false, false);
+        for bytes in &frames {
+            let eth = EthernetFrame::new_checked(&bytes[..]).expect("an Ethernet frame");
+            let from_board = eth.src_addr().0 == BOARD_MAC;
+            match eth.ethertype() {
+                EthernetProtocol::Arp => {
+                    let arp = ArpPacket::new_checked(eth.payload()).expect("ARP");
+                    match (arp.operation(), from_board) {
+                        (ArpOperation::Request, false) => arp_request_in = true,
+                        (ArpOperation::Reply, true) => arp_reply_out = true,
+                        _ => {}
+                    }
+                }
+                EthernetProtocol::Ipv4 => {
+                    let ip = Ipv4Packet::new_checked(eth.payload()).expect("IPv4");
+                    match ip.next_header() {
+                        IpProtocol::Udp => {
+                            let udp = UdpPacket::new_checked(ip.payload()).expect("UDP");
+                            udp_in |= !from_board && udp.payload() == b"a datagram for the capture";
+                        }
+                        IpProtocol::Tcp => {
+                            let tcp = TcpPacket::new_checked(ip.payload()).expect("TCP");
+                            let echo = tcp.payload() == b"echo through the capture";
+                            echo_in |= echo && !from_board && tcp.dst_port() == PORT;
+                            echo_out |= echo && from_board && tcp.src_port() == PORT;
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        let summary = format!("{} frames", frames.len());
+        assert!(arp_request_in, "the kernel's ARP request: {summary}");
+        assert!(arp_reply_out, "the board's ARP reply: {summary}");
+        assert!(udp_in, "the datagram to the board: {summary}");
+        assert!(echo_in, "the message to the board: {summary}");
+        assert!(echo_out, "the board's echo: {summary}");
+    });
+}
+
+/// Runs `qemu-run args` to its end (bounded); returns its exit code and stderr.
+fn qemu_run_fails(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(smolsock_tests::qemu_run_bin())
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run qemu-run");
+    let end = std::time::Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            panic!("qemu-run {args:?} did not exit within {T:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+/// Bad input: a clear message, exit status 2, no panic, and QEMU never started.
+#[test]
+fn qemu_run_refuses_bad_input_with_a_clear_message() {
+    let elf = smolsock_tests::board_elf("udp-recv");
+    let elf = elf.as_os_str();
+    let host_elf = smolsock_tests::qemu_run_bin();
+    let cases: [(&[&std::ffi::OsStr], &str); 6] = [
+        (
+            &["--tap".as_ref(), "none".as_ref(), host_elf.as_os_str()],
+            "no defmt data in this ELF",
+        ),
+        (
+            &["--tap".as_ref(), "nosuch-tap9".as_ref(), elf],
+            "no network device 'nosuch-tap9' here",
+        ),
+        (
+            &[
+                "--tap".as_ref(),
+                "none".as_ref(),
+                "--serial".as_ref(),
+                "/nonexistent-dir/board.sock".as_ref(),
+                elf,
+            ],
+            "no directory /nonexistent-dir for the serial socket",
+        ),
+        (
+            &[
+                "--tap".as_ref(),
+                "none".as_ref(),
+                "--pcap".as_ref(),
+                "x.pcap".as_ref(),
+                elf,
+            ],
+            "a capture needs the NIC",
+        ),
+        (
+            &["--frobnicate".as_ref(), elf],
+            "unknown option --frobnicate",
+        ),
+        (&["--serial".as_ref()], "--serial needs a path"),
+    ];
+    for (args, message) in cases {
+        let (code, stderr) = qemu_run_fails(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(stderr.starts_with("qemu-run: "), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// The library: a boot with UART0 on a unix socket, the log to a callback, and the handle's
+/// guarantees (QEMU runs until the handle is dropped, then its process is gone).
+#[test]
+fn qemu_run_library_boots_with_the_serial_socket_and_kills_on_drop() {
+    let dir = std::env::temp_dir().join(format!("qemu-run-lib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("uart0.sock");
+    let mut config = qemu_run::Config::new(smolsock_tests::board_elf("udp-recv"));
+    config.serial = Some(socket.clone());
+    let (tx, lines) = std::sync::mpsc::channel();
+    let sink = qemu_run::Sink::Each(Box::new(move |message: &qemu_run::Message<'_>| {
+        let _ = tx.send((message.line(), message.json()));
+    }));
+    let mut qemu = qemu_run::Qemu::boot(&config, sink).expect("boot");
+    let path = qemu.wait_for_serial(T).expect("the serial socket");
+    assert_eq!(path, socket);
+    let _uart0 = std::os::unix::net::UnixStream::connect(&path).expect("connect to UART0");
+    // The firmware's log arrives through the callback, the event with its JSON line.
+    let end = std::time::Instant::now() + T;
+    let bound = loop {
+        let left = end.saturating_duration_since(std::time::Instant::now());
+        let (line, json) = lines.recv_timeout(left).expect("a bound line");
+        if line.starts_with("udp bound") {
+            break json.expect("an event has a JSON line");
+        }
+    };
+    assert_eq!(without_t(&bound)["local"], "0.0.0.0:9090");
+    assert!(qemu.is_running());
+    assert_eq!(qemu.try_status(), None);
+    let pid = qemu.pid();
+    drop(qemu);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "QEMU ({pid}) is gone after the drop"
+    );
+    assert!(!socket.exists(), "the socket is removed");
+    let _ = std::fs::remove_dir_all(&dir);
+}

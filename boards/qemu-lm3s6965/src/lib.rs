@@ -235,7 +235,13 @@ impl smolsock_board::Board for Board {
 
     /// Logs the event as the host prints it and, after a close, the stack's high-water
     /// mark at debug level.
+    ///
+    /// Before an event whose text rounds or leaves out a field of its JSON record (the
+    /// received message count of a close, the microseconds of an iperf3 interval or
+    /// result), a frame `record: KEY={=u64}...` carries the exact values: `qemu-run`
+    /// reads it into the next event's JSON line (`--json`) and never prints it.
     fn log(event: &Event<'_>) {
+        log_record(event);
         smolsock_board::log_event(event);
         if matches!(event, Event::Closed { .. }) {
             defmt::debug!("stack used so far: {=usize} B", stack_used());
@@ -258,6 +264,23 @@ impl smolsock_board::RemoteBoard for Board {
 
     fn wait_for_input(&mut self, delay: Option<Duration>) {
         Board::wait_for_input(self, delay);
+    }
+}
+
+/// The exact values of `event`'s JSON record that its text rounds or leaves out, as a
+/// `record:` frame for `qemu-run` (see [`Board::log`](smolsock_board::Board::log)).
+pub fn log_record(event: &Event<'_>) {
+    match *event {
+        Event::Closed { totals, .. } => {
+            defmt::info!("record: messages_in={=u64}", totals.messages_in)
+        }
+        Event::IperfInterval {
+            start_us, end_us, ..
+        } => defmt::info!("record: start_us={=u64} end_us={=u64}", start_us, end_us),
+        Event::IperfResult { micros, .. } => {
+            defmt::info!("record: duration_us={=u64}", micros)
+        }
+        _ => {}
     }
 }
 

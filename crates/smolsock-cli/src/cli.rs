@@ -242,6 +242,14 @@ pub enum Command {
         /// How to draw the S13 ladders (auto: ASCII with --markdown).
         #[arg(long, value_enum, default_value_t = Arrows::Auto)]
         arrows: Arrows,
+        /// Add a third column: the stack on a board running the remote firmware. `qemu`:
+        /// the emulated lm3s6965evb (on a TAP of its own in the namespace).
+        #[arg(long, value_name = "BOARD", value_parser = parse_board)]
+        board: Option<BoardArg>,
+        /// With --board qemu: the remote firmware to boot [default: the one `cargo xtask
+        /// boards` builds].
+        #[arg(long, value_name = "ELF", requires = "board")]
+        firmware: Option<std::path::PathBuf>,
     },
 }
 
@@ -384,6 +392,48 @@ pub enum StackKind {
     Smoltcp,
     /// The host kernel's own stack through its sockets (the std twin).
     Kernel,
+    /// smoltcp on a board, the remote firmware, driven over its serial link: the emulated
+    /// board in QEMU (`--board qemu`) or a board on a serial device (`--board /dev/ttyACM0`).
+    Board,
+}
+
+/// Where `--stack board` (and `compare --board`) finds its board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoardArg {
+    /// The emulated board: QEMU boots the remote firmware on the TAP.
+    Qemu,
+    /// A board running the remote firmware, on this serial device.
+    Serial(std::path::PathBuf),
+}
+
+/// `qemu`, or the path of a serial device.
+fn parse_board(text: &str) -> Result<BoardArg, String> {
+    match text {
+        "qemu" => Ok(BoardArg::Qemu),
+        "" => Err("give qemu or a serial device such as /dev/ttyACM0".into()),
+        path if path.starts_with('/') || path.starts_with('.') => {
+            Ok(BoardArg::Serial(path.into()))
+        }
+        other => Err(format!(
+            "'{other}' is neither qemu nor a serial device's path (such as /dev/ttyACM0)"
+        )),
+    }
+}
+
+/// The board flags of `--stack board`.
+#[derive(Debug, Clone, Args)]
+pub struct BoardArgs {
+    /// With --stack board: the board, `qemu` (the emulated lm3s6965evb, booted on the TAP)
+    /// or a serial device running the remote firmware, such as /dev/ttyACM0 [default: qemu].
+    #[arg(long, value_name = "BOARD", value_parser = parse_board)]
+    pub board: Option<BoardArg>,
+    /// With --board qemu: the remote firmware to boot [default: the one `cargo xtask boards`
+    /// builds].
+    #[arg(long, value_name = "ELF")]
+    pub firmware: Option<std::path::PathBuf>,
+    /// With a serial board: the line's speed in bits per second.
+    #[arg(long, value_name = "BAUD", default_value_t = 115_200)]
+    pub baud: u32,
 }
 
 /// The smoltcp stack's address when `--ip` is not given.
@@ -427,6 +477,9 @@ pub struct DeviceArgs {
     /// each segment]. smoltcp only.
     #[arg(long, value_enum)]
     pub offload: Option<OnOff>,
+    /// The board, with --stack board.
+    #[command(flatten)]
+    pub board: BoardArgs,
 }
 
 /// A setting that is on or off.
@@ -472,6 +525,32 @@ impl DeviceArgs {
         } else {
             Ok(())
         }
+    }
+
+    /// The board-only flags that were given (they make no sense without `--stack board`).
+    pub fn board_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--board", self.board.board.is_some()),
+            ("--firmware", self.board.firmware.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .collect()
+    }
+
+    /// The flags of smoltcp on a host device that a board's stack does not take.
+    pub fn host_device_flags(&self) -> Vec<&'static str> {
+        let given = [
+            ("--tun", self.tun.is_some()),
+            ("--tcp-buf", self.tcp_buf.is_some()),
+            ("--faults", self.faults.is_some()),
+            ("--offload", self.offload.is_some()),
+        ];
+        given
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .collect()
     }
 
     /// The smoltcp-only flags that were given (they make no sense with `--stack kernel`).

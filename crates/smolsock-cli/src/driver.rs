@@ -1,5 +1,6 @@
 //! The host's poll loops: one program on a smoltcp stack over a TAP/TUN device
-//! ([`run`]), or on the host kernel's stack ([`run_kernel`]).
+//! ([`run`]), on the host kernel's stack ([`run_kernel`]), or on a board's stack over its
+//! serial link ([`run_board`]).
 //!
 //! On smoltcp each iteration runs the core's [`runner::round`] (frames in one at a time, the program,
 //! its input, frames out, until nothing moves), then sleeps in `ppoll(2)` on the device
@@ -29,6 +30,7 @@ use crate::output::Printer;
 use smolsock_linux::stack::HostStack;
 use smolsock_linux::tap::HostDevice;
 use smolsock_linux::wait::{self, READABLE, Waiter};
+use smolsock_remote::host::RemoteStack;
 use smolsock_std::KernelStack;
 
 /// How a run ended, when not well.
@@ -44,6 +46,8 @@ pub enum RunError {
     Wait(io::Error),
     /// SIGINT or SIGTERM (the number) ended the run; every connection was closed first.
     Signal(i32),
+    /// The link to the board failed (no answer, garbage, a reset): the details.
+    Board(String),
 }
 
 impl RunError {
@@ -133,6 +137,7 @@ impl std::fmt::Display for RunError {
             RunError::Input(e) => write!(f, "input refused: {e}"),
             RunError::Device(e) => write!(f, "device error: {e}"),
             RunError::Wait(e) => write!(f, "waiting for sockets failed: {e}"),
+            RunError::Board(e) => write!(f, "the board's stack is out of reach: {e}"),
             RunError::Signal(signal) => {
                 let name = match *signal {
                     libc::SIGINT => "SIGINT",
@@ -329,6 +334,78 @@ fn run_kernel_until_stopped(
         if stack
             .wait_or(stdin, Some(stop.fd()), timeout)
             .map_err(RunError::Wait)?
+        {
+            input.read_available();
+        }
+    }
+}
+
+/// Longest wait on the board in one round, so that stdin and signals are seen promptly (the
+/// wait runs on the board: the host cannot add its own descriptors to it).
+const BOARD_TICK: Duration = Duration::from_millis(50);
+
+/// Runs `program` on a board's stack until it finishes, a signal stops it, or the link to
+/// the board fails: the program runs on the host until nothing moves, then the host waits
+/// on the board (a `Wait` call, answered when the board's stack moves a frame) until the
+/// program's next deadline, at most [`BOARD_TICK`] at a time. At the end the board is given
+/// up to [`runner::LINGER`] to send the last FINs.
+pub fn run_board(
+    stack: &mut RemoteStack,
+    program: &mut dyn Program<RemoteStack>,
+    input: &mut LineInput,
+    printer: &mut Printer,
+) -> Result<(), RunError> {
+    let stop = Stop::install().map_err(RunError::Wait)?;
+    let result = run_board_until_stopped(stack, program, input, printer, &stop);
+    if stack.failure().is_none() {
+        if program.outcome().is_none() || matches!(result, Err(RunError::Signal(_))) {
+            program.shutdown(stack, &mut |e| printer.event(e));
+        }
+        let end = Instant::now() + runner::LINGER;
+        while Instant::now() < end && matches!(stack.is_idle(), Ok(false)) {
+            let _ = stack.wait(std::time::Duration::from_micros(BOARD_TICK.total_micros()));
+        }
+    }
+    match stack.failure() {
+        Some(failure) if !matches!(result, Err(RunError::Signal(_))) => {
+            Err(RunError::Board(failure))
+        }
+        _ => result,
+    }
+}
+
+fn run_board_until_stopped(
+    stack: &mut RemoteStack,
+    program: &mut dyn Program<RemoteStack>,
+    input: &mut LineInput,
+    printer: &mut Printer,
+    stop: &Stop,
+) -> Result<(), RunError> {
+    loop {
+        if let Some(signal) = stop.signal() {
+            return Err(RunError::Signal(signal));
+        }
+        let now = Instant::now();
+        let wake_at = runner::program_round(stack, program, input, now, &mut |e| printer.event(e))
+            .map_err(RunError::Input)?;
+        if let Some(failure) = stack.failure() {
+            return Err(RunError::Board(failure));
+        }
+        if let Some(outcome) = program.outcome() {
+            return outcome.map_err(RunError::Program);
+        }
+        let timeout = wake_at.map_or(BOARD_TICK, |at| {
+            if at > now { (at - now).min(BOARD_TICK) } else { Duration::ZERO }
+        });
+        printer.flush();
+        if timeout != Duration::ZERO {
+            let timeout = std::time::Duration::from_micros(timeout.total_micros());
+            if let Err(e) = stack.wait(timeout) {
+                return Err(RunError::Board(stack.failure().unwrap_or_else(|| e.to_string())));
+            }
+        }
+        if let Some(fd) = input.wait_fd()
+            && wait::ready(fd, READABLE, Some(Duration::ZERO)).unwrap_or(false)
         {
             input.read_available();
         }

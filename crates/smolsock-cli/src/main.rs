@@ -29,11 +29,12 @@ mod output;
 mod programs;
 mod stacks;
 
-use cli::{Cli, Command, StackKind};
+use cli::{BoardArg, Cli, Command, StackKind};
+use smolsock_compare::board::{BoardSpec, DEFAULT_FIRMWARE};
 use output::Printer;
 use programs::run_program;
 use smolsock_frames::Style;
-use stacks::{OnKernel, OnSmoltcp};
+use stacks::{OnBoard, OnKernel, OnSmoltcp};
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -126,6 +127,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         markdown,
         only,
         arrows,
+        board,
+        firmware,
         ..
     } = &cli.command
     {
@@ -134,7 +137,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--pcap does not apply to compare; it captures by itself".into(),
             ));
         }
-        return compare(json, *markdown, only, arrows.style(*markdown));
+        let board = match (board, firmware) {
+            (None, _) => None,
+            (Some(BoardArg::Qemu), firmware) => Some(BoardSpec::Qemu(
+                firmware.clone().unwrap_or_else(|| DEFAULT_FIRMWARE.into()),
+            )),
+            (Some(BoardArg::Serial(path)), _) => {
+                return Err(Failure::Usage(format!(
+                    "compare --board {}: a board on a serial device needs its Ethernet inside \
+                     the comparison's namespace, which smolsock cannot do yet; run the programs \
+                     on it with --stack board --board {} (see the board's README)",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        };
+        return compare(json, *markdown, only, arrows.style(*markdown), board);
     }
     if let Command::Demo { arrows, .. } = cli.command {
         if cli.pcap.is_some() {
@@ -151,6 +169,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
     let (policy, policy_flags) = cli.command.listen_policy();
     match device.stack {
         StackKind::Smoltcp => {
+            if let Some(flag) = device.board_flags().first() {
+                return Err(Failure::Usage(format!("{flag} needs --stack board")));
+            }
             device.check_addresses().map_err(Failure::Usage)?;
             let launcher = OnSmoltcp {
                 device,
@@ -161,6 +182,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         StackKind::Kernel => {
             let mut flags = device.smoltcp_flags();
+            flags.extend(device.board_flags());
             flags.extend(policy_flags);
             if let Some(flag) = flags.first() {
                 return Err(Failure::Usage(format!(
@@ -177,18 +199,52 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             run_program(OnKernel, cli.command, &mut printer)
         }
+        StackKind::Board => {
+            if let Some(flag) = device.host_device_flags().first() {
+                return Err(Failure::Usage(format!(
+                    "{flag} configures smoltcp on a host device; with --stack board the stack \
+                     is the board's, with the board's buffers and its own link"
+                )));
+            }
+            device.check_addresses().map_err(Failure::Usage)?;
+            let board = device.board.board.clone().unwrap_or(BoardArg::Qemu);
+            if cli.pcap.is_some() && board != BoardArg::Qemu {
+                return Err(Failure::Usage(
+                    "--pcap with --stack board needs --board qemu (QEMU records the board's \
+                     frames); capture a real board's Ethernet with tcpdump"
+                        .into(),
+                ));
+            }
+            let launcher = OnBoard {
+                device,
+                board,
+                pcap: cli.pcap,
+                policy,
+            };
+            run_program(launcher, cli.command, &mut printer)
+        }
     }
 }
 
 /// `smolsock compare`: enters a namespace of its own, runs the scenarios, prints the table.
-fn compare(json: bool, markdown: bool, only: &[String], style: Style) -> Result<(), Failure> {
+fn compare(
+    json: bool,
+    markdown: bool,
+    only: &[String],
+    style: Style,
+    board: Option<BoardSpec>,
+) -> Result<(), Failure> {
     use smolsock_compare::{self as compare, report};
     compare::check_ids(only).map_err(Failure::Usage)?;
     // First, while this process has a single thread.
     let namespace = smolsock_linux::netns::enter()
         .map_err(|e| format!("smolsock compare needs a network namespace of its own: {e}"))?;
     log::info!("in a new network namespace: {namespace:?}");
-    let rows = compare::run(only, &namespace.link)?;
+    let mut lab = match &board {
+        Some(spec) => Some(compare::board::BoardLab::start(spec, &namespace)?),
+        None => None,
+    };
+    let rows = compare::run(only, &namespace.link, lab.as_mut())?;
     if json {
         println!("{:#}", report::json(&rows, style));
     } else if markdown {
@@ -198,7 +254,7 @@ fn compare(json: bool, markdown: bool, only: &[String], style: Style) -> Result<
     }
     let failed: Vec<&str> = rows
         .iter()
-        .filter(|r| r.kernel.is_err() || r.smoltcp.is_err())
+        .filter(|r| r.failed())
         .map(|r| r.scenario.id)
         .collect();
     if failed.is_empty() {

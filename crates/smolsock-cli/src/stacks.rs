@@ -1,5 +1,6 @@
-//! The two stacks a program runs on: smoltcp on a TAP or TUN device (with `--pcap` and
-//! `--faults` between them), or the host kernel's own stack (`--stack kernel`).
+//! The three stacks a program runs on: smoltcp on a TAP or TUN device (with `--pcap` and
+//! `--faults` between them), the host kernel's own stack (`--stack kernel`), or smoltcp on
+//! a board running the remote firmware, over its serial link (`--stack board`).
 
 use std::path::PathBuf;
 
@@ -9,11 +10,14 @@ use smolsock::{Program, Stack};
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_linux::tap::{Kind, Offload, TunTap};
+use smolsock_compare::board::DEFAULT_FIRMWARE;
+use smolsock_remote::host::{Link, RemoteStack};
+use smolsock_remote::wire::Config as BoardConfig;
 use smolsock_std::KernelStack;
 use smoltcp::phy::Medium;
 
 use crate::Failure;
-use crate::cli::{DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, OnOff, parse_cidr};
+use crate::cli::{BoardArg, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, OnOff, parse_cidr};
 use crate::driver::{self, RunError};
 use crate::input::LineInput;
 use crate::output::Printer;
@@ -146,5 +150,132 @@ impl Launch for OnKernel {
     ) -> Result<(), Failure> {
         let mut stack = KernelStack::new();
         outcome(driver::run_kernel(&mut stack, program, &mut input, printer))
+    }
+}
+
+/// smoltcp on a board (the remote firmware), over its serial link.
+pub(crate) struct OnBoard {
+    pub(crate) device: DeviceArgs,
+    pub(crate) board: BoardArg,
+    pub(crate) pcap: Option<PathBuf>,
+    pub(crate) policy: ListenPolicy,
+}
+
+/// How long a board has to boot (QEMU) or answer the handshake (a serial board).
+const BOARD_BOOT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The emulated board, booted: QEMU (killed when dropped) and the directory of its serial
+/// socket (removed when dropped).
+struct Emulated {
+    _qemu: qemu_run::Qemu,
+    dir: PathBuf,
+}
+
+impl Drop for Emulated {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Boots the remote firmware `elf` in QEMU on TAP `tap` (recording its frames to `pcap`)
+/// and returns it with a link to its UART0.
+fn boot_qemu(
+    elf: PathBuf,
+    tap: String,
+    pcap: Option<PathBuf>,
+) -> Result<(Emulated, Link), Failure> {
+    if !elf.is_file() {
+        return Err(Failure::Message(format!(
+            "no remote firmware at {}: build it with `cargo xtask boards`, or give --firmware",
+            elf.display()
+        )));
+    }
+    let dir = std::env::temp_dir().join(format!("smolsock-board-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+    let config = qemu_run::Config {
+        elf,
+        tap: Some(tap),
+        serial: Some(dir.join("uart0")),
+        pcap,
+        ..qemu_run::Config::default()
+    };
+    // The board's own log: its warnings and errors always, the rest with -v.
+    let verbose = log::log_enabled!(log::Level::Debug);
+    let sink = qemu_run::Sink::Each(Box::new(move |message: &qemu_run::Message<'_>| {
+        if verbose || matches!(message.level, Some("warn" | "error")) {
+            eprintln!("board: {}", message.line());
+        }
+    }));
+    let mut qemu = qemu_run::Qemu::boot(&config, sink)
+        .map_err(|e| format!("cannot boot the board in QEMU: {e}"))?;
+    let emulated_dir = dir.clone();
+    let path = match qemu.wait_for_serial(BOARD_BOOT) {
+        Ok(path) => path,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&emulated_dir);
+            return Err(Failure::Message(format!("the board's serial port: {e}")));
+        }
+    };
+    let board = Emulated {
+        _qemu: qemu,
+        dir: emulated_dir,
+    };
+    let link = Link::unix(&path)
+        .map_err(|e| format!("cannot connect to the board's serial port {}: {e}", path.display()))?;
+    Ok((board, link))
+}
+
+impl Launch for OnBoard {
+    type Stack = RemoteStack;
+
+    fn launch(
+        self,
+        _tcp_sockets: usize,
+        _udp_sockets: usize,
+        program: &mut dyn Program<RemoteStack>,
+        mut input: LineInput,
+        printer: &mut Printer,
+    ) -> Result<(), Failure> {
+        let args = self.device;
+        let (emulated, link) = match self.board {
+            BoardArg::Qemu => {
+                let elf = args
+                    .board
+                    .firmware
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_FIRMWARE.into());
+                let tap = args.tap.clone().unwrap_or_else(|| "tap0".to_string());
+                let (emulated, link) = boot_qemu(elf, tap, self.pcap)?;
+                (Some(emulated), link)
+            }
+            BoardArg::Serial(path) => {
+                let link = Link::tty(&path, args.board.baud)
+                    .map_err(|e| format!("cannot open the board's serial device {}: {e}", path.display()))?;
+                (None, link)
+            }
+        };
+        let mut stack = RemoteStack::connect(link, BOARD_BOOT)
+            .map_err(|e| format!("no session with the board: {e}"))?;
+        let ip = match args.ip {
+            Some(ip) => ip,
+            None => parse_cidr(DEFAULT_IP)?,
+        };
+        let config = BoardConfig {
+            mac: args.mac.unwrap_or(DEFAULT_MAC).0,
+            ip: ip.address().octets(),
+            prefix: ip.prefix_len(),
+            gateway: args.gateway.map(|g| g.octets()),
+            seed: random_seed()?,
+        };
+        let board_error = |stack: &RemoteStack, e: smolsock::Error| {
+            Failure::Message(stack.failure().unwrap_or_else(|| format!("the board refused: {e}")))
+        };
+        stack.restart(config).map_err(|e| board_error(&stack, e))?;
+        stack
+            .set_listen_policy(self.policy)
+            .map_err(|e| board_error(&stack, e))?;
+        let result = driver::run_board(&mut stack, program, &mut input, printer);
+        drop(emulated);
+        outcome(result)
     }
 }

@@ -24,6 +24,7 @@
 //! [`KernelStack`]: smolsock_std::KernelStack
 //! [`Stack`]: smolsock::net::Stack
 
+pub mod board;
 mod peer;
 pub mod report;
 mod scenarios;
@@ -39,6 +40,7 @@ use scenarios::{Ctx, Observed, Ports, Seen};
 use smolsock_linux::capture::Capture;
 use smolsock_linux::netns::Link;
 use smolsock_linux::tap::{Kind, TunTap};
+use board::{BOARD_KERNEL_IP, BOARD_TAP, BoardLab, BoardSubject};
 use subject::{KERNEL_IP, KernelSubject, SMOL_IP, SMOL_PEER_IP, SmolStorage, SmolSubject, Subject};
 
 /// One scenario of the table.
@@ -51,19 +53,28 @@ pub struct Scenario {
     pub did: &'static str,
     /// Why the two stacks behave as they do, in one line.
     pub why: &'static str,
+    /// Why the board behaves as it does where it differs from smoltcp on the host (its
+    /// buffer sizes, its clock, its MAC driver, its RAM); empty where it does not.
+    pub board_why: &'static str,
     kernel: fn(&mut KernelSubject, &Ctx<'_>) -> Observed,
     smoltcp: fn(&mut SmolSubject<'_, '_>, &Ctx<'_>) -> Observed,
+    board: fn(&mut BoardSubject<'_>, &Ctx<'_>) -> Observed,
 }
 
 macro_rules! scenario {
     ($id:literal, $rule:literal, $did:literal, $why:literal, $f:path) => {
+        scenario!($id, $rule, $did, $why, $f, board_why = "")
+    };
+    ($id:literal, $rule:literal, $did:literal, $why:literal, $f:path, board_why = $board:literal) => {
         Scenario {
             id: $id,
             rule: $rule,
             did: $did,
             why: $why,
+            board_why: $board,
             kernel: |t, cx| $f(t, cx),
             smoltcp: |t, cx| $f(t, cx),
+            board: |t, cx| $f(t, cx),
         }
     };
 }
@@ -187,8 +198,10 @@ pub const SCENARIOS: &[Scenario] = &[
         rule: "-",
         did: "3 datagrams to a peer whose MAC is not known yet",
         why: "both resolve the MAC with one ARP request and hold the datagrams until the reply",
+        board_why: "",
         kernel: arp_on_kernel,
         smoltcp: arp_on_smoltcp,
+        board: arp_on_board,
     },
     scenario!(
         "keepalive",
@@ -202,8 +215,11 @@ pub const SCENARIOS: &[Scenario] = &[
         rule: "-",
         did: "the subject sends 1 MiB (16 KiB socket buffers) while a fault injector loses 5 % of the frames it sends, the same ones every run",
         why: "both recover every loss, at different speeds (the text report prints the times): Linux retransmits within a round trip where it can (fast retransmit, a 200 ms minimum timeout), smoltcp 0.14 mostly waits for its retransmission timer, at least 1 s and doubling; no smoltcp setting shortens that (see docs/behaviour.md)",
+        board_why: "the fault injector is a build-time feature of a firmware, and the remote firmware is built without it (flash and RAM)",
         kernel: loss_on_kernel,
         smoltcp: loss_on_smoltcp,
+        // Never called: `board::cannot_run` turns the scenario away first.
+        board: |_, _| Err("no fault injector on the board".into()),
     },
     scenario!(
         "handshake",
@@ -214,10 +230,22 @@ pub const SCENARIOS: &[Scenario] = &[
     ),
 ];
 
+/// Which column a scenario runs for.
+#[derive(Clone, Copy)]
+enum Column {
+    Kernel,
+    Smoltcp,
+    Board,
+}
+
 /// Ten ports of its own per scenario and stack, so no scenario meets another's leftovers.
-fn ports(index: usize, smoltcp: bool) -> Ports {
+fn ports(index: usize, column: Column) -> Ports {
     let index = u16::try_from(index).unwrap_or(0);
-    Ports(20000 + index * 20 + if smoltcp { 10 } else { 0 })
+    Ports(match column {
+        Column::Kernel => 20000 + index * 20,
+        Column::Smoltcp => 20000 + index * 20 + 10,
+        Column::Board => 25000 + index * 20,
+    })
 }
 
 /// One row of the table.
@@ -229,12 +257,29 @@ pub struct Row {
     pub kernel: Observed,
     /// What smoltcp did.
     pub smoltcp: Observed,
+    /// What the board did, when the comparison had one.
+    pub board: Option<Observed>,
+    /// The board's cell says why the scenario cannot run on a board at all (no fault
+    /// injector, too few sockets): a limit of the board, not a failure.
+    pub board_cannot_run: bool,
 }
 
 impl Row {
-    /// Whether both stacks were seen doing the same.
+    /// Whether every stack was seen doing the same.
     pub fn same(&self) -> bool {
-        matches!((&self.kernel, &self.smoltcp), (Ok(a), Ok(b)) if a.text == b.text)
+        let board_same = match &self.board {
+            None => true,
+            Some(Ok(b)) => matches!(&self.smoltcp, Ok(s) if s.text == b.text),
+            Some(Err(_)) => false,
+        };
+        board_same && matches!((&self.kernel, &self.smoltcp), (Ok(a), Ok(b)) if a.text == b.text)
+    }
+
+    /// Whether a stack failed to run the scenario (a board's known limits aside).
+    pub fn failed(&self) -> bool {
+        self.kernel.is_err()
+            || self.smoltcp.is_err()
+            || (matches!(self.board, Some(Err(_))) && !self.board_cannot_run)
     }
 }
 
@@ -261,9 +306,10 @@ pub fn check_ids(only: &[String]) -> Result<(), String> {
     }
 }
 
-/// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`.
-/// Must run inside the namespace [`smolsock_linux::netns::enter`] made.
-pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
+/// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`, and
+/// on `board` too when there is one. Must run inside the namespace
+/// [`smolsock_linux::netns::enter`] made.
+pub fn run(only: &[String], link: &Link, mut board: Option<&mut BoardLab>) -> Result<Vec<Row>, String> {
     check_ids(only)?;
     let mut tap = match link {
         Link::Tap(name) => TunTap::open(name, Kind::Tap).map_err(|e| e.to_string())?,
@@ -282,7 +328,7 @@ pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
             let interface = if arp { wire } else { "lo" };
             let capture = Capture::start(interface).map_err(|e| e.to_string())?;
             let cx = Ctx {
-                ports: ports(index, false),
+                ports: ports(index, Column::Kernel),
                 capture: &capture,
                 tap: RefCell::new(Some(&mut tap)),
             };
@@ -298,7 +344,7 @@ pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
             match SmolSubject::new(&mut slots, &mut storage, &mut tap, SMOL_IP) {
                 Ok(mut subject) => {
                     let cx = Ctx {
-                        ports: ports(index, true),
+                        ports: ports(index, Column::Smoltcp),
                         capture: &capture,
                         tap: RefCell::new(None),
                     };
@@ -309,13 +355,42 @@ pub fn run(only: &[String], link: &Link) -> Result<Vec<Row>, String> {
                 Err(e) => Err(format!("cannot build the smoltcp stack: {e}")),
             }
         };
+        let limit = board
+            .as_deref()
+            .and_then(|lab| board::cannot_run(scenario.id, lab.tcp_sockets()));
+        let board_cannot_run = limit.is_some();
+        let board = match (board.as_deref_mut(), limit) {
+            (None, _) => None,
+            (Some(_), Some(why)) => Some(Err(why)),
+            (Some(lab), None) => Some(on_board(lab, index, scenario)),
+        };
         rows.push(Row {
             scenario,
             kernel,
             smoltcp,
+            board,
+            board_cannot_run,
         });
     }
     Ok(rows)
+}
+
+/// Runs `scenario` on a fresh stack of the board.
+fn on_board(lab: &mut BoardLab, index: usize, scenario: &Scenario) -> Observed {
+    let capture = Capture::start(BOARD_TAP).map_err(|e| e.to_string())?;
+    let mut subject = lab.subject()?;
+    let cx = Ctx {
+        ports: ports(index, Column::Board),
+        capture: &capture,
+        tap: RefCell::new(None),
+    };
+    let observed = (scenario.board)(&mut subject, &cx);
+    log_capture("board", scenario.id, &capture);
+    // A link that failed explains the scenario's failure better than the scenario can.
+    match subject.failure() {
+        Some(failure) => Err(failure),
+        None => observed,
+    }
 }
 
 /// With `-v`, every captured packet of a scenario goes to the log.
@@ -365,6 +440,21 @@ fn arp_on_smoltcp(t: &mut SmolSubject<'_, '_>, cx: &Ctx<'_>) -> Observed {
     peer.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut received = 0;
     scenarios::arp(t, KERNEL_IP, port, cx.capture, || {
+        let mut buf = [0u8; 16];
+        while peer.recv_from(&mut buf).is_ok() {
+            received += 1;
+        }
+        received
+    })
+}
+
+fn arp_on_board(t: &mut BoardSubject<'_>, cx: &Ctx<'_>) -> Observed {
+    let port = cx.ports.get(0);
+    let at = SocketAddrV4::new(BOARD_KERNEL_IP, port);
+    let peer = UdpSocket::bind(at).map_err(|e| format!("the peer cannot bind {at}: {e}"))?;
+    peer.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let mut received = 0;
+    scenarios::arp(t, BOARD_KERNEL_IP, port, cx.capture, || {
         let mut buf = [0u8; 16];
         while peer.recv_from(&mut buf).is_ok() {
             received += 1;
@@ -494,8 +584,9 @@ fn loss_on_smoltcp(t: &mut SmolSubject<'_, '_>, cx: &Ctx<'_>) -> Observed {
 pub fn ladders(rows: &[Row]) -> Vec<(&'static str, &Ladder)> {
     let mut out = Vec::new();
     for row in rows.iter().filter(|r| r.scenario.id == "handshake") {
-        for (name, observed) in [("kernel", &row.kernel), ("smoltcp", &row.smoltcp)] {
-            if let Ok(Seen { ladder, .. }) = observed {
+        let board = row.board.as_ref();
+        for (name, observed) in [("kernel", Some(&row.kernel)), ("smoltcp", Some(&row.smoltcp)), ("board", board)] {
+            if let Some(Ok(Seen { ladder, .. })) = observed {
                 out.push((name, ladder));
             }
         }

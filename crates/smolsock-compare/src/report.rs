@@ -9,12 +9,13 @@ use super::{Row, ladders};
 fn cell(observed: &Observed) -> String {
     match observed {
         Ok(seen) => seen.text.clone(),
+        Err(why) if why.starts_with("cannot run on the board") => why.clone(),
         Err(why) => format!("could not run: {why}"),
     }
 }
 
 fn verdict(row: &Row) -> &'static str {
-    if row.kernel.is_err() || row.smoltcp.is_err() {
+    if row.failed() {
         "n/a"
     } else if row.same() {
         "same"
@@ -43,19 +44,28 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 }
 
 const WIDTHS: [usize; 5] = [6, 28, 36, 36, 9];
+/// With a board column: narrower cells, so the table stays about as wide.
+const WIDTHS_BOARD: [usize; 6] = [6, 24, 30, 30, 30, 9];
 
-fn text_row(cells: [&str; 5]) -> Vec<String> {
+fn has_board(rows: &[Row]) -> bool {
+    rows.iter().any(|r| r.board.is_some())
+}
+
+/// The name of the board's column.
+pub const BOARD_COLUMN: &str = "board (no_std core on lm3s6965 in QEMU)";
+
+fn text_row(cells: &[&str], widths: &[usize]) -> Vec<String> {
     let wrapped: Vec<Vec<String>> = cells
         .iter()
-        .zip(WIDTHS)
-        .map(|(text, width)| wrap(text, width))
+        .zip(widths)
+        .map(|(text, width)| wrap(text, *width))
         .collect();
     let height = wrapped.iter().map(Vec::len).max().unwrap_or(1);
     (0..height)
         .map(|i| {
             let parts: Vec<String> = wrapped
                 .iter()
-                .zip(WIDTHS)
+                .zip(widths.iter().copied())
                 .map(|(lines, width)| {
                     let part = lines.get(i).map_or("", String::as_str);
                     format!("{part:<width$}")
@@ -69,27 +79,28 @@ fn text_row(cells: [&str; 5]) -> Vec<String> {
 /// The table for a terminal: one block of wrapped columns per scenario, its "why" under
 /// it, then the S13 ladders drawn in `style`.
 pub fn text(rows: &[Row], style: Style) -> String {
+    let board = has_board(rows);
+    let widths: &[usize] = if board { &WIDTHS_BOARD } else { &WIDTHS };
     let mut out = Vec::new();
-    out.extend(text_row([
-        "rule",
-        "what was done",
-        "kernel (std::net)",
-        "smoltcp (no_std core)",
-        "same?",
-    ]));
-    let rule = WIDTHS.iter().sum::<usize>() + 3 * (WIDTHS.len() - 1);
+    let mut header = vec!["rule", "what was done", "kernel (std::net)", "smoltcp (no_std core)"];
+    if board {
+        header.push(BOARD_COLUMN);
+    }
+    header.push("same?");
+    out.extend(text_row(&header, widths));
+    let rule = widths.iter().sum::<usize>() + 3 * (widths.len() - 1);
     out.push("=".repeat(rule));
     for row in rows {
         let kernel = cell(&row.kernel);
         let smoltcp = cell(&row.smoltcp);
-        out.extend(text_row([
-            row.scenario.rule,
-            row.scenario.did,
-            &kernel,
-            &smoltcp,
-            verdict(row),
-        ]));
-        for (i, line) in wrap(row.scenario.why, rule - 9).into_iter().enumerate() {
+        let on_board = row.board.as_ref().map(cell).unwrap_or_default();
+        let mut cells = vec![row.scenario.rule, row.scenario.did, &kernel, &smoltcp];
+        if board {
+            cells.push(&on_board);
+        }
+        cells.push(verdict(row));
+        out.extend(text_row(&cells, widths));
+        for (i, line) in wrap(&why(row), rule - 9).into_iter().enumerate() {
             out.push(format!(
                 "{}{line}",
                 if i == 0 { "  why:  " } else { "        " }
@@ -110,17 +121,34 @@ pub fn text(rows: &[Row], style: Style) -> String {
     out.join("\n") + "\n"
 }
 
+/// The row's "why", and the board's where it has one and the board ran.
+fn why(row: &Row) -> String {
+    match (&row.board, row.scenario.board_why) {
+        (Some(_), board) if !board.is_empty() => {
+            format!("{}; on the board: {board}", row.scenario.why)
+        }
+        _ => row.scenario.why.to_string(),
+    }
+}
+
 /// The row's figures that change from run to run, per stack ("kernel 0.31 s, smoltcp
 /// 9.8 s"), when it has any.
 fn measured(row: &Row) -> Option<String> {
     let of = |o: &Observed| o.as_ref().ok().and_then(|seen| seen.measured.clone());
-    match (of(&row.kernel), of(&row.smoltcp)) {
-        (None, None) => None,
-        (k, s) => Some(format!(
-            "kernel {}, smoltcp {}",
-            k.as_deref().unwrap_or("-"),
-            s.as_deref().unwrap_or("-")
-        )),
+    let board = row.board.as_ref().and_then(of);
+    match (of(&row.kernel), of(&row.smoltcp), board) {
+        (None, None, None) => None,
+        (k, s, b) => {
+            let mut text = format!(
+                "kernel {}, smoltcp {}",
+                k.as_deref().unwrap_or("-"),
+                s.as_deref().unwrap_or("-")
+            );
+            if row.board.is_some() {
+                text += &format!(", board {}", b.as_deref().unwrap_or("-"));
+            }
+            Some(text)
+        }
     }
 }
 
@@ -131,23 +159,38 @@ fn md_escape(text: &str) -> String {
 /// The header of the Markdown table (also how a reader finds it in a document).
 pub const MARKDOWN_HEADER: &str =
     "| Rule | What was done | Kernel (std::net) | smoltcp (no_std core) | Same? | Why |";
+/// The header of the Markdown table with the board's column.
+pub const MARKDOWN_HEADER_BOARD: &str = "| Rule | What was done | Kernel (std::net) | smoltcp (no_std core) | Board (no_std core on lm3s6965 in QEMU) | Same? | Why |";
 
 /// The table in Markdown, then the S13 ladders as code blocks, drawn in `style` (ASCII
 /// for documents, whose readers may not have a font with box-drawing characters).
 pub fn markdown(rows: &[Row], style: Style) -> String {
-    let mut out = vec![
-        MARKDOWN_HEADER.to_string(),
-        "|---|---|---|---|---|---|".to_string(),
-    ];
+    let board = has_board(rows);
+    let mut out = if board {
+        vec![
+            MARKDOWN_HEADER_BOARD.to_string(),
+            "|---|---|---|---|---|---|---|".to_string(),
+        ]
+    } else {
+        vec![
+            MARKDOWN_HEADER.to_string(),
+            "|---|---|---|---|---|---|".to_string(),
+        ]
+    };
     for row in rows {
+        let on_board = match &row.board {
+            Some(observed) if board => format!(" {} |", md_escape(&cell(observed))),
+            _ if board => " |".to_string(),
+            _ => String::new(),
+        };
         out.push(format!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |{on_board} {} | {} |",
             row.scenario.rule,
             md_escape(row.scenario.did),
             md_escape(&cell(&row.kernel)),
             md_escape(&cell(&row.smoltcp)),
             verdict(row),
-            md_escape(row.scenario.why)
+            md_escape(&why(row))
         ));
     }
     for (stack, ladder) in ladders(rows) {
@@ -174,7 +217,7 @@ pub fn json(rows: &[Row], style: Style) -> Value {
     let rows: Vec<Value> = rows
         .iter()
         .map(|row| {
-            json!({
+            let mut value = json!({
                 "id": row.scenario.id,
                 "rule": row.scenario.rule,
                 "did": row.scenario.did,
@@ -182,7 +225,12 @@ pub fn json(rows: &[Row], style: Style) -> Value {
                 "smoltcp": observed(&row.smoltcp),
                 "verdict": verdict(row),
                 "why": row.scenario.why,
-            })
+            });
+            if let Some(board) = &row.board {
+                value["board"] = observed(board);
+                value["board_why"] = json!(row.scenario.board_why);
+            }
+            value
         })
         .collect();
     json!({ "rows": rows, "ladders": drawn })

@@ -78,6 +78,22 @@ pub struct Namespace {
     pub user_namespace: bool,
 }
 
+impl Namespace {
+    /// Creates one more persistent TAP device `name` in this namespace, with the kernel at
+    /// `kernel_addr`/[`PREFIX_LEN`] on it, up: the link of a second user-space stack (an
+    /// emulated board) on a subnet of its own.
+    pub fn add_tap(&self, name: &str, kernel_addr: Ipv4Addr) -> Result<(), NetnsError> {
+        let cfg = Config {
+            user_namespace: self.user_namespace,
+        };
+        cfg.create_tap(name)?;
+        iface::set_address(name, kernel_addr).map_err(|e| cfg.error(name, "set the address", e))?;
+        let netmask = Ipv4Addr::from_bits(u32::MAX << (32 - u32::from(PREFIX_LEN)));
+        iface::set_netmask(name, netmask).map_err(|e| cfg.error(name, "set the netmask", e))?;
+        cfg.bring_up(name)
+    }
+}
+
 /// Why [`enter`] failed, each with the fix in its message.
 #[derive(Debug)]
 pub enum NetnsError {

@@ -77,6 +77,11 @@ pub enum Error {
     /// The iperf3 peer ended the test early (it was interrupted: SERVER_TERMINATE or
     /// CLIENT_TERMINATE).
     PeerTerminated,
+    /// The link to a remote stack (a board answering the socket calls over a serial line)
+    /// failed: the board did not answer in time, answered garbage, reset, or speaks another
+    /// protocol version; the text says which. What the board's sockets did is unknown from
+    /// then on.
+    Remote(&'static str),
 }
 
 impl fmt::Display for Error {
@@ -127,6 +132,7 @@ impl fmt::Display for Error {
                 Ok(())
             }
             Error::PeerTerminated => f.write_str("the iperf3 peer ended the test early"),
+            Error::Remote(what) => write!(f, "remote stack: {what}"),
         }
     }
 }
@@ -184,6 +190,7 @@ impl defmt::Format for Error {
                 }
             }
             Error::PeerTerminated => write!(f, "the iperf3 peer ended the test early"),
+            Error::Remote(what) => write!(f, "remote stack: {=str}", what),
         }
     }
 }

@@ -773,6 +773,11 @@ pub const EXAMPLES: &[Event<'static>] = {
             },
         ),
         error(Some(3), Some(PEER), Error::PeerTerminated),
+        error(
+            None,
+            None,
+            Error::Remote("the board did not answer within 2 s"),
+        ),
     ]
 };
 
@@ -1216,6 +1221,7 @@ mod tests {
             Error::AccessDenied => 20,
             Error::PeerError { .. } => 21,
             Error::PeerTerminated => 22,
+            Error::Remote(_) => 23,
         };
         let errors: std::collections::BTreeSet<u32> = EXAMPLES
             .iter()
@@ -1224,7 +1230,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(errors, (0..23).collect(), "every Error variant");
+        assert_eq!(errors, (0..24).collect(), "every Error variant");
         // Every kind of escape, and a byte that is not UTF-8.
         let lines: std::vec::Vec<std::string::String> =
             EXAMPLES.iter().map(ToString::to_string).collect();

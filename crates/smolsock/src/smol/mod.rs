@@ -126,6 +126,30 @@ pub struct ListenerHandle {
     generation: u32,
 }
 
+/// `to_raw`/`from_raw` for a handle type: the slot in the high 32 bits, the generation in
+/// the low 32.
+macro_rules! raw_handle {
+    ($($handle:ident),*) => {$(
+        impl $handle {
+            /// The handle as one number, to carry it over a link (a remote stack's protocol).
+            pub const fn to_raw(self) -> u64 {
+                ((self.slot as u64) << 32) | self.generation as u64
+            }
+
+            /// The handle a number from [`to_raw`](Self::to_raw) stands for. Any number is
+            /// safe to pass: one the stack never handed out reaches no socket, as a stale
+            /// handle does.
+            pub const fn from_raw(raw: u64) -> Self {
+                Self {
+                    slot: (raw >> 32) as usize,
+                    generation: raw as u32,
+                }
+            }
+        }
+    )*};
+}
+raw_handle!(UdpHandle, TcpHandle, ListenerHandle);
+
 /// One TCP socket of the pool: which smoltcp socket, the generation of the handles that
 /// reach it, and how its last connection ended.
 #[derive(Debug, Clone, Copy)]
@@ -266,6 +290,90 @@ fn usable_destination(ip: Ipv4Addr) -> bool {
     !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
 }
 
+/// The smoltcp interface for `config` on `device`, after checking the configuration; with the
+/// device's capabilities and the largest UDP payload one frame carries.
+fn interface<D: Device + ?Sized>(
+    config: &StackConfig,
+    device: &mut D,
+    now: Instant,
+) -> Result<(Interface, DeviceCapabilities, usize)> {
+    let caps = device.capabilities();
+    let (hardware, link_header) = match caps.medium {
+        Medium::Ethernet => {
+            if !config.mac.is_unicast() {
+                return Err(Error::InvalidConfig("the MAC address must be unicast"));
+            }
+            if config.mac == EthernetAddress([0; 6]) {
+                return Err(Error::InvalidConfig(
+                    "the MAC address must not be 00:00:00:00:00:00",
+                ));
+            }
+            (HardwareAddress::Ethernet(config.mac), ETHERNET_HEADER)
+        }
+        #[cfg(feature = "medium-ip")]
+        Medium::Ip => (HardwareAddress::Ip, 0),
+        #[allow(unreachable_patterns)]
+        _ => {
+            return Err(Error::InvalidConfig(
+                "the device's medium is not Ethernet or IP",
+            ));
+        }
+    };
+    let ip = config.ip.address();
+    if !usable_destination(ip) || ip.is_loopback() {
+        return Err(Error::InvalidConfig(
+            "the interface address must be a unicast address",
+        ));
+    }
+    // The first and last address of a prefix name the network and its broadcast; a /31
+    // (RFC 3021) and a /32 have neither, so there every address is a host's.
+    if config.ip.broadcast().is_some()
+        && (ip == config.ip.network().address() || config.ip.broadcast() == Some(ip))
+    {
+        return Err(Error::InvalidConfig(
+            "the interface address must not be its subnet's network or broadcast address",
+        ));
+    }
+    if config.gateway == Some(ip) {
+        return Err(Error::InvalidConfig(
+            "the gateway must be another host than the interface itself",
+        ));
+    }
+    if let Some(gateway) = config.gateway
+        && !config.ip.contains_addr(&gateway)
+    {
+        return Err(Error::InvalidConfig(
+            "the gateway must be inside the interface's subnet",
+        ));
+    }
+    let max_udp_payload = caps
+        .max_transmission_unit
+        .saturating_sub(link_header + IPV4_UDP_HEADERS);
+    if max_udp_payload == 0 {
+        return Err(Error::InvalidConfig(
+            "the device's MTU is too small for IPv4",
+        ));
+    }
+
+    let mut iface_config = Config::new(hardware);
+    iface_config.random_seed = config.seed;
+    let mut iface = Interface::new(iface_config, device, now);
+    #[cfg(feature = "fragmentation")]
+    iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
+    let mut added = true;
+    iface.update_ip_addrs(|addrs| added = addrs.push(IpCidr::Ipv4(config.ip)).is_ok());
+    if !added {
+        return Err(Error::InvalidConfig("no room for the interface address"));
+    }
+    if let Some(gateway) = config.gateway {
+        iface
+            .routes_mut()
+            .add_default_ipv4_route(gateway)
+            .map_err(|_| Error::InvalidConfig("no room for the default route"))?;
+    }
+    Ok((iface, caps, max_udp_payload))
+}
+
 impl<'a, const N: usize> SmolStack<'a, N> {
     /// Creates the interface on `device` with room for as many sockets as `storage` has
     /// entries: a borrowed slice (`&mut [SocketStorage]`, a board's static) or, with an
@@ -280,80 +388,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         now: Instant,
     ) -> Result<Self> {
         let storage = storage.into();
-        let caps = device.capabilities();
-        let (hardware, link_header) = match caps.medium {
-            Medium::Ethernet => {
-                if !config.mac.is_unicast() {
-                    return Err(Error::InvalidConfig("the MAC address must be unicast"));
-                }
-                if config.mac == EthernetAddress([0; 6]) {
-                    return Err(Error::InvalidConfig(
-                        "the MAC address must not be 00:00:00:00:00:00",
-                    ));
-                }
-                (HardwareAddress::Ethernet(config.mac), ETHERNET_HEADER)
-            }
-            #[cfg(feature = "medium-ip")]
-            Medium::Ip => (HardwareAddress::Ip, 0),
-            #[allow(unreachable_patterns)]
-            _ => {
-                return Err(Error::InvalidConfig(
-                    "the device's medium is not Ethernet or IP",
-                ));
-            }
-        };
-        let ip = config.ip.address();
-        if !usable_destination(ip) || ip.is_loopback() {
-            return Err(Error::InvalidConfig(
-                "the interface address must be a unicast address",
-            ));
-        }
-        // The first and last address of a prefix name the network and its broadcast; a /31
-        // (RFC 3021) and a /32 have neither, so there every address is a host's.
-        if config.ip.broadcast().is_some()
-            && (ip == config.ip.network().address() || config.ip.broadcast() == Some(ip))
-        {
-            return Err(Error::InvalidConfig(
-                "the interface address must not be its subnet's network or broadcast address",
-            ));
-        }
-        if config.gateway == Some(ip) {
-            return Err(Error::InvalidConfig(
-                "the gateway must be another host than the interface itself",
-            ));
-        }
-        if let Some(gateway) = config.gateway
-            && !config.ip.contains_addr(&gateway)
-        {
-            return Err(Error::InvalidConfig(
-                "the gateway must be inside the interface's subnet",
-            ));
-        }
-        let max_udp_payload = caps
-            .max_transmission_unit
-            .saturating_sub(link_header + IPV4_UDP_HEADERS);
-        if max_udp_payload == 0 {
-            return Err(Error::InvalidConfig(
-                "the device's MTU is too small for IPv4",
-            ));
-        }
-
-        let mut iface_config = Config::new(hardware);
-        iface_config.random_seed = config.seed;
-        let mut iface = Interface::new(iface_config, device, now);
-        #[cfg(feature = "fragmentation")]
-        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
-        let mut added = true;
-        iface.update_ip_addrs(|addrs| added = addrs.push(IpCidr::Ipv4(config.ip)).is_ok());
-        if !added {
-            return Err(Error::InvalidConfig("no room for the interface address"));
-        }
-        if let Some(gateway) = config.gateway {
-            iface
-                .routes_mut()
-                .add_default_ipv4_route(gateway)
-                .map_err(|_| Error::InvalidConfig("no room for the default route"))?;
-        }
+        let (iface, caps, max_udp_payload) = interface(&config, device, now)?;
         let capacity = storage.len();
         Ok(Self {
             iface,
@@ -462,6 +497,73 @@ impl<'a, const N: usize> SmolStack<'a, N> {
     /// backlog is full). Applies to listeners made before and after.
     pub fn set_listen_policy(&mut self, policy: ListenPolicy) {
         self.policy = policy;
+    }
+
+    /// Makes this a fresh stack at `config`'s addresses, on the same socket pool: every
+    /// connection is aborted (its peer gets a reset), every UDP socket and listener closed,
+    /// every handle made stale, the listener rules, counters, neighbours and ephemeral
+    /// ports start over. For a stack that outlives the sessions it serves (a board's remote
+    /// firmware serves one host session after another); a configuration the stack cannot
+    /// use is refused and the stack is left as it was.
+    pub fn restart<D: Device + ?Sized>(
+        &mut self,
+        config: StackConfig,
+        device: &mut D,
+        now: Instant,
+    ) -> Result<()> {
+        let (iface, caps, max_udp_payload) = interface(&config, device, now)?;
+        for slot in self.tcp_slots.iter_mut() {
+            self.sockets.get_mut::<tcp::Socket>(slot.socket).abort();
+            // An odd generation is a handle in the program's hands: make it stale.
+            if slot.generation % 2 == 1 {
+                slot.generation = slot.generation.wrapping_add(1);
+            }
+            slot.last = tcp::State::Closed;
+            slot.ended = None;
+        }
+        for slot in self.udp_slots.iter_mut() {
+            self.sockets.get_mut::<udp::Socket>(slot.socket).close();
+            if slot.generation % 2 == 1 {
+                slot.generation = slot.generation.wrapping_add(1);
+            }
+            slot.losses = UdpLosses::default();
+        }
+        self.tcp_free.clear();
+        self.tcp_closing.clear();
+        for slot in self.tcp_slots.iter() {
+            // Cannot fail: both hold at most N.
+            let _ = self.tcp_free.push(slot.socket);
+        }
+        self.udp_free.clear();
+        for slot in self.udp_slots.iter() {
+            let _ = self.udp_free.push(slot.socket);
+        }
+        for (entry, generation) in self
+            .listeners
+            .iter_mut()
+            .zip(&mut self.listener_generations)
+        {
+            if entry.take().is_some() {
+                *generation = generation.wrapping_add(1);
+            }
+        }
+        // The resets of the aborted connections leave through the old interface.
+        self.iface.poll_egress(now, device, &mut self.sockets);
+        self.iface = iface;
+        self.caps = caps;
+        self.max_udp_payload = max_udp_payload;
+        self.cidr = config.ip;
+        self.gateway = config.gateway;
+        self.policy = ListenPolicy::default();
+        self.counters = GateCounters::default();
+        self.reassembly = fragments::Reassembly::default();
+        self.ports = EphemeralPorts::new(config.seed ^ 0x005E_ED0F_5A0C);
+        Ok(())
+    }
+
+    /// How many TCP and UDP sockets the pool holds.
+    pub fn pool_sizes(&self) -> (usize, usize) {
+        (self.tcp_slots.len(), self.udp_slots.len())
     }
 
     /// What the ingress gate and the pool did so far.
