@@ -286,7 +286,14 @@ fn build_boards(lint: bool) -> Result<(), String> {
                 }
                 cargo(
                     &board,
-                    &["build", "--release", "--bin", "remote", "--features", "remote"],
+                    &[
+                        "build",
+                        "--release",
+                        "--bin",
+                        "remote",
+                        "--features",
+                        "remote",
+                    ],
                 )?;
             }
         } else {

@@ -76,12 +76,14 @@ fn limits(board: &str, bin: &str) -> Limits {
 
 /// The limits of the `remote` firmware, which is no program of the (so its goal is
 /// its limit): it carries the whole socket API (any call the host makes), the remote
-/// protocol (postcard, COBS, CRC-32) and IPv4 reassembly. REMOTE_LIMIT_NOTE
+/// protocol (postcard, COBS, CRC-32) and IPv4 reassembly: 65.3 KiB on the emulated board
+/// when it came, 16 KiB more than tcp-server. The limits: that, a little room, and the
+/// same 16 KiB over the Nucleos' program limits.
 fn remote_limits(board: &str) -> Limits {
     let flash = match board {
-        "qemu-lm3s6965" => 80 * 1024,
-        "nucleo-f429zi" => 88 * 1024,
-        _ => 91 * 1024,
+        "qemu-lm3s6965" => 68 * 1024,
+        "nucleo-f429zi" => 78 * 1024,
+        _ => 81 * 1024,
     };
     Limits { flash, goal: flash }
 }

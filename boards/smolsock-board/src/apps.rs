@@ -16,6 +16,8 @@ use smolsock::programs::{
 use smolsock::smol::{SmolStack, TcpBuffers, UdpBuffers};
 use smolsock::smoltcp::socket::udp::PacketMetadata;
 use smolsock::smoltcp::time::Duration;
+#[cfg(feature = "remote")]
+use smolsock::smoltcp::{phy::Device, time::Instant};
 
 use crate::board::{Board, run};
 
@@ -197,6 +199,24 @@ impl<const M: usize> Default for UdpQueues<M> {
     }
 }
 
+/// One `Server::step`, not inlined into the [`remote`] firmware's loop: a step that
+/// restarts the stack builds a new smoltcp interface (several KiB with a reassembly
+/// buffer), and that room is needed only while it does, not for as long as the loop runs.
+#[cfg(feature = "remote")]
+#[inline(never)]
+fn step<D: Device + ?Sized, S: crate::serial::Serial, const N: usize>(
+    server: &mut smolsock_remote::Server,
+    stack: &mut SmolStack<'_, N>,
+    device: &mut D,
+    now: Instant,
+    moved: bool,
+    serial: &mut S,
+) -> Option<Instant> {
+    server.step(stack, device, now, moved, &mut |bytes| {
+        serial.write_all(bytes)
+    })
+}
+
 /// The remote server's boot nonce, which tells the host that the board restarted: the
 /// board's seed mixed with the time since boot in microseconds, so that two boots differ
 /// even where the seed comes from a clock of whole seconds (the emulated board's).
@@ -296,9 +316,7 @@ pub fn remote<
             }
             // A step after every chunk: each complete request is answered before more
             // bytes come in, so the server never holds more than a frame or two.
-            wake_at = server.step(stack, device, now, moved, &mut |bytes| {
-                serial.write_all(bytes)
-            });
+            wake_at = step(server, stack, device, now, moved, serial);
             moved = false;
             chunks += 1;
             if n == 0 || chunks >= SERIAL_CHUNKS_PER_TURN {

@@ -290,13 +290,12 @@ fn usable_destination(ip: Ipv4Addr) -> bool {
     !(ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast())
 }
 
-/// The smoltcp interface for `config` on `device`, after checking the configuration; with the
-/// device's capabilities and the largest UDP payload one frame carries.
-fn interface<D: Device + ?Sized>(
+/// The smoltcp interface's configuration for `config` on `device`, after checking
+/// `config`; with the device's capabilities and the largest UDP payload one frame carries.
+fn checked<D: Device + ?Sized>(
     config: &StackConfig,
     device: &mut D,
-    now: Instant,
-) -> Result<(Interface, DeviceCapabilities, usize)> {
+) -> Result<(Config, DeviceCapabilities, usize)> {
     let caps = device.capabilities();
     let (hardware, link_header) = match caps.medium {
         Medium::Ethernet => {
@@ -357,7 +356,12 @@ fn interface<D: Device + ?Sized>(
 
     let mut iface_config = Config::new(hardware);
     iface_config.random_seed = config.seed;
-    let mut iface = Interface::new(iface_config, device, now);
+    Ok((iface_config, caps, max_udp_payload))
+}
+
+/// Gives a fresh interface `config`'s address and gateway. Cannot fail on a fresh interface
+/// (smoltcp has room for at least one address and one route), but says so if it did.
+fn configure(iface: &mut Interface, config: &StackConfig) -> Result<()> {
     #[cfg(feature = "fragmentation")]
     iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
     let mut added = true;
@@ -371,7 +375,7 @@ fn interface<D: Device + ?Sized>(
             .add_default_ipv4_route(gateway)
             .map_err(|_| Error::InvalidConfig("no room for the default route"))?;
     }
-    Ok((iface, caps, max_udp_payload))
+    Ok(())
 }
 
 impl<'a, const N: usize> SmolStack<'a, N> {
@@ -388,7 +392,9 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         now: Instant,
     ) -> Result<Self> {
         let storage = storage.into();
-        let (iface, caps, max_udp_payload) = interface(&config, device, now)?;
+        let (iface_config, caps, max_udp_payload) = checked(&config, device)?;
+        let mut iface = Interface::new(iface_config, device, now);
+        configure(&mut iface, &config)?;
         let capacity = storage.len();
         Ok(Self {
             iface,
@@ -511,7 +517,7 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         device: &mut D,
         now: Instant,
     ) -> Result<()> {
-        let (iface, caps, max_udp_payload) = interface(&config, device, now)?;
+        let (iface_config, caps, max_udp_payload) = checked(&config, device)?;
         for slot in self.tcp_slots.iter_mut() {
             self.sockets.get_mut::<tcp::Socket>(slot.socket).abort();
             // An odd generation is a handle in the program's hands: make it stale.
@@ -549,7 +555,11 @@ impl<'a, const N: usize> SmolStack<'a, N> {
         }
         // The resets of the aborted connections leave through the old interface.
         self.iface.poll_egress(now, device, &mut self.sockets);
-        self.iface = iface;
+        // Built in its place rather than beside the old one and moved: with reassembly
+        // buffers the interface is several KiB, which a board's call stack would need
+        // once or twice more.
+        self.iface = Interface::new(iface_config, device, now);
+        configure(&mut self.iface, &config)?;
         self.caps = caps;
         self.max_udp_payload = max_udp_payload;
         self.cidr = config.ip;
