@@ -411,9 +411,7 @@ fn parse_board(text: &str) -> Result<BoardArg, String> {
     match text {
         "qemu" => Ok(BoardArg::Qemu),
         "" => Err("give qemu or a serial device such as /dev/ttyACM0".into()),
-        path if path.starts_with('/') || path.starts_with('.') => {
-            Ok(BoardArg::Serial(path.into()))
-        }
+        path if path.starts_with('/') || path.starts_with('.') => Ok(BoardArg::Serial(path.into())),
         other => Err(format!(
             "'{other}' is neither qemu nor a serial device's path (such as /dev/ttyACM0)"
         )),

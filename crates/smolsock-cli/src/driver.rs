@@ -395,13 +395,19 @@ fn run_board_until_stopped(
             return outcome.map_err(RunError::Program);
         }
         let timeout = wake_at.map_or(BOARD_TICK, |at| {
-            if at > now { (at - now).min(BOARD_TICK) } else { Duration::ZERO }
+            if at > now {
+                (at - now).min(BOARD_TICK)
+            } else {
+                Duration::ZERO
+            }
         });
         printer.flush();
         if timeout != Duration::ZERO {
             let timeout = std::time::Duration::from_micros(timeout.total_micros());
             if let Err(e) = stack.wait(timeout) {
-                return Err(RunError::Board(stack.failure().unwrap_or_else(|| e.to_string())));
+                return Err(RunError::Board(
+                    stack.failure().unwrap_or_else(|| e.to_string()),
+                ));
             }
         }
         if let Some(fd) = input.wait_fd()

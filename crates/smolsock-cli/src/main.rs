@@ -30,9 +30,9 @@ mod programs;
 mod stacks;
 
 use cli::{BoardArg, Cli, Command, StackKind};
-use smolsock_compare::board::{BoardSpec, DEFAULT_FIRMWARE};
 use output::Printer;
 use programs::run_program;
+use smolsock_compare::board::{BoardSpec, DEFAULT_FIRMWARE};
 use smolsock_frames::Style;
 use stacks::{OnBoard, OnKernel, OnSmoltcp};
 

@@ -7,17 +7,19 @@ use std::path::PathBuf;
 use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
+use smolsock_compare::board::DEFAULT_FIRMWARE;
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_linux::tap::{Kind, Offload, TunTap};
-use smolsock_compare::board::DEFAULT_FIRMWARE;
 use smolsock_remote::host::{Link, RemoteStack};
 use smolsock_remote::wire::Config as BoardConfig;
 use smolsock_std::KernelStack;
 use smoltcp::phy::Medium;
 
 use crate::Failure;
-use crate::cli::{BoardArg, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, OnOff, parse_cidr};
+use crate::cli::{
+    BoardArg, DEFAULT_IP, DEFAULT_MAC, DEFAULT_TCP_BUF, DeviceArgs, OnOff, parse_cidr,
+};
 use crate::driver::{self, RunError};
 use crate::input::LineInput;
 use crate::output::Printer;
@@ -220,8 +222,12 @@ fn boot_qemu(
         _qemu: qemu,
         dir: emulated_dir,
     };
-    let link = Link::unix(&path)
-        .map_err(|e| format!("cannot connect to the board's serial port {}: {e}", path.display()))?;
+    let link = Link::unix(&path).map_err(|e| {
+        format!(
+            "cannot connect to the board's serial port {}: {e}",
+            path.display()
+        )
+    })?;
     Ok((board, link))
 }
 
@@ -249,8 +255,12 @@ impl Launch for OnBoard {
                 (Some(emulated), link)
             }
             BoardArg::Serial(path) => {
-                let link = Link::tty(&path, args.board.baud)
-                    .map_err(|e| format!("cannot open the board's serial device {}: {e}", path.display()))?;
+                let link = Link::tty(&path, args.board.baud).map_err(|e| {
+                    format!(
+                        "cannot open the board's serial device {}: {e}",
+                        path.display()
+                    )
+                })?;
                 (None, link)
             }
         };
@@ -268,7 +278,11 @@ impl Launch for OnBoard {
             seed: random_seed()?,
         };
         let board_error = |stack: &RemoteStack, e: smolsock::Error| {
-            Failure::Message(stack.failure().unwrap_or_else(|| format!("the board refused: {e}")))
+            Failure::Message(
+                stack
+                    .failure()
+                    .unwrap_or_else(|| format!("the board refused: {e}")),
+            )
         };
         stack.restart(config).map_err(|e| board_error(&stack, e))?;
         stack

@@ -49,10 +49,10 @@ pub enum BoardSpec {
 /// board's limits, said in its cell.
 pub(crate) fn cannot_run(id: &str, tcp_sockets: usize) -> Option<String> {
     match id {
-        // 32 clients and the listener's socket.
-        "client-port" if tcp_sockets < 33 => Some(format!(
-            "cannot run on the board: it needs 33 TCP sockets at once (32 clients and the \
-             listener), and the board's 64 KiB of RAM holds {tcp_sockets}"
+        // 32 clients (the listener is the kernel's).
+        "client-port" if tcp_sockets < 32 => Some(format!(
+            "cannot run on the board: it needs 32 TCP sockets at once, and the board's \
+             pool has {tcp_sockets}"
         )),
         "loss" => Some(
             "cannot run on the board: it needs a fault injector between the board's stack and \
@@ -95,8 +95,7 @@ impl BoardLab {
             .add_tap(BOARD_TAP, BOARD_KERNEL_IP)
             .map_err(|e| format!("cannot make the board's TAP {BOARD_TAP}: {e}"))?;
         let dir = std::env::temp_dir().join(format!("smolsock-board-{}", std::process::id()));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
         let dir = TempDir(dir);
         let serial = dir.0.join("uart0");
         let config = qemu_run::Config {
@@ -161,7 +160,8 @@ impl BoardLab {
 
 /// Connects to the board's serial port: the handshake, retried while QEMU boots it.
 fn connect(path: &Path) -> Result<RemoteStack, String> {
-    let link = Link::unix(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
+    let link =
+        Link::unix(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
     RemoteStack::connect(link, BOOT)
 }
 

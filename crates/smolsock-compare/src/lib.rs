@@ -36,11 +36,11 @@ use std::net::{SocketAddrV4, UdpSocket};
 use smolsock::net::Stack;
 use smolsock_frames::Ladder;
 
+use board::{BOARD_KERNEL_IP, BOARD_TAP, BoardLab, BoardSubject};
 use scenarios::{Ctx, Observed, Ports, Seen};
 use smolsock_linux::capture::Capture;
 use smolsock_linux::netns::Link;
 use smolsock_linux::tap::{Kind, TunTap};
-use board::{BOARD_KERNEL_IP, BOARD_TAP, BoardLab, BoardSubject};
 use subject::{KERNEL_IP, KernelSubject, SMOL_IP, SMOL_PEER_IP, SmolStorage, SmolSubject, Subject};
 
 /// One scenario of the table.
@@ -309,7 +309,11 @@ pub fn check_ids(only: &[String]) -> Result<(), String> {
 /// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`, and
 /// on `board` too when there is one. Must run inside the namespace
 /// [`smolsock_linux::netns::enter`] made.
-pub fn run(only: &[String], link: &Link, mut board: Option<&mut BoardLab>) -> Result<Vec<Row>, String> {
+pub fn run(
+    only: &[String],
+    link: &Link,
+    mut board: Option<&mut BoardLab>,
+) -> Result<Vec<Row>, String> {
     check_ids(only)?;
     let mut tap = match link {
         Link::Tap(name) => TunTap::open(name, Kind::Tap).map_err(|e| e.to_string())?,
@@ -585,7 +589,11 @@ pub fn ladders(rows: &[Row]) -> Vec<(&'static str, &Ladder)> {
     let mut out = Vec::new();
     for row in rows.iter().filter(|r| r.scenario.id == "handshake") {
         let board = row.board.as_ref();
-        for (name, observed) in [("kernel", Some(&row.kernel)), ("smoltcp", Some(&row.smoltcp)), ("board", board)] {
+        for (name, observed) in [
+            ("kernel", Some(&row.kernel)),
+            ("smoltcp", Some(&row.smoltcp)),
+            ("board", board),
+        ] {
             if let Some(Ok(Seen { ladder, .. })) = observed {
                 out.push((name, ladder));
             }

@@ -82,7 +82,12 @@ pub fn text(rows: &[Row], style: Style) -> String {
     let board = has_board(rows);
     let widths: &[usize] = if board { &WIDTHS_BOARD } else { &WIDTHS };
     let mut out = Vec::new();
-    let mut header = vec!["rule", "what was done", "kernel (std::net)", "smoltcp (no_std core)"];
+    let mut header = vec![
+        "rule",
+        "what was done",
+        "kernel (std::net)",
+        "smoltcp (no_std core)",
+    ];
     if board {
         header.push(BOARD_COLUMN);
     }

@@ -27,7 +27,13 @@ fn main() -> Result<(), String> {
         Err(e) => return Err(stack.failure().unwrap_or_else(|| e.to_string())),
     }
     if std::env::args().nth(2).as_deref() == Some("restart") {
-        let config = smolsock_remote::wire::Config { mac: [2, 0, 0, 0, 0, 3], ip: [192, 168, 69, 3], prefix: 24, gateway: None, seed: 1 };
+        let config = smolsock_remote::wire::Config {
+            mac: [2, 0, 0, 0, 0, 3],
+            ip: [192, 168, 69, 3],
+            prefix: 24,
+            gateway: None,
+            seed: 1,
+        };
         println!("restart: {:?} {:?}", stack.restart(config), stack.failure());
     }
     Ok(())
