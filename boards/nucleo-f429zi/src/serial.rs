@@ -11,12 +11,12 @@
 //! arrives every 87 µs, far more often than the firmware loop (1 ms ticks, longer while
 //! the stack works) looks. So the receiver interrupt (RXNE) moves each byte into a ring of
 //! [`RX_RING`] bytes (heapless's lock-free single-producer single-consumer queue: the
-//! interrupt produces, [`Usart3::read`] consumes, neither waits). Transmission is polled:
-//! [`Usart3::write_all`] waits for the transmit register to empty before each byte, at
+//! interrupt produces, `read` consumes, neither waits). Transmission is polled:
+//! `write_all` waits for the transmit register to empty before each byte, at
 //! most [`STALL_MS`] per byte.
 //!
 //! Bytes lost to a full ring, an overrun or a line error are simply missing (the remote
-//! protocol's checksum notices); [`Usart3::read`] logs how many were lost since it last
+//! protocol's checksum notices); `read` logs how many were lost since it last
 //! looked.
 
 use core::cell::RefCell;
@@ -40,15 +40,16 @@ use stm32f4xx_hal::serial::{self, Rx, Tx};
 /// depends on its firmware version; this one is safe on every board.
 pub const BAUD: u32 = 115_200;
 
-/// Bytes the receive ring holds (one less than its storage, [`RX_STORAGE`]): 1023 bytes
-/// are 89 ms of line time at [`BAUD`], many times the longest the firmware loop spends
-/// away from the serial port.
+/// Bytes the receive ring holds (one less than its 2 KiB of storage): more than the
+/// remote protocol's longest frame (about 1.5 KiB: 1472 bytes of data, the message around
+/// them and the framing), and 178 ms of line time at [`BAUD`], many times the longest the
+/// firmware loop spends away from the serial port.
 pub const RX_RING: usize = RX_STORAGE - 1;
 
-/// The receive ring's storage: 1 KiB of RAM, only in a binary that opens the port.
-const RX_STORAGE: usize = 1024;
+/// The receive ring's storage: 2 KiB of RAM, only in a binary that opens the port.
+const RX_STORAGE: usize = 2048;
 
-/// The longest [`Usart3::write_all`] waits for the transmitter to take one byte: a byte
+/// The longest `write_all` waits for the transmitter to take one byte: a byte
 /// leaves in 87 µs at [`BAUD`], so only a stopped peripheral (no clock) makes it wait this
 /// long; it then drops the rest of the write instead of hanging the firmware.
 pub const STALL_MS: u64 = 2;
