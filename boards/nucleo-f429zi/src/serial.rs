@@ -2,10 +2,10 @@
 //! `remote` firmware answers the host's calls on.
 //!
 //! On every Nucleo-144 board USART3 (PD8 TX, PD9 RX, alternate function 7) is wired to
-//! the on-board ST-LINK/V2-1 (solder bridges SB5/SB6, closed by default, UM1974), which
-//! shows it to the PC as a USB CDC ACM port (`/dev/ttyACM0` on Linux). The PC sets the
-//! ST-LINK's side of the line when it opens the port, so it must ask for
-//! [`BAUD`] 8N1.
+//! the on-board ST-LINK/V2-1 by default solder bridges (UM1974, the virtual COM port
+//! section), which shows it to the PC as a USB CDC ACM port (`/dev/ttyACM0` on Linux).
+//! The PC sets the ST-LINK's side of the line when it opens the port, so it must ask for
+//! [`BAUD`] 8N1 (`smolsock --board /dev/ttyACM0` does: `--baud`, default 115200).
 //!
 //! The F4's USART holds one received byte and has no FIFO: at 115,200 baud a byte
 //! arrives every 87 µs, far more often than the firmware loop (1 ms ticks, longer while

@@ -4,7 +4,8 @@
 //! On every Nucleo-144 board USART3 (PD8 TX, PD9 RX, alternate function 7) is wired to
 //! the on-board ST-LINK (V3E on the NUCLEO-H743ZI2, V2-1 on the first NUCLEO-H743ZI; UM2407),
 //! which shows it to the PC as a USB CDC ACM port (`/dev/ttyACM0` on Linux). The PC sets
-//! the ST-LINK's side of the line when it opens the port, so it must ask for [`BAUD`] 8N1.
+//! the ST-LINK's side of the line when it opens the port, so it must ask for [`BAUD`] 8N1
+//! (`smolsock --board /dev/ttyACM0` does: `--baud`, default 115200).
 //!
 //! The port is embassy-stm32's `BufferedUart`, used without an executor: its USART3
 //! interrupt moves every received byte into a ring of [`RX_RING`] bytes and feeds the
