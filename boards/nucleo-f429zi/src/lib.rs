@@ -23,7 +23,9 @@
 //! Layout of the crate:
 //! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
 //! - [`net`]: the smoltcp device adapter over stm32-eth's DMA rings;
-//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback).
+//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback);
+//! - [`serial`]: USART3 on the ST-LINK's virtual COM port, a `smolsock_board::Serial`
+//!   for the `remote` firmware ([`init_with_serial`], [`board_with_serial`]).
 
 #![no_std]
 #![deny(missing_docs)]
@@ -42,8 +44,10 @@ use stm32f4xx_hal::prelude::*;
 
 pub mod net;
 pub mod rng;
+pub mod serial;
 
 pub use net::EthDevice;
+pub use serial::Usart3;
 pub use smolsock_board::Clock;
 use smolsock_board::lan8742a as phy;
 /// The smoltcp this crate's device implements `Device` for (0.14).
@@ -106,6 +110,25 @@ static mut TX_SCRATCH: [u8; net::MTU] = [0; net::MTU];
 /// # Panics
 /// If called twice, or if no PHY answers on MDIO (a hardware fault).
 pub fn init() -> (EthDevice, Clock, u64) {
+    let (device, clock, seed, _) = start(false);
+    (device, clock, seed)
+}
+
+/// [`init`], and USART3 on the ST-LINK's virtual COM port ([`serial`]): the link to the
+/// host for the `remote` firmware. The port is opened before the Ethernet link wait, so
+/// bytes the host sends meanwhile are kept (up to [`serial::RX_RING`]).
+///
+/// # Panics
+/// As [`init`].
+pub fn init_with_serial() -> (EthDevice, Clock, u64, Usart3) {
+    match start(true) {
+        (device, clock, seed, Some(serial)) => (device, clock, seed, serial),
+        (_, _, _, None) => defmt::unreachable!(),
+    }
+}
+
+/// [`init`]; USART3 too when `open_serial`.
+fn start(open_serial: bool) -> (EthDevice, Clock, u64, Option<Usart3>) {
     let dp = pac::Peripherals::take().expect("nucleo_f429zi::init() called twice");
     let cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
 
@@ -133,6 +156,12 @@ pub fn init() -> (EthDevice, Clock, u64) {
         clocks.pll48clk().map_or(0, |f| f.raw() / 1_000)
     );
     let hardware_seed = rng::hardware_seed(dp.RNG, &clocks);
+    let serial = if open_serial {
+        let gpiod = dp.GPIOD.split();
+        Some(Usart3::new(dp.USART3, gpiod.pd8, gpiod.pd9, &clocks))
+    } else {
+        None
+    };
 
     // RMII pins of the NUCLEO-144 (UM1974): stm32-eth switches them to AF11,
     // very high speed.
@@ -186,7 +215,7 @@ pub fn init() -> (EthDevice, Clock, u64) {
     addresses::log(config::BOARD_NUMBER);
     // After the link wait, so that the fallback's time since boot varies.
     let seed = smolsock_board::seed::hardware_or(hardware_seed, rng::fallback_seed);
-    (device, clock, seed)
+    (device, clock, seed, serial)
 }
 
 /// `RCC_CR`'s HSE bits through stm32f4xx-hal's register access crate (the
@@ -221,4 +250,12 @@ pub fn board() -> EthBoard<EthDevice> {
     let (device, clock, seed) = init();
     let config = addresses::stack_config(config::BOARD_NUMBER, seed);
     EthBoard::new(device, clock, config)
+}
+
+/// [`board`] and the ST-LINK's virtual COM port ([`init_with_serial`]), for the `remote`
+/// firmware.
+pub fn board_with_serial() -> (EthBoard<EthDevice>, Usart3) {
+    let (device, clock, seed, serial) = init_with_serial();
+    let config = addresses::stack_config(config::BOARD_NUMBER, seed);
+    (EthBoard::new(device, clock, config), serial)
 }

@@ -24,7 +24,9 @@
 //! Layout of the crate:
 //! - [`config`]: addresses, PHY address, clock frequencies, ring sizes;
 //! - [`net`]: the smoltcp device adapter over embassy-stm32's Ethernet driver;
-//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback).
+//! - [`rng`]: the seed for smoltcp from the hardware RNG (with a fallback);
+//! - [`serial`]: USART3 on the ST-LINK's virtual COM port, a `smolsock_board::Serial`
+//!   for the `remote` firmware ([`init_with_serial`], [`board_with_serial`]).
 //!
 //! Memory: all RAM is the AXI SRAM (see `memory.x`), which the Ethernet DMA can
 //! reach; the D-cache stays off, so the DMA buffers need no cache maintenance.
@@ -45,8 +47,10 @@ use smolsock_board::{EthBoard, addresses};
 
 pub mod net;
 pub mod rng;
+pub mod serial;
 
 pub use net::EthDevice;
+pub use serial::Usart3;
 pub use smolsock_board::Clock;
 /// The smoltcp this crate's device implements `Device` for (0.14).
 pub use smoltcp;
@@ -88,6 +92,7 @@ pub mod config {
 bind_interrupts!(struct Irqs {
     ETH => eth::InterruptHandler;
     RNG => embassy_stm32::rng::InterruptHandler<peripherals::RNG>;
+    USART3 => embassy_stm32::usart::BufferedInterruptHandler<peripherals::USART3>;
 });
 
 /// AXI SRAM as mapped in memory.x: where the DMA buffers must be.
@@ -184,6 +189,25 @@ fn rcc_config(hse: bool) -> embassy_stm32::Config {
 /// # Panics
 /// If called twice, or if no PHY answers on MDIO (a hardware fault).
 pub fn init() -> (EthDevice, Clock, u64) {
+    let (device, clock, seed, _) = start(false);
+    (device, clock, seed)
+}
+
+/// [`init`], and USART3 on the ST-LINK's virtual COM port ([`serial`]): the link to the
+/// host for the `remote` firmware. The port is opened before the Ethernet link wait, so
+/// bytes the host sends meanwhile are kept (up to [`serial::RX_RING`]).
+///
+/// # Panics
+/// As [`init`].
+pub fn init_with_serial() -> (EthDevice, Clock, u64, Usart3) {
+    match start(true) {
+        (device, clock, seed, Some(serial)) => (device, clock, seed, serial),
+        (_, _, _, None) => defmt::unreachable!(),
+    }
+}
+
+/// [`init`]; USART3 too when `open_serial`.
+fn start(open_serial: bool) -> (EthDevice, Clock, u64, Option<Usart3>) {
     let hse = nucleo::hse_present(&mut Hse);
     let p = embassy_stm32::init(rcc_config(hse));
     let mut cp = cortex_m::Peripherals::take().expect("Cortex-M peripherals already taken");
@@ -197,6 +221,7 @@ pub fn init() -> (EthDevice, Clock, u64) {
         if hse { "HSE" } else { "HSI" },
         config::HCLK_HZ / 1_000_000
     );
+    let serial = open_serial.then(|| Usart3::new(p.USART3, p.PD8, p.PD9));
 
     // SAFETY: `embassy_stm32::init` above panics when called a second time,
     // so this is the only place that ever borrows the queue.
@@ -236,7 +261,7 @@ pub fn init() -> (EthDevice, Clock, u64) {
     addresses::log(config::BOARD_NUMBER);
     // After the link wait, so that the fallback's time since boot varies.
     let seed = smolsock_board::seed::hardware_or(hardware_seed, rng::fallback_seed);
-    (device, clock, seed)
+    (device, clock, seed, serial)
 }
 
 /// This board as a `smolsock_board::Board`: [`init`], with its place in the
@@ -247,4 +272,12 @@ pub fn board() -> EthBoard<EthDevice> {
     let (device, clock, seed) = init();
     let config = addresses::stack_config(config::BOARD_NUMBER, seed);
     EthBoard::new(device, clock, config)
+}
+
+/// [`board`] and the ST-LINK's virtual COM port ([`init_with_serial`]), for the `remote`
+/// firmware.
+pub fn board_with_serial() -> (EthBoard<EthDevice>, Usart3) {
+    let (device, clock, seed, serial) = init_with_serial();
+    let config = addresses::stack_config(config::BOARD_NUMBER, seed);
+    (EthBoard::new(device, clock, config), serial)
 }
