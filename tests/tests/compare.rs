@@ -1,7 +1,9 @@
 //! `smolsock compare` as a user runs it: it makes its own network namespace, runs every
-//! scenario on the kernel and on smoltcp, and prints the table. These tests pin what each
-//! stack was observed to do, so a change in either stack (or in smolsock's socket layer)
-//! shows up here with the scenario and the stack named.
+//! scenario on the kernel, on smoltcp, and (with `--board qemu`) on the emulated board's
+//! remote firmware, and prints the table. These tests pin what each stack was observed to
+//! do, so a change in any stack (or in smolsock's socket layer, or the board's driver)
+//! shows up here with the scenario and the stack named. The board tests need the release
+//! firmware (`cargo xtask boards`).
 
 use std::process::Command;
 
@@ -185,9 +187,16 @@ const EXPECTED: &[(&str, &[&str], &[&str])] = &[
     ),
 ];
 
+/// What the board cannot run, and the words its cell must have: (scenario, fragments).
+/// Every other scenario must give on the board what it gives on smoltcp on the host: the
+/// same core on another clock, MAC driver and buffer sizes.
+const BOARD_CANNOT_RUN: &[(&str, &[&str])] =
+    &[("loss", &["cannot run on the board", "fault injector"])];
+
 #[test]
-fn every_scenario_on_both_stacks_behaves_as_observed() {
-    let report: Value = serde_json::from_str(&compare(&["--json"])).expect("compare --json");
+fn every_scenario_on_three_stacks_behaves_as_observed() {
+    let report: Value = serde_json::from_str(&compare(&["--json", "--board", "qemu"]))
+        .expect("compare --json --board qemu");
     let rows = report["rows"].as_array().expect("rows");
     let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
     let expected_ids: Vec<&str> = EXPECTED.iter().map(|(id, _, _)| *id).collect();
@@ -208,6 +217,32 @@ fn every_scenario_on_both_stacks_behaves_as_observed() {
                 }
             }
         }
+        // The board: what smoltcp on the host does, or why it cannot run the scenario.
+        match BOARD_CANNOT_RUN.iter().find(|(other, _)| other == id) {
+            Some((_, fragments)) => {
+                let why = row["board"]["error"].as_str().unwrap_or_default();
+                for fragment in *fragments {
+                    if !why.contains(fragment) {
+                        wrong.push(format!("{id} on the board: {}", row["board"]));
+                    }
+                }
+            }
+            None => match row["board"]["seen"].as_str() {
+                None => wrong.push(format!(
+                    "{id} on the board: could not run: {}",
+                    row["board"]
+                )),
+                Some(seen) => {
+                    for fragment in *smoltcp {
+                        if !seen.contains(fragment) {
+                            wrong.push(format!(
+                                "{id} on the board:\n    expected: …{fragment}…\n    seen:     {seen}"
+                            ));
+                        }
+                    }
+                }
+            },
+        }
         let same = kernel == smoltcp;
         let verdict = if same { "same" } else { "different" };
         if row["verdict"] != verdict {
@@ -222,7 +257,7 @@ fn every_scenario_on_both_stacks_behaves_as_observed() {
         "a stack behaved differently from what the table says:\n{}",
         wrong.join("\n")
     );
-    for stack in ["kernel", "smoltcp"] {
+    for stack in ["kernel", "smoltcp", "board"] {
         let ladder = report["ladders"][stack]
             .as_array()
             .expect("a ladder per stack");
@@ -269,7 +304,7 @@ fn table(markdown: &str) -> Vec<&str> {
 
 #[test]
 fn docs_behaviour_table_is_up_to_date() {
-    let fresh = compare(&["--markdown"]);
+    let fresh = compare(&["--markdown", "--board", "qemu"]);
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/behaviour.md");
     let doc = std::fs::read_to_string(path).expect("docs/behaviour.md");
     let (fresh, doc) = (table(&fresh), table(&doc));
@@ -297,6 +332,70 @@ fn text_table_names_both_stacks_and_a_verdict() {
         "{text}"
     );
     assert!(text.contains("why:"), "{text}");
+}
+
+/// The text table with the board's column: a third column, a cell that says why a scenario
+/// cannot run on the board, and the board's reason in the "why"; such a cell is a limit of
+/// the board, not a failure (exit status 0).
+#[test]
+fn text_table_has_the_boards_column_with_board_qemu() {
+    let text = compare(&["--board", "qemu", "--only", "connect", "--only", "loss"]);
+    assert!(text.contains("board (no_std core on lm3s6965"), "{text}");
+    assert!(text.contains("cannot run on the board"), "{text}");
+    assert!(text.contains("on the board: the fault injector"), "{text}");
+    assert!(
+        text.contains("board -"),
+        "the loss row's times name the board: {text}"
+    );
+}
+
+/// A board that is not there, or not the remote firmware: a clear error, in bounded time.
+#[test]
+fn compare_board_bad_input_is_a_clear_error() {
+    let run = |args: &[&str]| {
+        let out = Command::new(smolsock_bin())
+            .arg("compare")
+            .args(args)
+            .output()
+            .expect("run smolsock compare");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[
+        "--board",
+        "qemu",
+        "--firmware",
+        "/nonexistent/remote",
+        "--only",
+        "connect",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no remote firmware at /nonexistent/remote"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["--board", "/dev/ttyACM7", "--only", "connect"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--stack board --board /dev/ttyACM7"),
+        "{stderr}"
+    );
+    let other = smolsock_tests::board_elf("udp-recv");
+    let started = std::time::Instant::now();
+    let (code, stderr) = run(&[
+        "--board",
+        "qemu",
+        "--firmware",
+        other.to_str().unwrap(),
+        "--only",
+        "connect",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no answer to the handshake"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 /// `smolsock compare` as a normal user: with unprivileged user namespaces it must work (on

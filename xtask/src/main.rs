@@ -60,7 +60,8 @@ enum Task {
         /// loss or board (default: all).
         rows: Option<String>,
     },
-    /// Rerun `smolsock compare --markdown` and put its table into docs/behaviour.md.
+    /// Rerun `smolsock compare --markdown --board qemu` and put its table into
+    /// docs/behaviour.md.
     Behaviour,
 }
 
@@ -407,8 +408,10 @@ const END: &str = "<!-- smolsock compare --markdown: end -->";
 fn behaviour() -> Result<(), String> {
     let root = root();
     cargo(&root, &["build", "-p", "smolsock-cli"])?;
+    // The table has the emulated board's column: its remote firmware first.
+    build_boards(false)?;
     let out = Command::new(root.join("target/debug/smolsock"))
-        .args(["compare", "--markdown"])
+        .args(["compare", "--markdown", "--board", "qemu"])
         .output()
         .map_err(|e| format!("cannot run smolsock compare: {e}"))?;
     if !out.status.success() {
