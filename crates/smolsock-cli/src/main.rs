@@ -1,6 +1,7 @@
 //! `smolsock`: runs the tutorial's four programs on a smoltcp stack attached to a Linux TAP
-//! or TUN device, on the host kernel's own stack (`--stack kernel`, the std twin), or all of
-//! them at once in-process (`smolsock demo`); `smolsock compare` runs the rule-by-rule lab.
+//! or TUN device, on the host kernel's own stack (`--stack kernel`, the std twin), on a
+//! board's stack over its serial link (`--stack board`, `smolsock-remote`), or all of them
+//! at once in-process (`smolsock demo`); `smolsock compare` runs the rule-by-rule lab.
 //!
 //! From a flag to the code that acts on it:
 //! - [`cli`]: every flag, its help and its parsing (clap);
@@ -8,8 +9,8 @@
 //!   into the core's configuration for that program;
 //! - [`stacks`]: the stack flags (`--stack`, `--tap`/`--tun`, `--ip`, `--tcp-buf`, `--pcap`,
 //!   `--faults`, `--offload`, `--syn-timeout`, `--backlog-full`) turned into a smoltcp stack
-//!   on a device,
-//!   or the kernel's;
+//!   on a device, the kernel's, or a board's (`--board`, `--firmware`, `--baud`: QEMU booted
+//!   through `qemu-run`'s library, or a tty);
 //! - [`driver`]: the poll loops that run a program on either stack, and SIGINT/SIGTERM;
 //! - [`input`]: messages from arguments or stdin; [`output`]: events as text or `--json`
 //!   lines (`-v` logging is env_logger's);

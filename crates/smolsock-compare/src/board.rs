@@ -5,7 +5,7 @@
 //! at [`BOARD_IP`], as the host smoltcp column builds a fresh stack.
 //!
 //! The board moves packets by itself, on its own clock, while the host's smoltcp stack
-//! moves them only when a scenario polls it: [`BoardSubject::run_until`] waits on the
+//! moves them only when a scenario polls it: `BoardSubject::run_until` waits on the
 //! board (`Wait`) instead of polling.
 
 use std::net::Ipv4Addr;

@@ -7,7 +7,12 @@
 //! - on the kernel (`subject::KernelSubject`): the subject is a [`KernelStack`] and its peer is
 //!   the kernel too, over loopback, as in the seed's Python programs on one machine;
 //! - on smoltcp (`subject::SmolSubject`): a fresh smoltcp stack at 192.168.69.1 on `tap0`, with
-//!   the kernel as its peer.
+//!   the kernel as its peer;
+//! - with a board ([`board::BoardLab`], `--board qemu`): the emulated board's remote firmware
+//!   in QEMU on `tap1` (the kernel at 192.168.70.100), its stack restarted for each
+//!   scenario and driven over its serial port ([`board::BoardSubject`], a
+//!   `smolsock_remote::host::RemoteStack`). A scenario the board cannot run (too few
+//!   sockets, no fault injector) says why in its cell.
 //!
 //! The subject is driven through the same socket layer the programs use ([`Stack`]); the
 //! peer is plain `std::net` in a thread. A packet capture on the interface between them
@@ -15,11 +20,12 @@
 //! in one sentence that does not change from run to run, so the table in
 //! `docs/behaviour.md` can be checked against a fresh run.
 //!
-//! Modules: `subject` (the two stacks under test), `peer` (the kernel peer in a thread),
+//! Modules: `subject` (the two host stacks under test), [`board`] (the third), `peer` (the
+//! kernel peer in a thread),
 //! `scenarios` (one function per rule, each returning what it saw, the S13 one with a
 //! packet ladder drawn by `smolsock-frames`) and [`report`] (the table as text, Markdown or
-//! JSON). The crate may use the core, `smolsock-frames`, `smolsock-linux` and
-//! `smolsock-std`; the CLI calls [`run`] and [`report`].
+//! JSON). The crate may use the core, `smolsock-frames`, `smolsock-linux`,
+//! `smolsock-std`, `smolsock-remote` and `qemu-run`; the CLI calls [`run`] and [`report`].
 //!
 //! [`KernelStack`]: smolsock_std::KernelStack
 //! [`Stack`]: smolsock::net::Stack
