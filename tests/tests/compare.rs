@@ -378,10 +378,19 @@ fn compare_board_bad_input_is_a_clear_error() {
     );
     let (code, stderr) = run(&["--board", "/dev/ttyACM7", "--only", "connect"]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--stack board --board /dev/ttyACM7"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("give --board-if"), "{stderr}");
+    let (code, stderr) = run(&[
+        "--board",
+        "/nonexistent/ttyACM7",
+        "--board-if",
+        "eth9",
+        "--board-peer",
+        "192.168.69.100",
+        "--only",
+        "connect",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("/nonexistent/ttyACM7"), "{stderr}");
     let other = smolsock_tests::board_elf("udp-recv");
     let started = std::time::Instant::now();
     let (code, stderr) = run(&[
@@ -396,6 +405,74 @@ fn compare_board_bad_input_is_a_clear_error() {
     assert!(stderr.contains("no answer to the handshake"), "{stderr}");
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A board on a serial device, its Ethernet on the machine's own network: the emulated
+/// board stands in for a Nucleo, its UART0 made a pseudo-terminal by socat (the tty path of
+/// the host's link, as `/dev/ttyACM0` would be), its NIC on the test namespace's `tap0`.
+/// compare runs the board's column in the namespace it was started in, the others in its
+/// own; the board gives what smoltcp on the host gives.
+#[test]
+fn compare_with_a_board_on_a_serial_device() {
+    smolsock_tests::in_netns("compare_with_a_board_on_a_serial_device", || {
+        use std::time::{Duration, Instant};
+        let dir = std::env::temp_dir().join(format!("smolsock-serial-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (socket, tty) = (dir.join("uart0"), dir.join("tty"));
+        let elf = smolsock_tests::board_elf("remote");
+        let _board = smolsock_tests::Proc::qemu_with(&["--serial", socket.to_str().unwrap()], &elf);
+        let appeared = |path: &std::path::Path| {
+            let limit = Instant::now() + Duration::from_secs(20);
+            while !path.exists() && Instant::now() < limit {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(path.exists(), "{} did not appear", path.display());
+        };
+        appeared(&socket);
+        let mut socat = Command::new("socat")
+            .arg(format!("PTY,link={},raw,echo=0", tty.display()))
+            .arg(format!("UNIX-CONNECT:{}", socket.display()))
+            .spawn()
+            .expect("run socat (Debian package socat)");
+        appeared(&tty);
+        let scenarios = ["connect", "udp-truncate", "arp", "time-wait", "loss"];
+        let mut args = vec![
+            "--json",
+            "--board",
+            tty.to_str().unwrap(),
+            "--board-if",
+            "tap0",
+            "--board-peer",
+            "192.168.69.100",
+            "--board-ip",
+            "192.168.69.4/24",
+        ];
+        for id in scenarios {
+            args.extend(["--only", id]);
+        }
+        let report: Value = serde_json::from_str(&compare(&args)).expect("compare --json");
+        let _ = socat.kill();
+        let _ = socat.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let rows = report["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), scenarios.len());
+        for row in rows {
+            if row["id"] == "loss" {
+                assert!(
+                    row["board"]["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("cannot run on the board")
+                );
+                continue;
+            }
+            assert_eq!(
+                row["board"]["seen"], row["smoltcp"]["seen"],
+                "{}: the board on the serial device against smoltcp on the host",
+                row["id"]
+            );
+        }
+    });
 }
 
 /// `smolsock compare` as a normal user: with unprivileged user namespaces it must work (on

@@ -243,13 +243,28 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Arrows::Auto)]
         arrows: Arrows,
         /// Add a third column: the stack on a board running the remote firmware. `qemu`:
-        /// the emulated lm3s6965evb (on a TAP of its own in the namespace).
+        /// the emulated lm3s6965evb (on a TAP of its own in the namespace); a serial
+        /// device such as /dev/ttyACM0: a board whose Ethernet is on this machine's network
+        /// (root only; give --board-if and --board-peer).
         #[arg(long, value_name = "BOARD", value_parser = parse_board)]
         board: Option<BoardArg>,
         /// With --board qemu: the remote firmware to boot [default: the one `cargo xtask
         /// boards` builds].
         #[arg(long, value_name = "ELF", requires = "board")]
         firmware: Option<std::path::PathBuf>,
+        /// With a serial board: this machine's interface on the board's network.
+        #[arg(long, value_name = "IF", requires = "board")]
+        board_if: Option<String>,
+        /// With a serial board: this machine's address on the board's network (the peer).
+        #[arg(long, value_name = "IP", requires = "board")]
+        board_peer: Option<Ipv4Addr>,
+        /// With a serial board: the address and prefix the board's stack gets, in the
+        /// peer's subnet [default: 192.168.69.4/24, the F429ZI's in the address plan].
+        #[arg(long, value_name = "CIDR", value_parser = parse_cidr, requires = "board")]
+        board_ip: Option<Ipv4Cidr>,
+        /// With a serial board: the line's speed in bits per second.
+        #[arg(long, value_name = "BAUD", default_value_t = 115_200)]
+        baud: u32,
     },
 }
 
@@ -436,6 +451,9 @@ pub struct BoardArgs {
 
 /// The smoltcp stack's address when `--ip` is not given.
 pub const DEFAULT_IP: &str = "192.168.69.1/24";
+/// A serial board's address in `compare` when `--board-ip` is not given: the Nucleo-F429ZI's
+/// in the address plan.
+pub const DEFAULT_BOARD_IP: &str = "192.168.69.4/24";
 /// The smoltcp stack's MAC address when `--mac` is not given.
 pub const DEFAULT_MAC: EthernetAddress = EthernetAddress([0x02, 0, 0, 0, 0, 0x01]);
 /// Bytes in each TCP ring when `--tcp-buf` is not given.

@@ -33,7 +33,7 @@ mod stacks;
 use cli::{BoardArg, Cli, Command, StackKind};
 use output::Printer;
 use programs::run_program;
-use smolsock_compare::board::{BoardSpec, DEFAULT_FIRMWARE};
+use smolsock_compare::board::{BoardSpec, DEFAULT_FIRMWARE, SerialBoard};
 use smolsock_frames::Style;
 use stacks::{OnBoard, OnKernel, OnSmoltcp};
 
@@ -130,6 +130,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
         arrows,
         board,
         firmware,
+        board_if,
+        board_peer,
+        board_ip,
+        baud,
         ..
     } = &cli.command
     {
@@ -138,19 +142,46 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "--pcap does not apply to compare; it captures by itself".into(),
             ));
         }
-        let board = match (board, firmware) {
-            (None, _) => None,
-            (Some(BoardArg::Qemu), firmware) => Some(BoardSpec::Qemu(
-                firmware.clone().unwrap_or_else(|| DEFAULT_FIRMWARE.into()),
-            )),
-            (Some(BoardArg::Serial(path)), _) => {
-                return Err(Failure::Usage(format!(
-                    "compare --board {}: a board on a serial device needs its Ethernet inside \
-                     the comparison's namespace, which smolsock cannot do yet; run the programs \
-                     on it with --stack board --board {} (see the board's README)",
-                    path.display(),
-                    path.display()
-                )));
+        let board = match board {
+            None => None,
+            Some(BoardArg::Qemu) => {
+                if board_if.is_some() || board_peer.is_some() || board_ip.is_some() {
+                    return Err(Failure::Usage(
+                        "--board-if, --board-peer and --board-ip are for a board on a serial \
+                         device; --board qemu has a network of its own"
+                            .into(),
+                    ));
+                }
+                Some(BoardSpec::Qemu(
+                    firmware.clone().unwrap_or_else(|| DEFAULT_FIRMWARE.into()),
+                ))
+            }
+            Some(BoardArg::Serial(device)) => {
+                let (Some(interface), Some(peer)) = (board_if, board_peer) else {
+                    return Err(Failure::Usage(format!(
+                        "compare --board {}: give --board-if (this machine's interface on the \
+                         board's network) and --board-peer (this machine's address there)",
+                        device.display()
+                    )));
+                };
+                let ip = match board_ip {
+                    Some(ip) => *ip,
+                    None => cli::parse_cidr(cli::DEFAULT_BOARD_IP)?,
+                };
+                if !ip.contains_addr(peer) || ip.address() == *peer {
+                    return Err(Failure::Usage(format!(
+                        "--board-peer {peer} must be another address in the board's subnet {}",
+                        ip.network()
+                    )));
+                }
+                Some(BoardSpec::Serial(SerialBoard {
+                    device: device.clone(),
+                    baud: *baud,
+                    interface: interface.clone(),
+                    peer: *peer,
+                    ip: ip.address(),
+                    prefix: ip.prefix_len(),
+                }))
             }
         };
         return compare(json, *markdown, only, arrows.style(*markdown), board);
@@ -245,7 +276,7 @@ fn compare(
         Some(spec) => Some(compare::board::BoardLab::start(spec, &namespace)?),
         None => None,
     };
-    let rows = compare::run(only, &namespace.link, lab.as_mut())?;
+    let rows = compare::run(only, &namespace, lab.as_mut())?;
     if json {
         println!("{:#}", report::json(&rows, style));
     } else if markdown {

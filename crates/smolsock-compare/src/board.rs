@@ -25,12 +25,14 @@ pub const BOARD_TAP: &str = "tap1";
 pub const BOARD_KERNEL_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 70, 100);
 /// The board's address (each scenario restarts its stack there).
 pub const BOARD_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 70, 3);
-/// The board's MAC address.
+/// The board's MAC address (its last byte is the address's, see `BoardLab::subject`).
 const BOARD_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x03];
 /// Longest wait on the board in one round of `run_until`, so the `done` check runs often.
 const TICK: Duration = Duration::from_millis(20);
 /// How long QEMU has to boot the firmware and answer the handshake.
 const BOOT: Duration = Duration::from_secs(20);
+/// How long a board on a serial device has to answer the handshake.
+const SERIAL_HANDSHAKE: Duration = Duration::from_secs(5);
 
 /// The remote firmware of the emulated board, where `cargo xtask boards` builds it.
 pub const DEFAULT_FIRMWARE: &str = concat!(
@@ -43,6 +45,41 @@ pub const DEFAULT_FIRMWARE: &str = concat!(
 pub enum BoardSpec {
     /// The emulated board (`lm3s6965evb` in QEMU) running this firmware ELF.
     Qemu(PathBuf),
+    /// A board running the remote firmware on a serial device, its Ethernet on this
+    /// machine's own network (outside the comparison's namespace).
+    Serial(SerialBoard),
+}
+
+/// A board on a serial device, and where its Ethernet meets this machine.
+#[derive(Debug, Clone)]
+pub struct SerialBoard {
+    /// The serial device, for example `/dev/ttyACM0`.
+    pub device: PathBuf,
+    /// Its speed.
+    pub baud: u32,
+    /// This machine's interface on the board's network (captures run there).
+    pub interface: String,
+    /// This machine's address there: the board's peer.
+    pub peer: Ipv4Addr,
+    /// The address the board's stack gets, in `peer`'s subnet.
+    pub ip: Ipv4Addr,
+    /// Its prefix length.
+    pub prefix: u8,
+}
+
+/// The board's addresses and where its frames can be captured.
+#[derive(Debug, Clone)]
+pub(crate) struct Site {
+    /// The board's address.
+    pub(crate) ip: Ipv4Addr,
+    /// Its prefix length.
+    pub(crate) prefix: u8,
+    /// The kernel's address on the board's network.
+    pub(crate) peer: Ipv4Addr,
+    /// The kernel's interface on it.
+    pub(crate) interface: String,
+    /// Whether that network is outside the comparison's namespace (a real board).
+    pub(crate) outside: bool,
 }
 
 /// Why scenario `id` cannot run on a board whose pool has `tcp_sockets`, if it cannot: the
@@ -66,10 +103,11 @@ pub(crate) fn cannot_run(id: &str, tcp_sockets: usize) -> Option<String> {
 /// A board, booted and past the handshake, for the whole comparison.
 pub struct BoardLab {
     stack: RemoteStack,
-    /// QEMU, killed when the lab is dropped.
-    _qemu: qemu_run::Qemu,
-    /// The serial socket's directory, removed when the lab is dropped.
-    _dir: TempDir,
+    /// Where the board is, as the scenarios see it.
+    site: Site,
+    /// QEMU and its serial socket's directory, for the emulated board: QEMU is killed and
+    /// the directory removed when the lab is dropped.
+    _qemu: Option<(qemu_run::Qemu, TempDir)>,
 }
 
 /// A directory removed when dropped.
@@ -82,9 +120,13 @@ impl Drop for TempDir {
 }
 
 impl BoardLab {
-    /// Boots the board in `namespace` (on a TAP of its own) and opens the session.
+    /// Boots the board in `namespace` (on a TAP of its own) and opens the session; or, for
+    /// a board on a serial device, opens the session.
     pub fn start(spec: &BoardSpec, namespace: &Namespace) -> Result<Self, String> {
-        let BoardSpec::Qemu(firmware) = spec;
+        let firmware = match spec {
+            BoardSpec::Qemu(firmware) => firmware,
+            BoardSpec::Serial(board) => return Self::serial(board, namespace),
+        };
         if !firmware.is_file() {
             return Err(format!(
                 "no remote firmware at {}: build it with `cargo xtask boards`",
@@ -123,9 +165,41 @@ impl BoardLab {
         );
         Ok(Self {
             stack,
-            _qemu: qemu,
-            _dir: dir,
+            site: Site {
+                ip: BOARD_IP,
+                prefix: smolsock_linux::netns::PREFIX_LEN,
+                peer: BOARD_KERNEL_IP,
+                interface: BOARD_TAP.to_string(),
+                outside: false,
+            },
+            _qemu: Some((qemu, dir)),
         })
+    }
+
+    /// The session with a board on a serial device, whose network is this machine's own.
+    fn serial(board: &SerialBoard, namespace: &Namespace) -> Result<Self, String> {
+        // Going back to the machine's network is root's: find out before the board.
+        namespace.in_origin(|| ())?;
+        let link = Link::tty(&board.device, board.baud)
+            .map_err(|e| format!("cannot open {}: {e}", board.device.display()))?;
+        let stack = RemoteStack::connect(link, SERIAL_HANDSHAKE)
+            .map_err(|e| format!("the board on {}: {e}", board.device.display()))?;
+        Ok(Self {
+            stack,
+            site: Site {
+                ip: board.ip,
+                prefix: board.prefix,
+                peer: board.peer,
+                interface: board.interface.clone(),
+                outside: true,
+            },
+            _qemu: None,
+        })
+    }
+
+    /// Where the board is.
+    pub(crate) fn site(&self) -> &Site {
+        &self.site
     }
 
     /// A fresh stack on the board for one scenario.
@@ -136,15 +210,18 @@ impl BoardLab {
         let seed = smolsock_linux::stack::random_seed()?;
         self.stack
             .restart(Config {
-                mac: BOARD_MAC,
-                ip: BOARD_IP.octets(),
-                prefix: smolsock_linux::netns::PREFIX_LEN,
+                // 02:00:00:00:00:<last byte of the address>, as the address plan has it.
+                mac: [BOARD_MAC[0], 0, 0, 0, 0, self.site.ip.octets()[3]],
+                ip: self.site.ip.octets(),
+                prefix: self.site.prefix,
                 gateway: None,
                 seed,
             })
             .map_err(|e| self.detail(e))?;
         Ok(BoardSubject {
             stack: &mut self.stack,
+            ip: self.site.ip,
+            peer: self.site.peer,
         })
     }
 
@@ -168,6 +245,8 @@ fn connect(path: &Path) -> Result<RemoteStack, String> {
 /// The board's stack as the subject of one scenario.
 pub struct BoardSubject<'r> {
     stack: &'r mut RemoteStack,
+    ip: Ipv4Addr,
+    peer: Ipv4Addr,
 }
 
 impl BoardSubject<'_> {
@@ -185,11 +264,11 @@ impl Subject for BoardSubject<'_> {
     }
 
     fn addr(&self) -> Ipv4Addr {
-        BOARD_IP
+        self.ip
     }
 
     fn peer(&self) -> Ipv4Addr {
-        BOARD_KERNEL_IP
+        self.peer
     }
 
     fn run_until(

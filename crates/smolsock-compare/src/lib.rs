@@ -42,10 +42,10 @@ use std::net::{SocketAddrV4, UdpSocket};
 use smolsock::net::Stack;
 use smolsock_frames::Ladder;
 
-use board::{BOARD_KERNEL_IP, BOARD_TAP, BoardLab, BoardSubject};
+use board::{BoardLab, BoardSubject};
 use scenarios::{Ctx, Observed, Ports, Seen};
 use smolsock_linux::capture::Capture;
-use smolsock_linux::netns::Link;
+use smolsock_linux::netns::{Link, Namespace};
 use smolsock_linux::tap::{Kind, TunTap};
 use subject::{KERNEL_IP, KernelSubject, SMOL_IP, SMOL_PEER_IP, SmolStorage, SmolSubject, Subject};
 
@@ -312,14 +312,15 @@ pub fn check_ids(only: &[String]) -> Result<(), String> {
     }
 }
 
-/// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on `link`, and
-/// on `board` too when there is one. Must run inside the namespace
-/// [`smolsock_linux::netns::enter`] made.
+/// Runs the scenarios whose id is in `only` (all when empty), with smoltcp on the
+/// namespace's link, and on `board` too when there is one. Must run inside `namespace`,
+/// the one [`smolsock_linux::netns::enter`] made.
 pub fn run(
     only: &[String],
-    link: &Link,
+    namespace: &Namespace,
     mut board: Option<&mut BoardLab>,
 ) -> Result<Vec<Row>, String> {
+    let link = &namespace.link;
     check_ids(only)?;
     let mut tap = match link {
         Link::Tap(name) => TunTap::open(name, Kind::Tap).map_err(|e| e.to_string())?,
@@ -372,7 +373,7 @@ pub fn run(
         let board = match (board.as_deref_mut(), limit) {
             (None, _) => None,
             (Some(_), Some(why)) => Some(Err(why)),
-            (Some(lab), None) => Some(on_board(lab, index, scenario)),
+            (Some(lab), None) => Some(on_board(lab, index, scenario, namespace)),
         };
         rows.push(Row {
             scenario,
@@ -385,9 +386,23 @@ pub fn run(
     Ok(rows)
 }
 
-/// Runs `scenario` on a fresh stack of the board.
-fn on_board(lab: &mut BoardLab, index: usize, scenario: &Scenario) -> Observed {
-    let capture = Capture::start(BOARD_TAP).map_err(|e| e.to_string())?;
+/// Runs `scenario` on a fresh stack of the board, in the network its Ethernet is on.
+fn on_board(
+    lab: &mut BoardLab,
+    index: usize,
+    scenario: &Scenario,
+    namespace: &Namespace,
+) -> Observed {
+    if lab.site().outside {
+        namespace.in_origin(|| on_board_here(lab, index, scenario))?
+    } else {
+        on_board_here(lab, index, scenario)
+    }
+}
+
+fn on_board_here(lab: &mut BoardLab, index: usize, scenario: &Scenario) -> Observed {
+    let interface = lab.site().interface.clone();
+    let capture = Capture::start(&interface).map_err(|e| format!("capture on {interface}: {e}"))?;
     let mut subject = lab.subject()?;
     let cx = Ctx {
         ports: ports(index, Column::Board),
@@ -460,11 +475,12 @@ fn arp_on_smoltcp(t: &mut SmolSubject<'_, '_>, cx: &Ctx<'_>) -> Observed {
 
 fn arp_on_board(t: &mut BoardSubject<'_>, cx: &Ctx<'_>) -> Observed {
     let port = cx.ports.get(0);
-    let at = SocketAddrV4::new(BOARD_KERNEL_IP, port);
+    let peer_ip = t.peer();
+    let at = SocketAddrV4::new(peer_ip, port);
     let peer = UdpSocket::bind(at).map_err(|e| format!("the peer cannot bind {at}: {e}"))?;
     peer.set_nonblocking(true).map_err(|e| e.to_string())?;
     let mut received = 0;
-    scenarios::arp(t, BOARD_KERNEL_IP, port, cx.capture, || {
+    scenarios::arp(t, peer_ip, port, cx.capture, || {
         let mut buf = [0u8; 16];
         while peer.recv_from(&mut buf).is_ok() {
             received += 1;

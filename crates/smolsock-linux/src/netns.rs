@@ -62,7 +62,7 @@ impl Link {
 }
 
 /// The namespace [`enter`] made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Namespace {
     /// The link between a user-space stack and the kernel.
     pub link: Link,
@@ -76,9 +76,37 @@ pub struct Namespace {
     /// Whether a user namespace was made as well (not root, or root without the right to
     /// make a network namespace directly).
     pub user_namespace: bool,
+    /// The network namespace the process was in before, kept open when it may go back
+    /// there (root, no user namespace): see [`Namespace::in_origin`].
+    origin: Option<std::sync::Arc<std::os::fd::OwnedFd>>,
 }
 
 impl Namespace {
+    /// Runs `f` in a thread of its own in the network namespace the process was in before
+    /// [`enter`] (threads `f` spawns are there too): for a peer that only that network
+    /// reaches, such as a board's Ethernet. Only root (without a user namespace) may go
+    /// back; otherwise an error says so.
+    pub fn in_origin<R: Send>(&self, f: impl FnOnce() -> R + Send) -> Result<R, String> {
+        let Some(origin) = &self.origin else {
+            return Err(
+                "this needs root: only root may go back to the machine's own network from the \
+                 private namespace"
+                    .into(),
+            );
+        };
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    nix::sched::setns(origin.as_ref(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        format!("cannot go back to the machine's network namespace: {e}")
+                    })?;
+                    Ok(f())
+                })
+                .join()
+                .map_err(|_| "the thread in the machine's network namespace failed".to_string())?
+        })
+    }
+
     /// Creates one more persistent TAP device `name` in this namespace, with the kernel at
     /// `kernel_addr`/[`PREFIX_LEN`] on it, up: the link of a second user-space stack (an
     /// emulated board) on a subnet of its own.
@@ -253,7 +281,12 @@ impl std::error::Error for NetnsError {
 /// other threads would stay in the old network namespace.
 pub fn enter() -> Result<Namespace, NetnsError> {
     check_single_threaded()?;
+    // Kept to go back: root only, and only useful without a user namespace.
+    let origin = std::fs::File::open("/proc/self/ns/net")
+        .ok()
+        .map(|f| std::sync::Arc::new(std::os::fd::OwnedFd::from(f)));
     let user_namespace = unshare_namespaces()?;
+    let origin = origin.filter(|_| !user_namespace);
     let cfg = Config { user_namespace };
 
     cfg.bring_up("lo")?;
@@ -316,6 +349,7 @@ pub fn enter() -> Result<Namespace, NetnsError> {
         prefix_len: PREFIX_LEN,
         kernel_mac,
         user_namespace,
+        origin,
     })
 }
 
