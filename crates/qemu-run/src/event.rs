@@ -278,6 +278,7 @@ fn error(arg: &Arg<'_>) -> Option<Error> {
             });
         }
         ("the iperf3 peer ended the test early", []) => Error::PeerTerminated,
+        ("remote stack: {=str}", [what]) => Error::Remote(str_of(what)?),
         _ => return None,
     };
     rest.is_empty().then_some(error)

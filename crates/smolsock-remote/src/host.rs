@@ -108,7 +108,8 @@ impl Link {
     /// by then.
     fn recv(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let millis = u16::try_from(left.as_millis().div_ceil(1)).unwrap_or(u16::MAX);
+        // Rounded up, so a wait of less than a millisecond does not spin.
+        let millis = u16::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
         let ready = {
             let mut fds = [PollFd::new(self.fd.fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::from(millis)) {
