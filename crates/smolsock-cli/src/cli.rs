@@ -507,6 +507,14 @@ pub enum OnOff {
     Off,
 }
 
+/// The flags of `flags` that were given.
+fn given(flags: &[(&'static str, bool)]) -> Vec<&'static str> {
+    flags
+        .iter()
+        .filter_map(|&(flag, given)| given.then_some(flag))
+        .collect()
+}
+
 /// Whether `ip` is the network or the broadcast address of `cidr`'s prefix (a /31 or /32
 /// has neither: every address there is a host's).
 fn network_or_broadcast(cidr: Ipv4Cidr, ip: Ipv4Addr) -> bool {
@@ -545,33 +553,25 @@ impl DeviceArgs {
 
     /// The board-only flags that were given (they make no sense without `--stack board`).
     pub fn board_flags(&self) -> Vec<&'static str> {
-        let given = [
+        given(&[
             ("--board", self.board.board.is_some()),
             ("--firmware", self.board.firmware.is_some()),
-        ];
-        given
-            .into_iter()
-            .filter_map(|(flag, given)| given.then_some(flag))
-            .collect()
+        ])
     }
 
     /// The flags of smoltcp on a host device that a board's stack does not take.
     pub fn host_device_flags(&self) -> Vec<&'static str> {
-        let given = [
+        given(&[
             ("--tun", self.tun.is_some()),
             ("--tcp-buf", self.tcp_buf.is_some()),
             ("--faults", self.faults.is_some()),
             ("--offload", self.offload.is_some()),
-        ];
-        given
-            .into_iter()
-            .filter_map(|(flag, given)| given.then_some(flag))
-            .collect()
+        ])
     }
 
     /// The smoltcp-only flags that were given (they make no sense with `--stack kernel`).
     pub fn smoltcp_flags(&self) -> Vec<&'static str> {
-        let given = [
+        given(&[
             ("--tap", self.tap.is_some()),
             ("--tun", self.tun.is_some()),
             ("--ip", self.ip.is_some()),
@@ -580,11 +580,7 @@ impl DeviceArgs {
             ("--tcp-buf", self.tcp_buf.is_some()),
             ("--faults", self.faults.is_some()),
             ("--offload", self.offload.is_some()),
-        ];
-        given
-            .into_iter()
-            .filter_map(|(flag, given)| given.then_some(flag))
-            .collect()
+        ])
     }
 }
 

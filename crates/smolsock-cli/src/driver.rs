@@ -311,6 +311,36 @@ pub fn run_kernel(
     result
 }
 
+/// How one turn of [`program_turn`] left the run.
+enum Turn {
+    /// The program finished (or failed): the run's result.
+    Ended(Result<(), RunError>),
+    /// The program runs on; when it next needs a turn.
+    Next(Option<Instant>),
+}
+
+/// One turn of a loop whose stack moves packets by itself (the kernel's, a board's): a
+/// signal ends the run; else the program runs until nothing moves, and says whether it
+/// finished.
+fn program_turn<S: smolsock::Stack>(
+    stack: &mut S,
+    program: &mut dyn Program<S>,
+    input: &mut LineInput,
+    printer: &mut Printer,
+    stop: &Stop,
+    now: Instant,
+) -> Result<Turn, RunError> {
+    if let Some(signal) = stop.signal() {
+        return Err(RunError::Signal(signal));
+    }
+    let wake_at = runner::program_round(stack, program, input, now, &mut |e| printer.event(e))
+        .map_err(RunError::Input)?;
+    Ok(match program.outcome() {
+        Some(outcome) => Turn::Ended(outcome.map_err(RunError::Program)),
+        None => Turn::Next(wake_at),
+    })
+}
+
 fn run_kernel_until_stopped(
     stack: &mut KernelStack,
     program: &mut dyn Program<KernelStack>,
@@ -319,15 +349,11 @@ fn run_kernel_until_stopped(
     stop: &Stop,
 ) -> Result<(), RunError> {
     loop {
-        if let Some(signal) = stop.signal() {
-            return Err(RunError::Signal(signal));
-        }
         let now = Instant::now();
-        let wake_at = runner::program_round(stack, program, input, now, &mut |e| printer.event(e))
-            .map_err(RunError::Input)?;
-        if let Some(outcome) = program.outcome() {
-            return outcome.map_err(RunError::Program);
-        }
+        let wake_at = match program_turn(stack, program, input, printer, stop, now)? {
+            Turn::Ended(result) => return result,
+            Turn::Next(wake_at) => wake_at,
+        };
         let timeout = wake_at.map(|at| if at > now { at - now } else { Duration::ZERO });
         let stdin = input.wait_fd();
         printer.flush();
@@ -382,18 +408,16 @@ fn run_board_until_stopped(
     stop: &Stop,
 ) -> Result<(), RunError> {
     loop {
-        if let Some(signal) = stop.signal() {
-            return Err(RunError::Signal(signal));
-        }
         let now = Instant::now();
-        let wake_at = runner::program_round(stack, program, input, now, &mut |e| printer.event(e))
-            .map_err(RunError::Input)?;
+        let turn = program_turn(stack, program, input, printer, stop, now)?;
+        // A broken link explains the program's failure better than the program can.
         if let Some(failure) = stack.failure() {
             return Err(RunError::Board(failure));
         }
-        if let Some(outcome) = program.outcome() {
-            return outcome.map_err(RunError::Program);
-        }
+        let wake_at = match turn {
+            Turn::Ended(result) => return result,
+            Turn::Next(wake_at) => wake_at,
+        };
         let timeout = wake_at.map_or(BOARD_TICK, |at| {
             if at > now {
                 (at - now).min(BOARD_TICK)

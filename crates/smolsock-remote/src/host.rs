@@ -434,6 +434,12 @@ impl RemoteStack {
         }
     }
 
+    /// The number the board drew at its boot (every reply carries it: a change means the
+    /// board reset).
+    pub fn boot_number(&self) -> u32 {
+        self.session.borrow().nonce
+    }
+
     /// The TCP and UDP sockets of the board's pool.
     pub fn pool_sizes(&self) -> (usize, usize) {
         (self.tcp_sockets, self.udp_sockets)
