@@ -445,3 +445,57 @@ fn a_reply_from_another_boot_is_a_reset_and_a_closed_link_is_an_error() {
     assert_eq!(stack.udp_open(), Err(Error::Remote(fault::LINK)));
     assert_eq!(stack.tcp_listen(1, 1), Err(Error::Remote(fault::LINK)));
 }
+
+/// The server on its own: a `Wait` the host gave up on is answered (not moved) before the
+/// next request's reply, so a late host reads the replies in order; a frame of garbage is
+/// counted and answered with nothing.
+#[test]
+fn a_new_request_first_answers_the_wait_the_host_gave_up_on() {
+    let mut link: EthLink<32> = EthLink::default();
+    let mut stack = stack_on(&mut link.a(), 1);
+    let mut server = Server::new(7);
+    let mut replies: Vec<Vec<u8>> = Vec::new();
+    let request = |seq: u16, call: smolsock_remote::wire::Call<'_>| {
+        let mut scratch = [0; MAX_PLAIN];
+        let mut out = [0; MAX_FRAME];
+        frame::encode(&Request { seq, call }, &mut scratch, &mut out)
+            .unwrap()
+            .to_vec()
+    };
+    let now = SmolInstant::from_secs(1);
+    let mut step = |server: &mut Server, replies: &mut Vec<Vec<u8>>, bytes: &[u8]| {
+        server.receive(bytes);
+        server.step(&mut stack, &mut link.a(), now, false, &mut |f| {
+            replies.push(f.to_vec())
+        })
+    };
+    use smolsock_remote::wire::Call;
+    step(
+        &mut server,
+        &mut replies,
+        &request(1, Call::Hello { version: VERSION }),
+    );
+    assert_eq!(replies.len(), 1);
+    let deadline = step(
+        &mut server,
+        &mut replies,
+        &request(2, Call::Wait { timeout_ms: 60_000 }),
+    );
+    assert_eq!(replies.len(), 1, "nothing moved: the Wait is held");
+    assert_eq!(deadline, Some(now + SmolDuration::from_secs(60)));
+    step(&mut server, &mut replies, &request(3, Call::IsIdle));
+    assert_eq!(replies.len(), 3);
+    let mut decoded = Vec::new();
+    for reply in &mut replies[1..] {
+        let len = reply.len() - 1;
+        let body = &mut reply[..len];
+        match frame::decode::<Message<'_>>(body).unwrap() {
+            Message::Reply { seq, reply, .. } => decoded.push(format!("{seq} {reply:?}")),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(decoded, ["2 Woke { moved: false }", "3 Flag(true)"]);
+    step(&mut server, &mut replies, &[0x42, 0x13, 0x00]);
+    assert_eq!(replies.len(), 3, "garbage gets no answer");
+    assert_eq!(server.errors().0, 1, "and is counted");
+}
