@@ -20,6 +20,8 @@ use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::EthernetAddress;
 
+use crate::mmio::{self, Block, SYSCTL};
+
 /// The Ethernet MTU smoltcp sees: a 1500-byte IP MTU plus the 14-byte header
 /// (no FCS: the MAC appends and strips it).
 pub const MTU: usize = 1514;
@@ -79,45 +81,17 @@ mod reg {
     /// TR: start sending the frame in the transmit FIFO; reads 1 while busy.
     pub const TR_NEWTX: u32 = 1 << 0;
 
-    /// System control `RCGC2`: run-mode clock gating of the MAC and PHY.
-    pub const SYSCTL_RCGC2: usize = 0x400f_e108;
-    /// RCGC2: clock the MAC.
+    /// System control's `RCGC2` (`mmio::RCGC2`): clock the MAC.
     pub const RCGC2_EMAC0: u32 = 1 << 28;
     /// RCGC2: clock the PHY.
     pub const RCGC2_EPHY0: u32 = 1 << 30;
 }
 
-/// The only place that touches the hardware: 32-bit volatile accesses to the
-/// MAC's registers (and one system-control register at init).
-mod mmio {
-    use super::reg::BASE;
-    use core::ptr::{read_volatile, write_volatile};
-
-    /// Reads the MAC register at `offset`.
-    #[inline(always)]
-    pub fn read(offset: usize) -> u32 {
-        // SAFETY: BASE + offset is one of the MAC's word-aligned registers
-        // (offsets come from `reg` only), valid for volatile reads on this
-        // machine; reading has no memory-safety effect on Rust data.
-        unsafe { read_volatile((BASE + offset) as *const u32) }
-    }
-
-    /// Writes `value` to the MAC register at `offset`.
-    #[inline(always)]
-    pub fn write(offset: usize, value: u32) {
-        // SAFETY: as in `read`; the MAC has no DMA, so no write can make the
-        // hardware touch RAM behind Rust's back.
-        unsafe { write_volatile((BASE + offset) as *mut u32, value) }
-    }
-
-    /// Sets `bits` in the system-control register at absolute `address`.
-    pub fn set_bits_abs(address: usize, bits: u32) {
-        let ptr = address as *mut u32;
-        // SAFETY: only called with SYSCTL_RCGC2, a valid word-aligned
-        // register; read-modify-write during single-threaded init.
-        unsafe { write_volatile(ptr, read_volatile(ptr) | bits) }
-    }
-}
+/// the Ethernet MAC's registers.
+const MAC: Block =
+    // SAFETY: reg::BASE is the Ethernet MAC's register block on this machine (word registers, the
+    // offsets in `reg`), and it has no DMA.
+    unsafe { Block::at(reg::BASE) };
 
 /// Receive and transmit error counters (frames the driver dropped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, defmt::Format)]
@@ -146,29 +120,29 @@ impl Mac {
     /// Only the receive interrupt is unmasked in the MAC (so `WFI` wakes when a
     /// frame arrives); the caller decides whether the NVIC lets it through.
     pub(crate) fn init(address: EthernetAddress) -> Self {
-        mmio::set_bits_abs(reg::SYSCTL_RCGC2, reg::RCGC2_EMAC0 | reg::RCGC2_EPHY0);
+        SYSCTL.set_bits(mmio::RCGC2, reg::RCGC2_EMAC0 | reg::RCGC2_EPHY0);
 
         // Quiet and empty first: QEMU resets IM to "everything".
-        mmio::write(reg::IM, 0);
-        mmio::write(reg::RCTL, reg::RCTL_RSTFIFO);
-        mmio::write(reg::RIS_IACK, reg::INT_ALL);
+        MAC.write(reg::IM, 0);
+        MAC.write(reg::RCTL, reg::RCTL_RSTFIFO);
+        MAC.write(reg::RIS_IACK, reg::INT_ALL);
 
         let a = address.0;
-        mmio::write(reg::IA0, u32::from_le_bytes([a[0], a[1], a[2], a[3]]));
-        mmio::write(reg::IA1, u32::from_le_bytes([a[4], a[5], 0, 0]));
+        MAC.write(reg::IA0, u32::from_le_bytes([a[0], a[1], a[2], a[3]]));
+        MAC.write(reg::IA1, u32::from_le_bytes([a[4], a[5], 0, 0]));
 
-        mmio::write(reg::THR, reg::THR_OFF);
-        mmio::write(
+        MAC.write(reg::THR, reg::THR_OFF);
+        MAC.write(
             reg::TCTL,
             reg::TCTL_TXEN | reg::TCTL_PADEN | reg::TCTL_CRC | reg::TCTL_DUPLEX,
         );
         // Unicast to us and broadcast come in; multicast too (cheap, and IPv4
         // multicast may be used later). QEMU filters nothing anyway.
-        mmio::write(
+        MAC.write(
             reg::RCTL,
             reg::RCTL_RXEN | reg::RCTL_AMUL | reg::RCTL_BADCRC,
         );
-        mmio::write(reg::IM, reg::INT_RX);
+        MAC.write(reg::IM, reg::INT_RX);
 
         Mac {
             stats: Stats::default(),
@@ -177,14 +151,14 @@ impl Mac {
 
     /// The MAC address the hardware holds.
     pub fn address(&self) -> EthernetAddress {
-        let [a0, a1, a2, a3] = mmio::read(reg::IA0).to_le_bytes();
-        let [a4, a5, _, _] = mmio::read(reg::IA1).to_le_bytes();
+        let [a0, a1, a2, a3] = MAC.read(reg::IA0).to_le_bytes();
+        let [a4, a5, _, _] = MAC.read(reg::IA1).to_le_bytes();
         EthernetAddress([a0, a1, a2, a3, a4, a5])
     }
 
     /// Whether a received frame waits in the FIFO.
     pub fn rx_pending(&self) -> bool {
-        mmio::read(reg::NP) != 0
+        MAC.read(reg::NP) != 0
     }
 
     /// Counters since init.
@@ -211,7 +185,7 @@ impl Mac {
                     self.stats.rx_bad_length = self.stats.rx_bad_length.wrapping_add(1);
                     // The word count is unknown, so the FIFO cannot be
                     // resynchronised: drop everything in it.
-                    mmio::write(reg::RCTL, mmio::read(reg::RCTL) | reg::RCTL_RSTFIFO);
+                    MAC.write(reg::RCTL, MAC.read(reg::RCTL) | reg::RCTL_RSTFIFO);
                 }
             }
         }
@@ -220,7 +194,7 @@ impl Mac {
 
     /// Reads exactly one FIFO record (NP > 0 is the caller's check) into `record`.
     fn read_one(&mut self, record: &mut [u8; RECORD]) -> Result<usize, RxDrop> {
-        let first = mmio::read(reg::DATA);
+        let first = MAC.read(reg::DATA);
         // Length of the FIFO record: 2 length bytes + frame + 4 FCS bytes.
         let len = (first & 0xffff) as usize;
         // A frame has at least its 14-byte header; the FIFO holds 2 KiB.
@@ -231,7 +205,7 @@ impl Mac {
         let words = len.div_ceil(4);
         if frame_len > MTU {
             for _ in 1..words {
-                mmio::read(reg::DATA);
+                MAC.read(reg::DATA);
             }
             return Err(RxDrop::TooLong);
         }
@@ -241,7 +215,7 @@ impl Mac {
             chunk.copy_from_slice(&first.to_le_bytes());
         }
         for chunk in chunks {
-            chunk.copy_from_slice(&mmio::read(reg::DATA).to_le_bytes());
+            chunk.copy_from_slice(&MAC.read(reg::DATA).to_le_bytes());
         }
         Ok(frame_len)
     }
@@ -257,19 +231,19 @@ impl Mac {
         }
         // The FIFO holds one frame: wait for the previous one to leave (real
         // hardware only; QEMU sends at once and TR reads 0).
-        while mmio::read(reg::TR) & reg::TR_NEWTX != 0 {}
+        while MAC.read(reg::TR) & reg::TR_NEWTX != 0 {}
 
         // The first word's low half: the length of the frame minus its header.
         let data_len = (len - 14) as u16;
         record[..2].copy_from_slice(&data_len.to_le_bytes());
         let words = (2 + len).div_ceil(4);
         for chunk in record.chunks_exact(4).take(words) {
-            mmio::write(
+            MAC.write(
                 reg::DATA,
                 u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
             );
         }
-        mmio::write(reg::TR, reg::TR_NEWTX);
+        MAC.write(reg::TR, reg::TR_NEWTX);
         self.stats.tx_frames = self.stats.tx_frames.wrapping_add(1);
     }
 }
@@ -288,7 +262,7 @@ enum RxDrop {
 /// handler: the IRQ only exists to wake the core from `WFI`; frames are read
 /// by polling.
 pub(crate) fn acknowledge_rx_interrupt() {
-    mmio::write(reg::RIS_IACK, reg::INT_RX);
+    MAC.write(reg::RIS_IACK, reg::INT_RX);
 }
 
 /// One receive and one transmit FIFO record (2 x 1520 bytes of static RAM).

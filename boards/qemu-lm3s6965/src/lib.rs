@@ -38,6 +38,7 @@
 
 pub mod eth;
 mod log;
+mod mmio;
 pub mod uart;
 
 use core::sync::atomic::{AtomicBool, Ordering};

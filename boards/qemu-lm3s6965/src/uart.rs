@@ -18,6 +18,8 @@
 
 use smolsock_board::Serial;
 
+use crate::mmio::{self, Block, SYSCTL};
+
 /// Register offsets from the UART's base and their bits.
 mod reg {
     /// Base address of UART0 on the LM3S6965.
@@ -69,46 +71,16 @@ mod reg {
     /// See [`IBRD_115200`].
     pub const FBRD_115200: u32 = 50;
 
-    /// System control `RCGC1`: run-mode clock gating of UART0 (QEMU does not model the
+    /// System control's `RCGC1` (`mmio::RCGC1`): clock UART0 (QEMU does not model the
     /// gate; the hardware needs it).
-    pub const SYSCTL_RCGC1: usize = 0x400f_e104;
-    /// RCGC1: clock UART0.
     pub const RCGC1_UART0: u32 = 1 << 0;
 }
 
-/// The only place that touches the hardware: 32-bit volatile accesses to the UART's
-/// registers (and one system-control register at init).
-mod mmio {
-    use super::reg::BASE;
-    use core::ptr::{read_volatile, write_volatile};
-
-    /// Reads the UART register at `offset`.
-    #[inline(always)]
-    pub fn read(offset: usize) -> u32 {
-        // SAFETY: BASE + offset is one of UART0's word-aligned registers (offsets come
-        // from `reg` only), valid for volatile reads on this machine; reading `DR` pops a
-        // byte of the UART's FIFO but touches no Rust data.
-        unsafe { read_volatile((BASE + offset) as *const u32) }
-    }
-
-    /// Writes `value` to the UART register at `offset`.
-    #[inline(always)]
-    pub fn write(offset: usize, value: u32) {
-        // SAFETY: as in `read`; the UART has no DMA, so no write can make the hardware
-        // touch RAM behind Rust's back.
-        unsafe { write_volatile((BASE + offset) as *mut u32, value) }
-    }
-
-    /// Sets `bits` in the system-control register at absolute `address`.
-    pub fn set_bits_abs(address: usize, bits: u32) {
-        let ptr = address as *mut u32;
-        // SAFETY: only called with SYSCTL_RCGC1, a valid word-aligned register;
-        // read-modify-write during single-threaded init.
-        let value = unsafe { read_volatile(ptr) };
-        // SAFETY: as above.
-        unsafe { write_volatile(ptr, value | bits) }
-    }
-}
+/// UART0's registers.
+const UART0: Block =
+    // SAFETY: reg::BASE is UART0's register block on this machine (word registers, the
+    // offsets in `reg`), and it has no DMA.
+    unsafe { Block::at(reg::BASE) };
 
 /// UART0 as the `remote` firmware's link to the host. There is one; [`crate::Board`]
 /// owns it.
@@ -121,23 +93,23 @@ impl Uart {
     /// Clocks and starts UART0 at 115200 8N1 with its FIFOs on, and unmasks its receive
     /// interrupts in the UART (the caller decides whether the NVIC lets them through).
     pub(crate) fn init() -> Self {
-        mmio::set_bits_abs(reg::SYSCTL_RCGC1, reg::RCGC1_UART0);
+        SYSCTL.set_bits(mmio::RCGC1, reg::RCGC1_UART0);
         // Off while it is set up, quiet, and nothing left over from before a reset.
-        mmio::write(reg::CTL, 0);
-        mmio::write(reg::IMSC, 0);
-        mmio::write(reg::ICR, reg::INT_ALL);
-        mmio::write(reg::IBRD, reg::IBRD_115200);
-        mmio::write(reg::FBRD, reg::FBRD_115200);
-        mmio::write(reg::LCRH, reg::LCRH_WLEN_8 | reg::LCRH_FEN);
-        mmio::write(reg::CTL, reg::CTL_UARTEN | reg::CTL_TXE | reg::CTL_RXE);
+        UART0.write(reg::CTL, 0);
+        UART0.write(reg::IMSC, 0);
+        UART0.write(reg::ICR, reg::INT_ALL);
+        UART0.write(reg::IBRD, reg::IBRD_115200);
+        UART0.write(reg::FBRD, reg::FBRD_115200);
+        UART0.write(reg::LCRH, reg::LCRH_WLEN_8 | reg::LCRH_FEN);
+        UART0.write(reg::CTL, reg::CTL_UARTEN | reg::CTL_TXE | reg::CTL_RXE);
         let uart = Uart { _owned: () };
         // Bytes QEMU queued before the FIFOs were on (or an earlier boot left) are not
         // part of what the host will send now: the protocol resynchronises at a frame's
         // end anyway, but there is no reason to start mid-frame.
-        while mmio::read(reg::FR) & reg::FR_RXFE == 0 {
-            let _ = mmio::read(reg::DR);
+        while UART0.read(reg::FR) & reg::FR_RXFE == 0 {
+            let _ = UART0.read(reg::DR);
         }
-        mmio::write(reg::IMSC, reg::INT_RX | reg::INT_RT);
+        UART0.write(reg::IMSC, reg::INT_RX | reg::INT_RT);
         uart
     }
 }
@@ -146,12 +118,12 @@ impl Serial for Uart {
     fn read(&mut self, buf: &mut [u8]) -> usize {
         let mut n = 0;
         for slot in buf.iter_mut() {
-            if mmio::read(reg::FR) & reg::FR_RXFE != 0 {
+            if UART0.read(reg::FR) & reg::FR_RXFE != 0 {
                 break;
             }
             // Bits 8-11 are the byte's framing, parity, break and overrun errors: a
             // damaged byte is passed on all the same, and the frame's CRC-32 rejects it.
-            *slot = mmio::read(reg::DR) as u8;
+            *slot = UART0.read(reg::DR) as u8;
             n += 1;
         }
         n
@@ -159,20 +131,20 @@ impl Serial for Uart {
 
     fn write_all(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            while mmio::read(reg::FR) & reg::FR_TXFF != 0 {
+            while UART0.read(reg::FR) & reg::FR_TXFF != 0 {
                 core::hint::spin_loop();
             }
-            mmio::write(reg::DR, u32::from(byte));
+            UART0.write(reg::DR, u32::from(byte));
         }
     }
 
     fn rx_pending(&self) -> bool {
-        mmio::read(reg::FR) & reg::FR_RXFE == 0
+        UART0.read(reg::FR) & reg::FR_RXFE == 0
     }
 }
 
 /// Acknowledges UART0's receive interrupts. Called from the interrupt handler: the IRQ
 /// only exists to wake the core from `WFI`; bytes are read by polling.
 pub(crate) fn acknowledge_rx_interrupt() {
-    mmio::write(reg::ICR, reg::INT_RX | reg::INT_RT);
+    UART0.write(reg::ICR, reg::INT_RX | reg::INT_RT);
 }

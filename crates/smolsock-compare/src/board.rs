@@ -298,11 +298,15 @@ impl Subject for BoardSubject<'_> {
         const STEP: Duration = Duration::from_millis(100);
         const CAP: Duration = Duration::from_secs(300);
         let failed = |s: &RemoteStack, e: smolsock::Error| s.failure().unwrap_or(e.to_string());
-        let mut waited = Duration::ZERO;
+        // The board's clock runs by itself too (a call takes a few hundred microseconds,
+        // more on a loaded host): the time it stayed is what was skipped plus what passed.
+        let start = Instant::now();
+        let mut skipped = Duration::ZERO;
         loop {
+            let waited = skipped + start.elapsed();
             match self.stack.in_time_wait(port) {
                 Ok(true) => {}
-                Ok(false) if waited.is_zero() => return Ok(None),
+                Ok(false) if skipped.is_zero() => return Ok(None),
                 Ok(false) => return Ok(Some(waited)),
                 Err(e) => return Err(failed(self.stack, e)),
             }
@@ -312,7 +316,7 @@ impl Subject for BoardSubject<'_> {
             self.stack.skip(STEP).map_err(|e| failed(self.stack, e))?;
             // The board's loop runs the timers once it wakes.
             let _ = self.stack.wait(Duration::from_millis(2));
-            waited += STEP;
+            skipped += STEP;
         }
     }
 

@@ -53,6 +53,8 @@ pub fn client_port<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     /// Connects to as many different ports (nobody listens there), for the range: a port
     /// choice may depend on the destination.
     const SPREAD: u16 = 40;
+    /// The first of those ports.
+    const SPREAD_PORT: u16 = 40000;
     let at = SocketAddrV4::new(t.peer(), cx.ports.get(0));
     let listener = Listener::bind(at)?;
     let mut sockets = Vec::new();
@@ -80,18 +82,39 @@ pub fn client_port<T: Subject>(t: &mut T, cx: &Ctx<'_>) -> Observed {
     for socket in sockets {
         t.stack().tcp_abort(socket);
     }
-    let mut spread = Vec::new();
     for n in 0..SPREAD {
-        let to = SocketAddrV4::new(t.peer(), 40000 + n);
+        let to = SocketAddrV4::new(t.peer(), SPREAD_PORT + n);
         let socket = t
             .stack()
             .tcp_connect(to)
             .map_err(|e| format!("connect failed: {e}"))?;
-        spread.extend(t.stack().tcp_local(socket).map(|a| a.port()));
         t.run_for(Duration::from_millis(2));
         t.stack().tcp_abort(socket);
     }
     t.run_for(Duration::from_millis(50));
+    // The ports as the SYNs carried them, from the capture: a stack that moves packets by
+    // itself (a board) may have had its SYN refused, and the socket closed and unbound,
+    // before `tcp_local` could ask.
+    let mut spread = Vec::new();
+    let mut seen = Vec::new();
+    for frame in cx.frames() {
+        if let Some(s) = frame.packet.tcp()
+            && s.syn
+            && !s.ack
+            && *s.dst.ip() == t.peer()
+            && (SPREAD_PORT..SPREAD_PORT + SPREAD).contains(&s.dst.port())
+            && !seen.contains(&s.dst.port())
+        {
+            seen.push(s.dst.port());
+            spread.push(s.src.port());
+        }
+    }
+    if spread.len() != usize::from(SPREAD) {
+        return Err(format!(
+            "the capture shows {} of the {SPREAD} SYNs to other ports",
+            spread.len()
+        ));
+    }
     let mut distinct = ports.clone();
     distinct.sort_unstable();
     distinct.dedup();
