@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use smolsock::faults::{FaultConfig, FaultInjector, FaultStats};
 use smolsock::smol::{ListenPolicy, StackConfig};
 use smolsock::{Program, Stack};
-use smolsock_compare::board::DEFAULT_FIRMWARE;
+use smolsock_compare::board::{DEFAULT_FIRMWARE, EmulatedBoard};
 use smolsock_linux::pcap::{PcapDevice, PcapFile};
 use smolsock_linux::stack::{HostStack, Sizing, build_stack, random_seed};
 use smolsock_linux::tap::{Kind, Offload, TunTap};
@@ -163,72 +163,17 @@ pub(crate) struct OnBoard {
     pub(crate) policy: ListenPolicy,
 }
 
-/// How long a board has to boot (QEMU) or answer the handshake (a serial board).
-const BOARD_BOOT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a board on a serial device has to answer the handshake.
+const SERIAL_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// The emulated board, booted: QEMU (killed when dropped) and the directory of its serial
-/// socket (removed when dropped).
-struct Emulated {
-    _qemu: qemu_run::Qemu,
-    dir: PathBuf,
-}
-
-impl Drop for Emulated {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Boots the remote firmware `elf` in QEMU on TAP `tap` (recording its frames to `pcap`)
-/// and returns it with a link to its UART0.
-fn boot_qemu(
-    elf: PathBuf,
-    tap: String,
-    pcap: Option<PathBuf>,
-) -> Result<(Emulated, Link), Failure> {
-    if !elf.is_file() {
-        return Err(Failure::Message(format!(
-            "no remote firmware at {}: build it with `cargo xtask boards`, or give --firmware",
-            elf.display()
-        )));
-    }
-    let dir = std::env::temp_dir().join(format!("smolsock-board-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-    let config = qemu_run::Config {
-        elf,
-        tap: Some(tap),
-        serial: Some(dir.join("uart0")),
-        pcap,
-        ..qemu_run::Config::default()
-    };
-    // The board's own log: its warnings and errors always, the rest with -v.
+/// Where the emulated board's log goes: its warnings and errors always, the rest with -v.
+fn board_log() -> qemu_run::Sink {
     let verbose = log::log_enabled!(log::Level::Debug);
-    let sink = qemu_run::Sink::Each(Box::new(move |message: &qemu_run::Message<'_>| {
+    qemu_run::Sink::Each(Box::new(move |message: &qemu_run::Message<'_>| {
         if verbose || matches!(message.level, Some("warn" | "error")) {
             eprintln!("board: {}", message.line());
         }
-    }));
-    let mut qemu = qemu_run::Qemu::boot(&config, sink)
-        .map_err(|e| format!("cannot boot the board in QEMU: {e}"))?;
-    let emulated_dir = dir.clone();
-    let path = match qemu.wait_for_serial(BOARD_BOOT) {
-        Ok(path) => path,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&emulated_dir);
-            return Err(Failure::Message(format!("the board's serial port: {e}")));
-        }
-    };
-    let board = Emulated {
-        _qemu: qemu,
-        dir: emulated_dir,
-    };
-    let link = Link::unix(&path).map_err(|e| {
-        format!(
-            "cannot connect to the board's serial port {}: {e}",
-            path.display()
-        )
-    })?;
-    Ok((board, link))
+    }))
 }
 
 impl Launch for OnBoard {
@@ -243,7 +188,7 @@ impl Launch for OnBoard {
         printer: &mut Printer,
     ) -> Result<(), Failure> {
         let args = self.device;
-        let (emulated, link) = match self.board {
+        let (emulated, mut stack) = match self.board {
             BoardArg::Qemu => {
                 let elf = args
                     .board
@@ -251,8 +196,8 @@ impl Launch for OnBoard {
                     .clone()
                     .unwrap_or_else(|| DEFAULT_FIRMWARE.into());
                 let tap = args.tap.clone().unwrap_or_else(|| "tap0".to_string());
-                let (emulated, link) = boot_qemu(elf, tap, self.pcap)?;
-                (Some(emulated), link)
+                let (emulated, stack) = EmulatedBoard::boot(&elf, &tap, self.pcap, board_log())?;
+                (Some(emulated), stack)
             }
             BoardArg::Serial(path) => {
                 let link = Link::tty(&path, args.board.baud).map_err(|e| {
@@ -261,11 +206,11 @@ impl Launch for OnBoard {
                         path.display()
                     )
                 })?;
-                (None, link)
+                let stack = RemoteStack::connect(link, SERIAL_HANDSHAKE)
+                    .map_err(|e| format!("no session with the board: {e}"))?;
+                (None, stack)
             }
         };
-        let mut stack = RemoteStack::connect(link, BOARD_BOOT)
-            .map_err(|e| format!("no session with the board: {e}"))?;
         let ip = match args.ip {
             Some(ip) => ip,
             None => parse_cidr(DEFAULT_IP)?,

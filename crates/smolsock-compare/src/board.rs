@@ -105,9 +105,8 @@ pub struct BoardLab {
     stack: RemoteStack,
     /// Where the board is, as the scenarios see it.
     site: Site,
-    /// QEMU and its serial socket's directory, for the emulated board: QEMU is killed and
-    /// the directory removed when the lab is dropped.
-    _qemu: Option<(qemu_run::Qemu, TempDir)>,
+    /// The emulated board, shut down when the lab is dropped.
+    _qemu: Option<EmulatedBoard>,
 }
 
 /// A directory removed when dropped.
@@ -127,36 +126,15 @@ impl BoardLab {
             BoardSpec::Qemu(firmware) => firmware,
             BoardSpec::Serial(board) => return Self::serial(board, namespace),
         };
-        if !firmware.is_file() {
-            return Err(format!(
-                "no remote firmware at {}: build it with `cargo xtask boards`",
-                firmware.display()
-            ));
-        }
         namespace
             .add_tap(BOARD_TAP, BOARD_KERNEL_IP)
             .map_err(|e| format!("cannot make the board's TAP {BOARD_TAP}: {e}"))?;
-        let dir = std::env::temp_dir().join(format!("smolsock-board-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
-        let dir = TempDir(dir);
-        let serial = dir.0.join("uart0");
-        let config = qemu_run::Config {
-            elf: firmware.clone(),
-            tap: Some(BOARD_TAP.to_string()),
-            serial: Some(serial.clone()),
-            ..qemu_run::Config::default()
-        };
         let sink = if log::log_enabled!(log::Level::Debug) {
             qemu_run::Sink::Stderr
         } else {
             qemu_run::Sink::Discard
         };
-        let mut qemu = qemu_run::Qemu::boot(&config, sink)
-            .map_err(|e| format!("cannot boot the board in QEMU: {e}"))?;
-        let path = qemu
-            .wait_for_serial(BOOT)
-            .map_err(|e| format!("the board's serial port: {e}"))?;
-        let stack = connect(&path)?;
+        let (emulated, stack) = EmulatedBoard::boot(firmware, BOARD_TAP, None, sink)?;
         log::info!(
             "board: {} in QEMU, {} TCP and {} UDP sockets",
             firmware.display(),
@@ -172,7 +150,7 @@ impl BoardLab {
                 interface: BOARD_TAP.to_string(),
                 outside: false,
             },
-            _qemu: Some((qemu, dir)),
+            _qemu: Some(emulated),
         })
     }
 
@@ -235,11 +213,58 @@ impl BoardLab {
     }
 }
 
-/// Connects to the board's serial port: the handshake, retried while QEMU boots it.
-fn connect(path: &Path) -> Result<RemoteStack, String> {
-    let link =
-        Link::unix(path).map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
-    RemoteStack::connect(link, BOOT)
+/// The emulated board running the remote firmware in QEMU: QEMU is killed, and the
+/// directory of its serial socket removed, when it is dropped.
+pub struct EmulatedBoard {
+    _qemu: qemu_run::Qemu,
+    _dir: TempDir,
+}
+
+impl EmulatedBoard {
+    /// Boots the remote firmware `elf` in QEMU on the TAP `tap` (its frames recorded to
+    /// `pcap`, its log to `sink`) and opens the session with it over its UART0: the
+    /// handshake, retried while QEMU boots, for at most 20 s.
+    pub fn boot(
+        elf: &Path,
+        tap: &str,
+        pcap: Option<PathBuf>,
+        sink: qemu_run::Sink,
+    ) -> Result<(Self, RemoteStack), String> {
+        if !elf.is_file() {
+            return Err(format!(
+                "no remote firmware at {}: build it with `cargo xtask boards`, or give --firmware",
+                elf.display()
+            ));
+        }
+        let dir = std::env::temp_dir().join(format!("smolsock-board-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        let dir = TempDir(dir);
+        let config = qemu_run::Config {
+            elf: elf.to_path_buf(),
+            tap: Some(tap.to_string()),
+            serial: Some(dir.0.join("uart0")),
+            pcap,
+            ..qemu_run::Config::default()
+        };
+        let mut qemu = qemu_run::Qemu::boot(&config, sink)
+            .map_err(|e| format!("cannot boot the board in QEMU: {e}"))?;
+        let path = qemu
+            .wait_for_serial(BOOT)
+            .map_err(|e| format!("the board's serial port: {e}"))?;
+        let link = Link::unix(&path).map_err(|e| {
+            format!(
+                "cannot connect to the board's serial port {}: {e}",
+                path.display()
+            )
+        })?;
+        let stack = RemoteStack::connect(link, BOOT)
+            .map_err(|e| format!("no session with the board: {e}"))?;
+        let board = Self {
+            _qemu: qemu,
+            _dir: dir,
+        };
+        Ok((board, stack))
+    }
 }
 
 /// The board's stack as the subject of one scenario.
